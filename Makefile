@@ -1,0 +1,35 @@
+# wharf — every target does its own set-up on a fresh Debian machine.
+SHELL := /bin/bash
+NODE_TEST := node --import tsx --test --test-concurrency=2 --test-timeout=300000
+TESTS ?= $(shell find test -name '*.test.ts' | sort)
+
+.PHONY: run test typecheck build bench deps test-deps clean
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+deps: node_modules/.installed
+
+## Debian packages the tests drive as real peers (registry, client, Prometheus). Installing them must
+## leave no service running: policy-rc.d stops the maintainer scripts from starting daemons.
+test-deps:
+	@bash test/setup/install-test-deps.sh
+
+run: deps
+	WHARF_DATA_DIR=$${WHARF_DATA_DIR:-./data} npx tsx src/cli.ts serve $(if $(CONFIG),--config $(CONFIG),)
+
+typecheck: deps
+	npx tsc --noEmit -p .
+
+build: deps
+	npx tsc -p tsconfig.build.json
+
+test: deps test-deps typecheck
+	$(NODE_TEST) $(TESTS)
+
+bench: deps test-deps
+	npx tsx bench/run.ts
+
+clean:
+	rm -rf dist node_modules data

@@ -1,0 +1,96 @@
+/**
+ * The validated configuration (after YAML + WHARF_* env + defaults). Durations are milliseconds,
+ * sizes are bytes. User-facing names (YAML keys, env names) are documented in README.md.
+ */
+export interface WharfConfig {
+  /** host:port of the registry API */
+  listen: string;
+  dataDir: string;
+  redis?: RedisConfig;
+  upstreams: UpstreamConfig[];
+  cache: CacheConfig;
+  push: { overlay: string[] };
+  metrics: MetricsConfig;
+  log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent' };
+  limits: LimitsConfig;
+  server: ServerConfig;
+  /** upload sessions idle longer than this expire (gc removes them) */
+  uploads: { expiry: number };
+  health: { minFreeBytes: number };
+  /** wharf's own address that peers use to stream an in-flight blob from it (cluster mode) */
+  advertiseUrl?: string;
+  admin: { username?: string; password?: string };
+}
+
+export interface RedisConfig {
+  url: string;
+  keyPrefix: string;
+  password?: string;
+  tls?: { caFile?: string; insecureSkipVerify?: boolean; servername?: string };
+  sentinels?: Array<{ host: string; port: number }>;
+  sentinelName?: string;
+  cluster?: Array<{ host: string; port: number }>;
+}
+
+export interface UpstreamConfig {
+  name: string;
+  url: string;
+  default: boolean;
+  /** registry hosts this upstream answers for as a path prefix or `ns` value */
+  aliases: string[];
+  /** docker.io: one-segment names get `library/` */
+  libraryPrefix: boolean;
+  credentials?: {
+    username?: string;
+    password?: string;
+    passwordFile?: string;
+    token?: string;
+    tokenFile?: string;
+  };
+  tagFreshness: number;
+  /** how long an upstream 404 for a tag is remembered */
+  notFoundTtl: number;
+  maxConnections: number;
+  maxConcurrentFetches: number;
+  timeouts: { connect: number; headers: number; body: number };
+  tls: { caFile?: string; insecureSkipVerify: boolean; servername?: string };
+  /** hosts (wildcards allowed) a blob redirect may go to besides the upstream's own */
+  redirectHosts: string[];
+  /** follow redirects to any https host that resolves only to public addresses */
+  redirectPublicHttps: boolean;
+}
+
+export interface CacheConfig {
+  /** bytes of mirrored content; undefined = unbounded */
+  maxSize?: number;
+  highWatermark: number;
+  lowWatermark: number;
+  /** how often the eviction loop checks the size */
+  evictionInterval: number;
+  /** a shared fetch's cache write gives up after this long */
+  fetchTimeout: number;
+  /** retries with Range when an upstream body breaks mid-blob */
+  resumeAttempts: number;
+}
+
+export interface MetricsConfig {
+  /** separate host:port for /metrics; undefined = served on the main port */
+  listen?: string;
+  username?: string;
+  password?: string;
+}
+
+export interface LimitsConfig {
+  maxManifestBytes: number;
+  /** largest blob accepted by upload */
+  maxBlobBytes: number;
+}
+
+export interface ServerConfig {
+  keepAliveTimeout: number;
+  headersTimeout: number;
+  /** a connection with no bytes either way for this long is closed */
+  idleTimeout: number;
+  /** graceful shutdown waits this long for in-flight requests */
+  drainTimeout: number;
+}

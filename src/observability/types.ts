@@ -1,0 +1,50 @@
+import type { UpstreamObserver } from '../upstream/types.js';
+
+export type CacheKind = 'manifest' | 'blob' | 'tag';
+export type CacheOutcome = 'hit' | 'miss' | 'coalesced' | 'stale';
+
+/** What core/ and http/ report; observability/metrics implements it with prom-client. */
+export interface Metrics extends UpstreamObserver {
+  cacheRequest(kind: CacheKind, outcome: CacheOutcome): void;
+  bytesServed(source: 'cache' | 'upstream', n: number): void;
+  digestMismatch(upstream: string): void;
+  inflightFetches(delta: number): void;
+  evicted(count: number): void;
+  cacheSize(bytes: number, blobs: number): void;
+  httpRequest(route: string, method: string, status: number, seconds: number): void;
+  cacheWriteError(): void;
+}
+
+export interface Logger {
+  debug(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+  child(bindings: object): Logger;
+}
+
+/** Metrics that record nothing: for tools and tests that do not scrape. */
+export const noMetrics: Metrics = {
+  cacheRequest() {},
+  bytesServed() {},
+  digestMismatch() {},
+  inflightFetches() {},
+  evicted() {},
+  cacheSize() {},
+  httpRequest() {},
+  cacheWriteError() {},
+  request() {},
+  bytes() {},
+  rateLimit() {},
+  throttled() {},
+};
+
+export const silentLogger: Logger = {
+  debug() {},
+  info() {},
+  warn() {},
+  error() {},
+  child() {
+    return silentLogger;
+  },
+};

@@ -1,0 +1,159 @@
+import type { Readable } from 'node:stream';
+import type { Descriptor, Digest } from '../oci/index.js';
+
+/** Inclusive byte range, as in HTTP `Range: bytes=start-end`. */
+export interface ByteRange {
+  start: number;
+  end: number;
+}
+
+export interface BlobStat {
+  digest: Digest;
+  size: number;
+}
+
+/** Content-addressed blob files. Blobs are immutable once committed; a digest names its bytes forever. */
+export interface BlobStore {
+  stat(digest: Digest): Promise<BlobStat | undefined>;
+  /** Opens committed content; undefined when absent. The range must lie within the blob. */
+  read(digest: Digest, range?: ByteRange): Promise<Readable | undefined>;
+  /** A new temp file; `id` is opaque and safe to persist (upload sessions keep it). */
+  create(id?: string): Promise<BlobWriter>;
+  /** Reopens an uncommitted temp file (an upload resumed by a later request, maybe after a restart). */
+  resume(id: string): Promise<BlobWriter | undefined>;
+  /** Removes committed content; true when something was removed. */
+  delete(digest: Digest): Promise<boolean>;
+  /** Every committed digest with its size (gc, eviction, start-up accounting). */
+  list(): AsyncIterable<BlobStat>;
+}
+
+/**
+ * One temp file being written. Bytes are hashed as they are written; commit verifies the digest and
+ * size, fsyncs and renames into place, so a failed or mismatched write never becomes visible.
+ */
+export interface BlobWriter {
+  readonly id: string;
+  /** Bytes written so far. */
+  readonly size: number;
+  /** Appends a stream; resolves with the bytes appended. Rejects (keeping what was written) on error/abort. */
+  write(src: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<number>;
+  /** Reads back bytes already written (tee to clients while a fetch is still running). */
+  readAt(position: number, length: number): Promise<Buffer>;
+  /** Verifies digest (and size when given), publishes. Throws DIGEST_INVALID / SIZE_INVALID and discards. */
+  commit(expected: Digest, size?: number): Promise<Descriptor>;
+  /** Discards the temp file. Idempotent; safe after commit. */
+  cancel(): Promise<void>;
+  /** Releases the file handle but keeps the temp file for a later resume() (uploads between requests). */
+  release(): Promise<void>;
+}
+
+export type Origin = 'local' | 'upstream';
+
+/** A tag's pointer to a manifest. */
+export interface TagRecord {
+  digest: Digest;
+  mediaType: string;
+  size: number;
+  /** When the upstream last confirmed this digest (ms since epoch); pushes set it to the push time. */
+  checkedAt: number;
+  origin: Origin;
+}
+
+/** Content linked into a repository: what may be served under that repository name. */
+export interface LinkRecord {
+  kind: 'blob' | 'manifest';
+  size: number;
+  origin: Origin;
+  /** manifests only */
+  mediaType?: string;
+  /** manifests with a `subject`: what the referrers API lists */
+  subject?: Digest;
+  artifactType?: string;
+  annotations?: Record<string, string>;
+  /** manifests only: digests this manifest references (blobs and child manifests), for gc and eviction */
+  refs?: Digest[];
+  linkedAt: number;
+}
+
+export interface RepoRecord {
+  /** true once anything has been pushed to it: reads never go upstream again (unless overlay) */
+  local: boolean;
+  /** true once anything has been mirrored into it */
+  mirrored: boolean;
+}
+
+export interface Page<T> {
+  items: T[];
+  /** last item of this page when more follow */
+  next?: string;
+}
+
+export interface TagIndex {
+  getTag(repo: string, tag: string): Promise<TagRecord | undefined>;
+  putTag(repo: string, tag: string, rec: TagRecord): Promise<void>;
+  deleteTag(repo: string, tag: string): Promise<boolean>;
+  /** Lexically sorted tag names after `last`, at most `n` (all when n is undefined). */
+  listTags(repo: string, n?: number, last?: string): Promise<Page<string>>;
+  /** Tags pointing at a digest (manifest delete removes them). */
+  tagsOf(repo: string, digest: Digest): Promise<string[]>;
+}
+
+export interface LinkIndex {
+  getRepo(repo: string): Promise<RepoRecord | undefined>;
+  /** Merges flags into the repo record, creating it. */
+  markRepo(repo: string, flags: Partial<RepoRecord>): Promise<void>;
+  /** Lexically sorted repository keys after `last`. */
+  listRepos(n?: number, last?: string): Promise<Page<string>>;
+  link(repo: string, digest: Digest, rec: LinkRecord): Promise<void>;
+  getLink(repo: string, digest: Digest): Promise<LinkRecord | undefined>;
+  unlink(repo: string, digest: Digest): Promise<boolean>;
+  /** Manifests in `repo` whose subject is `subject`. */
+  referrers(repo: string, subject: Digest): Promise<Array<{ digest: Digest; link: LinkRecord }>>;
+  /** Every repository a digest is linked into (gc/eviction/purge). */
+  linksOf(digest: Digest): Promise<Array<{ repo: string; link: LinkRecord }>>;
+  /** Every link of every repository (gc/eviction scans). */
+  allLinks(): AsyncIterable<{ repo: string; digest: Digest; link: LinkRecord }>;
+}
+
+export interface UploadRecord {
+  id: string;
+  repo: string;
+  /** BlobWriter id of the temp file */
+  writerId: string;
+  /** bytes received so far */
+  size: number;
+  startedAt: number;
+  updatedAt: number;
+}
+
+export interface UploadIndex {
+  createUpload(rec: UploadRecord): Promise<void>;
+  getUpload(id: string): Promise<UploadRecord | undefined>;
+  /** Compare-and-set of the size: false when `expectedSize` is stale (a concurrent PATCH won). */
+  advanceUpload(id: string, expectedSize: number, newSize: number, now: number): Promise<boolean>;
+  deleteUpload(id: string): Promise<boolean>;
+  listUploads(): AsyncIterable<UploadRecord>;
+}
+
+export interface AccessIndex {
+  /** Batched access times: digest → last access (ms). Keeps the max of old and new. */
+  recordAccess(times: ReadonlyMap<Digest, number>): Promise<void>;
+  lastAccess(digest: Digest): Promise<number | undefined>;
+  forgetAccess(digest: Digest): Promise<void>;
+}
+
+/** A small shared key/value for facts every replica should see (rate-limit windows, negative cache). */
+export interface SharedState {
+  getState(key: string): Promise<string | undefined>;
+  setState(key: string, value: string, ttlMs: number): Promise<void>;
+}
+
+export type MetadataStore = TagIndex &
+  LinkIndex &
+  UploadIndex &
+  AccessIndex &
+  SharedState & {
+    readonly kind: 'embedded' | 'redis';
+    ping(): Promise<void>;
+    close(): Promise<void>;
+  };
