@@ -1,0 +1,270 @@
+import { statfs } from 'node:fs/promises';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { RateLimitReading } from '../upstream/types.js';
+import type { CacheKind, CacheOutcome, Metrics } from './types.js';
+
+export interface MetricsOptions {
+  prefix?: 'wharf_';
+  /** prom-client's process/nodejs metrics (prefixed); default true */
+  collectDefault?: boolean;
+  /** When set, free/total bytes of the filesystem holding it are read at scrape time (statfs). */
+  dataDir?: string;
+  /** cache.maxSize; when set, exported as wharf_cache_max_bytes so alerts can compare the cache size with it */
+  cacheMaxBytes?: number;
+}
+
+export interface PromMetrics extends Metrics {
+  readonly registry: Registry;
+  render(): Promise<{ contentType: string; body: string }>;
+}
+
+const CACHE_KINDS: readonly CacheKind[] = ['manifest', 'blob', 'tag'];
+const CACHE_OUTCOMES: readonly CacheOutcome[] = ['hit', 'miss', 'coalesced', 'stale'];
+const BYTE_SOURCES = ['cache', 'upstream'] as const;
+const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
+
+/** Registry traffic spans sub-millisecond cache hits to multi-minute layer downloads. */
+export const DURATION_BUCKETS: readonly number[] = [
+  0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300,
+];
+
+/** Every metric wharf itself defines (the prom-client defaults come on top, as wharf_process_* / wharf_nodejs_*). */
+export const metricNames = [
+  'wharf_http_requests_total',
+  'wharf_http_request_duration_seconds',
+  'wharf_cache_requests_total',
+  'wharf_bytes_served_total',
+  'wharf_upstream_requests_total',
+  'wharf_upstream_request_duration_seconds',
+  'wharf_upstream_bytes_total',
+  'wharf_upstream_digest_mismatch_total',
+  'wharf_upstream_ratelimit_limit',
+  'wharf_upstream_ratelimit_remaining',
+  'wharf_upstream_throttled_total',
+  'wharf_cache_size_bytes',
+  'wharf_cache_blobs',
+  'wharf_cache_max_bytes',
+  'wharf_cache_evictions_total',
+  'wharf_inflight_fetches',
+  'wharf_cache_write_errors_total',
+  'wharf_data_free_bytes',
+  'wharf_data_size_bytes',
+] as const;
+export type MetricName = (typeof metricNames)[number];
+
+/**
+ * Label values must stay a small, fixed set: a route id or an upstream's configured name, never a
+ * repository, tag or URL path. Anything that looks like one collapses into a single bucket.
+ */
+const BOUNDED = /^[A-Za-z0-9_.:-]{1,64}$/;
+function bounded(value: string, fallback: string): string {
+  return BOUNDED.test(value) ? value : fallback;
+}
+function method(m: string): string {
+  const up = m.toUpperCase();
+  return METHODS.has(up) ? up : 'OTHER';
+}
+function status(s: number | 'error'): string {
+  if (s === 'error') return 'error';
+  return Number.isInteger(s) && s >= 100 && s <= 599 ? String(s) : 'error';
+}
+
+export function createMetrics(opts: MetricsOptions = {}): PromMetrics {
+  const prefix = opts.prefix ?? 'wharf_';
+  const registry = new Registry();
+  const registers = [registry];
+  const name = (n: string) => `${prefix}${n}`;
+
+  if (opts.collectDefault ?? true) collectDefaultMetrics({ register: registry, prefix });
+
+  const httpRequests = new Counter({
+    name: name('http_requests_total'),
+    help: 'Requests answered, by route id, method and status',
+    labelNames: ['route', 'method', 'status'] as const,
+    registers,
+  });
+  const httpDuration = new Histogram({
+    name: name('http_request_duration_seconds'),
+    help: 'Time to answer a request (until the response ended), by route id and method',
+    labelNames: ['route', 'method'] as const,
+    buckets: [...DURATION_BUCKETS],
+    registers,
+  });
+  const cacheRequests = new Counter({
+    name: name('cache_requests_total'),
+    help: 'Cache lookups by kind and outcome (coalesced = joined an in-flight fetch; stale = served during an upstream outage)',
+    labelNames: ['kind', 'outcome'] as const,
+    registers,
+  });
+  const bytesServed = new Counter({
+    name: name('bytes_served_total'),
+    help: 'Body bytes sent to clients, by where they came from',
+    labelNames: ['source'] as const,
+    registers,
+  });
+  const upstreamRequests = new Counter({
+    name: name('upstream_requests_total'),
+    help: 'Requests sent to upstream registries, by upstream, method and status (error = no HTTP answer)',
+    labelNames: ['upstream', 'method', 'status'] as const,
+    registers,
+  });
+  const upstreamDuration = new Histogram({
+    name: name('upstream_request_duration_seconds'),
+    help: 'Upstream request time, by upstream',
+    labelNames: ['upstream'] as const,
+    buckets: [...DURATION_BUCKETS],
+    registers,
+  });
+  const upstreamBytes = new Counter({
+    name: name('upstream_bytes_total'),
+    help: 'Body bytes received from upstream registries',
+    labelNames: ['upstream'] as const,
+    registers,
+  });
+  const digestMismatch = new Counter({
+    name: name('upstream_digest_mismatch_total'),
+    help: 'Upstream content whose digest or size did not match what was asked for (discarded)',
+    labelNames: ['upstream'] as const,
+    registers,
+  });
+  const rateLimitLimit = new Gauge({
+    name: name('upstream_ratelimit_limit'),
+    help: 'Pull limit of the current window, from the upstream ratelimit-limit header',
+    labelNames: ['upstream'] as const,
+    registers,
+  });
+  const rateLimitRemaining = new Gauge({
+    name: name('upstream_ratelimit_remaining'),
+    help: 'Pulls left in the current window, from the upstream ratelimit-remaining header',
+    labelNames: ['upstream'] as const,
+    registers,
+  });
+  const throttled = new Counter({
+    name: name('upstream_throttled_total'),
+    help: 'Times an upstream told wharf to slow down (429)',
+    labelNames: ['upstream'] as const,
+    registers,
+  });
+  const cacheSize = new Gauge({
+    name: name('cache_size_bytes'),
+    help: 'Bytes of content in the blob store',
+    registers,
+  });
+  const cacheBlobs = new Gauge({
+    name: name('cache_blobs'),
+    help: 'Blobs in the blob store',
+    registers,
+  });
+  const evictions = new Counter({
+    name: name('cache_evictions_total'),
+    help: 'Blobs evicted to keep the cache under its size limit',
+    registers,
+  });
+  const inflight = new Gauge({
+    name: name('inflight_fetches'),
+    help: 'Upstream fetches in progress (shared by every waiting client)',
+    registers,
+  });
+  const writeErrors = new Counter({
+    name: name('cache_write_errors_total'),
+    help: 'Failed writes into the cache (the client was still served from upstream)',
+    registers,
+  });
+
+  // Unbounded caches have no limit to compare with; a 0 here would read as "always full".
+  if (opts.cacheMaxBytes !== undefined && opts.cacheMaxBytes > 0) {
+    new Gauge({
+      name: name('cache_max_bytes'),
+      help: 'Configured cache.maxSize',
+      registers,
+    }).set(opts.cacheMaxBytes);
+  }
+  if (opts.dataDir !== undefined) registerDiskGauges(opts.dataDir, name, registry);
+
+  // rate() needs a series to exist before its first increment; a dashboard should not start empty.
+  for (const kind of CACHE_KINDS) for (const outcome of CACHE_OUTCOMES) cacheRequests.labels(kind, outcome).inc(0);
+  for (const source of BYTE_SOURCES) bytesServed.labels(source).inc(0);
+
+  return {
+    registry,
+    async render() {
+      return { contentType: registry.contentType, body: await registry.metrics() };
+    },
+    cacheRequest(kind, outcome) {
+      cacheRequests.labels(kind, outcome).inc();
+    },
+    bytesServed(source, n) {
+      if (n > 0) bytesServed.labels(source).inc(n);
+    },
+    digestMismatch(upstream) {
+      digestMismatch.labels(bounded(upstream, 'other')).inc();
+    },
+    inflightFetches(delta) {
+      inflight.inc(delta);
+    },
+    evicted(count) {
+      if (count > 0) evictions.inc(count);
+    },
+    cacheSize(bytes, blobs) {
+      cacheSize.set(bytes);
+      cacheBlobs.set(blobs);
+    },
+    httpRequest(route, m, s, seconds) {
+      const r = bounded(route, 'unmatched');
+      const mm = method(m);
+      httpRequests.labels(r, mm, status(s)).inc();
+      httpDuration.labels(r, mm).observe(Math.max(0, seconds));
+    },
+    cacheWriteError() {
+      writeErrors.inc();
+    },
+    request(upstream, m, s, seconds) {
+      const u = bounded(upstream, 'other');
+      upstreamRequests.labels(u, method(m), status(s)).inc();
+      upstreamDuration.labels(u).observe(Math.max(0, seconds));
+    },
+    bytes(upstream, n) {
+      if (n > 0) upstreamBytes.labels(bounded(upstream, 'other')).inc(n);
+    },
+    rateLimit(upstream, reading: RateLimitReading) {
+      const u = bounded(upstream, 'other');
+      if (reading.limit !== undefined) rateLimitLimit.labels(u).set(reading.limit);
+      if (reading.remaining !== undefined) rateLimitRemaining.labels(u).set(reading.remaining);
+    },
+    throttled(upstream) {
+      throttled.labels(bounded(upstream, 'other')).inc();
+    },
+  };
+}
+
+/** Read at scrape time so the numbers are as fresh as the scrape, with no timer to stop. */
+function registerDiskGauges(dataDir: string, name: (n: string) => string, registry: Registry): void {
+  const read = async () => {
+    const s = await statfs(dataDir);
+    return { free: s.bavail * s.bsize, size: s.blocks * s.bsize };
+  };
+  new Gauge({
+    name: name('data_free_bytes'),
+    help: 'Bytes available to wharf on the filesystem holding the data directory',
+    registers: [registry],
+    async collect() {
+      try {
+        this.set((await read()).free);
+      } catch {
+        this.set(Number.NaN); // unknown, not 0: a failed reading must not look like a full disk
+      }
+    },
+  });
+  new Gauge({
+    name: name('data_size_bytes'),
+    help: 'Total bytes of the filesystem holding the data directory',
+    registers: [registry],
+    async collect() {
+      try {
+        this.set((await read()).size);
+      } catch {
+        this.set(Number.NaN);
+      }
+    },
+  });
+}
