@@ -1,0 +1,80 @@
+import { constants } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+
+/**
+ * The slice of the file system the blob store needs. It exists so tests can inject failures
+ * (ENOSPC, EACCES) at exactly the call that would fail on a full or read-only disk.
+ */
+export interface BlobFileHandle {
+  write(buf: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesWritten: number }>;
+  read(buf: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
+  truncate(len: number): Promise<void>;
+  sync(): Promise<void>;
+  stat(): Promise<{ size: number }>;
+  close(): Promise<void>;
+  /** Stream [start, end] (inclusive); closes the handle when the stream ends or is destroyed. */
+  createReadStream(opts: { start?: number; end?: number }): Readable;
+}
+
+export interface BlobStatResult {
+  size: number;
+  mtimeMs: number;
+  isDirectory(): boolean;
+  isFile(): boolean;
+}
+
+export interface BlobFs {
+  open(path: string, flags: 'r' | 'r+' | 'wx+'): Promise<BlobFileHandle>;
+  mkdir(path: string): Promise<void>;
+  rename(from: string, to: string): Promise<void>;
+  unlink(path: string): Promise<void>;
+  stat(path: string): Promise<BlobStatResult>;
+  readdir(path: string): Promise<string[]>;
+  /** Throws when the path is not writable by this process. */
+  assertWritable(path: string): Promise<void>;
+}
+
+class NodeFileHandle implements BlobFileHandle {
+  constructor(private readonly fh: fsp.FileHandle) {}
+  write(buf: Uint8Array, offset: number, length: number, position: number) {
+    return this.fh.write(buf, offset, length, position);
+  }
+  read(buf: Uint8Array, offset: number, length: number, position: number) {
+    return this.fh.read(buf, offset, length, position);
+  }
+  truncate(len: number) {
+    return this.fh.truncate(len);
+  }
+  sync() {
+    return this.fh.sync();
+  }
+  stat() {
+    return this.fh.stat();
+  }
+  close() {
+    return this.fh.close();
+  }
+  createReadStream(opts: { start?: number; end?: number }): Readable {
+    // Handle-based so a concurrent delete (eviction) cannot break a read that already opened the file.
+    return this.fh.createReadStream({ start: opts.start, end: opts.end, autoClose: true });
+  }
+}
+
+export const nodeBlobFs: BlobFs = {
+  async open(path, flags) {
+    return new NodeFileHandle(await fsp.open(path, flags, 0o644));
+  },
+  async mkdir(path) {
+    await fsp.mkdir(path, { recursive: true });
+  },
+  rename: (from, to) => fsp.rename(from, to),
+  unlink: (path) => fsp.unlink(path),
+  stat: (path) => fsp.stat(path),
+  readdir: (path) => fsp.readdir(path),
+  assertWritable: (path) => fsp.access(path, constants.W_OK),
+};
+
+export function errnoOf(e: unknown): string | undefined {
+  return typeof e === 'object' && e !== null && 'code' in e && typeof e.code === 'string' ? e.code : undefined;
+}

@@ -1,0 +1,278 @@
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import {
+  algorithmOf,
+  Digester,
+  ErrorCode,
+  hexOf,
+  parseDigest,
+  RegistryError,
+  type Digest,
+} from '../../oci/index.js';
+import type { BlobStat, BlobStore, BlobWriter, ByteRange } from '../types.js';
+import { errnoOf, nodeBlobFs, type BlobFileHandle, type BlobFs } from './blob-fs.js';
+import { FsBlobWriter, type WriterHost } from './fs-blob-writer.js';
+
+export interface FsBlobStoreOptions {
+  root: string;
+  /** New temp-file ids; must match WRITER_ID_RE. */
+  randomId?: () => string;
+  fs?: BlobFs;
+  now?: () => number;
+}
+
+/** Temp-file ids are one safe path component: an upload id can never name a file outside tmp/. */
+export const WRITER_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/;
+const ALGS = ['sha256', 'sha512'] as const;
+const CHUNK = 1 << 20;
+
+export function isWriterId(id: string): boolean {
+  return WRITER_ID_RE.test(id);
+}
+
+/**
+ * Content-addressed files: `<root>/blobs/<alg>/<hex[0:2]>/<hex>`, written under `<root>/tmp/<id>`
+ * and published by rename after verification.
+ */
+export class FsBlobStore implements BlobStore {
+  readonly root: string;
+  private readonly fs: BlobFs;
+  private readonly randomId: () => string;
+  private readonly now: () => number;
+  /** Released writers' running hashes: consecutive PATCHes in one process don't re-read the file. */
+  private readonly parkedWriters = new Map<string, { digester: Digester; size: number }>();
+  /** Writers holding an open file in this process; sweepTemp never removes these. */
+  private readonly openWriters = new Set<string>();
+  private readonly host: WriterHost;
+
+  constructor(opts: FsBlobStoreOptions) {
+    this.root = opts.root;
+    this.fs = opts.fs ?? nodeBlobFs;
+    this.randomId = opts.randomId ?? (() => randomBytes(16).toString('hex'));
+    this.now = opts.now ?? Date.now;
+    this.host = {
+      fs: this.fs,
+      tempPath: (id) => this.tempPath(id),
+      blobPath: (d) => this.blobPath(d),
+      parked: (id, state) => {
+        this.openWriters.delete(id);
+        this.parkedWriters.set(id, state);
+      },
+      finished: (id) => {
+        this.openWriters.delete(id);
+        this.parkedWriters.delete(id);
+      },
+    };
+  }
+
+  /**
+   * Creates (or validates) `<root>/blobs` and `<root>/tmp`. Fails with one readable sentence naming the path
+   * and the cause, since this is usually the first thing an operator sees go wrong with a volume.
+   */
+  static async open(root: string, opts: Omit<FsBlobStoreOptions, 'root'> & { create?: boolean } = {}): Promise<FsBlobStore> {
+    const fs = opts.fs ?? nodeBlobFs;
+    const create = opts.create ?? true;
+    await checkDir(fs, root, create);
+    for (const sub of ['blobs', 'tmp']) await checkDir(fs, join(root, sub), true);
+    await probeWritable(fs, join(root, 'tmp'));
+    return new FsBlobStore({ ...opts, root, fs });
+  }
+
+  tempPath(id: string): string {
+    return join(this.root, 'tmp', id);
+  }
+
+  blobPath(digest: Digest): string {
+    const d = parseDigest(digest);
+    const hex = hexOf(d);
+    return join(this.root, 'blobs', algorithmOf(d), hex.slice(0, 2), hex);
+  }
+
+  async stat(digest: Digest): Promise<BlobStat | undefined> {
+    const path = this.blobPath(digest);
+    try {
+      const st = await this.fs.stat(path);
+      return st.isFile() ? { digest, size: st.size } : undefined;
+    } catch (e) {
+      if (errnoOf(e) === 'ENOENT') return undefined;
+      throw e;
+    }
+  }
+
+  async read(digest: Digest, range?: ByteRange): Promise<Readable | undefined> {
+    let fh: BlobFileHandle;
+    try {
+      fh = await this.fs.open(this.blobPath(digest), 'r');
+    } catch (e) {
+      if (errnoOf(e) === 'ENOENT') return undefined;
+      throw e;
+    }
+    if (!range) return fh.createReadStream({});
+    const { size } = await fh.stat();
+    if (!Number.isInteger(range.start) || !Number.isInteger(range.end) || range.start < 0 || range.end < range.start || range.end >= size) {
+      await fh.close();
+      throw new RegistryError(ErrorCode.RANGE_INVALID, undefined, { detail: { range, size } });
+    }
+    return fh.createReadStream({ start: range.start, end: range.end });
+  }
+
+  async create(id?: string): Promise<BlobWriter> {
+    const wid = id ?? this.randomId();
+    assertWriterId(wid);
+    const fh = await this.fs.open(this.tempPath(wid), 'wx+');
+    this.openWriters.add(wid);
+    return new FsBlobWriter(wid, this.host, fh, new Digester('sha256'), 0);
+  }
+
+  async resume(id: string): Promise<BlobWriter | undefined> {
+    assertWriterId(id);
+    let fh: BlobFileHandle;
+    try {
+      fh = await this.fs.open(this.tempPath(id), 'r+');
+    } catch (e) {
+      if (errnoOf(e) === 'ENOENT') return undefined;
+      throw e;
+    }
+    try {
+      const { size } = await fh.stat();
+      const parked = this.parkedWriters.get(id);
+      this.parkedWriters.delete(id);
+      // The parked hash is only valid if nobody (another replica on a shared volume) appended since.
+      const state = parked && parked.size === size ? parked : { digester: await rehash(fh, size), size };
+      this.openWriters.add(id);
+      return new FsBlobWriter(id, this.host, fh, state.digester, state.size);
+    } catch (e) {
+      await fh.close().catch(() => undefined);
+      throw e;
+    }
+  }
+
+  async delete(digest: Digest): Promise<boolean> {
+    try {
+      await this.fs.unlink(this.blobPath(digest));
+      return true;
+    } catch (e) {
+      if (errnoOf(e) === 'ENOENT') return false;
+      throw e;
+    }
+  }
+
+  async *list(): AsyncIterable<BlobStat> {
+    for (const alg of ALGS) {
+      const hexLen = alg === 'sha256' ? 64 : 128;
+      const algDir = join(this.root, 'blobs', alg);
+      for (const prefix of await readdirOrEmpty(this.fs, algDir)) {
+        if (!/^[a-f0-9]{2}$/.test(prefix)) continue;
+        for (const name of await readdirOrEmpty(this.fs, join(algDir, prefix))) {
+          if (name.length !== hexLen || !name.startsWith(prefix) || !/^[a-f0-9]+$/.test(name)) continue;
+          try {
+            const st = await this.fs.stat(join(algDir, prefix, name));
+            if (st.isFile()) yield { digest: `${alg}:${name}` as Digest, size: st.size };
+          } catch (e) {
+            if (errnoOf(e) !== 'ENOENT') throw e; // deleted while listing
+          }
+        }
+      }
+    }
+  }
+
+  /** Removes temp files untouched for `olderThanMs` (crash leftovers, abandoned uploads). */
+  async sweepTemp(
+    olderThanMs: number,
+    isLive?: (id: string) => boolean | Promise<boolean>,
+  ): Promise<{ removed: string[]; bytes: number }> {
+    const removed: string[] = [];
+    let bytes = 0;
+    const cutoff = this.now() - olderThanMs;
+    for (const id of await readdirOrEmpty(this.fs, join(this.root, 'tmp'))) {
+      if (!isWriterId(id) || this.openWriters.has(id)) continue;
+      let st;
+      try {
+        st = await this.fs.stat(this.tempPath(id));
+      } catch (e) {
+        if (errnoOf(e) === 'ENOENT') continue;
+        throw e;
+      }
+      if (!st.isFile() || st.mtimeMs > cutoff) continue;
+      if (isLive && (await isLive(id))) continue;
+      try {
+        await this.fs.unlink(this.tempPath(id));
+      } catch (e) {
+        if (errnoOf(e) === 'ENOENT') continue;
+        throw e;
+      }
+      this.parkedWriters.delete(id);
+      removed.push(id);
+      bytes += st.size;
+    }
+    return { removed, bytes };
+  }
+}
+
+function assertWriterId(id: string): void {
+  if (!isWriterId(id)) {
+    throw new RegistryError(ErrorCode.BLOB_UPLOAD_INVALID, 'invalid upload id', { detail: { id } });
+  }
+}
+
+async function rehash(fh: BlobFileHandle, size: number): Promise<Digester> {
+  const d = new Digester('sha256');
+  const buf = Buffer.allocUnsafe(CHUNK);
+  for (let pos = 0; pos < size; ) {
+    const { bytesRead } = await fh.read(buf, 0, Math.min(CHUNK, size - pos), pos);
+    if (bytesRead === 0) throw new Error(`temp file shrank while re-hashing at ${pos} of ${size}`);
+    d.update(buf.subarray(0, bytesRead));
+    pos += bytesRead;
+  }
+  return d;
+}
+
+async function readdirOrEmpty(fs: BlobFs, path: string): Promise<string[]> {
+  try {
+    return await fs.readdir(path);
+  } catch (e) {
+    if (errnoOf(e) === 'ENOENT') return [];
+    throw e;
+  }
+}
+
+function describe(e: unknown): string {
+  const code = errnoOf(e);
+  const msg = e instanceof Error ? e.message : String(e);
+  return code ? `${code}: ${msg}` : msg;
+}
+
+async function checkDir(fs: BlobFs, path: string, create: boolean): Promise<void> {
+  let st;
+  try {
+    st = await fs.stat(path);
+  } catch (e) {
+    const code = errnoOf(e);
+    if (code === 'ENOTDIR') throw new Error(`blob store: ${path} is not a directory (a parent path is a file)`, { cause: e });
+    if (code !== 'ENOENT') throw new Error(`blob store: cannot access ${path} (${describe(e)})`, { cause: e });
+    if (!create) throw new Error(`blob store: ${path} does not exist`, { cause: e });
+    try {
+      await fs.mkdir(path);
+    } catch (e2) {
+      const c2 = errnoOf(e2);
+      const why = c2 === 'EACCES' || c2 === 'EPERM' || c2 === 'EROFS' ? 'its parent is not writable' : c2 === 'ENOTDIR' ? 'a parent path is not a directory' : 'mkdir failed';
+      throw new Error(`blob store: cannot create ${path}: ${why} (${describe(e2)})`, { cause: e2 });
+    }
+    return;
+  }
+  if (!st.isDirectory()) throw new Error(`blob store: ${path} is not a directory`);
+}
+
+/** access(W_OK) lies on read-only mounts for root, so really create and remove a file. */
+async function probeWritable(fs: BlobFs, dir: string): Promise<void> {
+  const probe = join(dir, `.probe-${process.pid}-${randomBytes(4).toString('hex')}`);
+  try {
+    await fs.assertWritable(dir);
+    const fh = await fs.open(probe, 'wx+');
+    await fh.close();
+    await fs.unlink(probe);
+  } catch (e) {
+    throw new Error(`blob store: ${dir} is not writable (${describe(e)})`, { cause: e });
+  }
+}

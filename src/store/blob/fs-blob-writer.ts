@@ -1,0 +1,231 @@
+import { createHash } from 'node:crypto';
+import {
+  algorithmOf,
+  Digester,
+  ErrorCode,
+  parseDigest,
+  RegistryError,
+  type Descriptor,
+  type Digest,
+  type DigestAlgorithm,
+} from '../../oci/index.js';
+import type { BlobWriter } from '../types.js';
+import { errnoOf, type BlobFileHandle, type BlobFs } from './blob-fs.js';
+
+/** Where a writer publishes to and how it hands its running hash back for a later resume(). */
+export interface WriterHost {
+  readonly fs: BlobFs;
+  tempPath(id: string): string;
+  blobPath(digest: Digest): string;
+  /** The writer closed its file but the temp file stays: remember the hash so resume() needn't re-read. */
+  parked(id: string, state: { digester: Digester; size: number }): void;
+  /** The writer is gone for good (committed or cancelled). */
+  finished(id: string): void;
+}
+
+type State = 'open' | 'committed' | 'released' | 'cancelled';
+const CHUNK = 1 << 20;
+
+export class FsBlobWriter implements BlobWriter {
+  private state: State = 'open';
+  private tail: Promise<unknown> = Promise.resolve();
+  private _size: number;
+
+  constructor(
+    readonly id: string,
+    private readonly host: WriterHost,
+    private fh: BlobFileHandle | undefined,
+    private readonly digester: Digester,
+    size: number,
+  ) {
+    this._size = size;
+  }
+
+  get size(): number {
+    return this._size;
+  }
+
+  /** Serialises write/commit/cancel/release so none sees another half done. */
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.tail.then(fn, fn);
+    this.tail = run.catch(() => undefined);
+    return run;
+  }
+
+  private handle(): BlobFileHandle {
+    if (this.state !== 'open' && this.state !== 'committed') {
+      throw new RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, `blob writer ${this.id} is ${this.state}`);
+    }
+    if (!this.fh) throw new RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, `blob writer ${this.id} has no open file`);
+    return this.fh;
+  }
+
+  write(src: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<number> {
+    return this.exclusive(async () => {
+      if (this.state !== 'open') throw new RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, `blob writer ${this.id} is ${this.state}`);
+      const fh = this.handle();
+      let appended = 0;
+      const it = src[Symbol.asyncIterator]();
+      try {
+        for (;;) {
+          const next = await nextOrAbort(it, signal);
+          if (next.done) break;
+          const chunk = next.value;
+          await writeFully(fh, chunk, this._size);
+          // Hash only bytes that reached the file, so size and digest always describe the file prefix.
+          this.digester.update(chunk);
+          this._size += chunk.byteLength;
+          appended += chunk.byteLength;
+        }
+        return appended;
+      } catch (e) {
+        // A short write (ENOSPC) may leave bytes past `size`; cut them so a resume continues cleanly.
+        await fh.truncate(this._size).catch(() => undefined);
+        // Not awaited: return() queues behind a pending next() of a stalled source.
+        if (typeof it.return === 'function') void Promise.resolve(it.return()).catch(() => undefined);
+        throw e;
+      }
+    });
+  }
+
+  async readAt(position: number, length: number): Promise<Buffer> {
+    const fh = this.handle();
+    const end = Math.min(this._size, position + length);
+    if (position < 0 || end <= position) return Buffer.alloc(0);
+    const buf = Buffer.allocUnsafe(end - position);
+    let off = 0;
+    while (off < buf.length) {
+      const { bytesRead } = await fh.read(buf, off, buf.length - off, position + off);
+      if (bytesRead === 0) break;
+      off += bytesRead;
+    }
+    return off === buf.length ? buf : buf.subarray(0, off);
+  }
+
+  commit(expected: Digest, size?: number): Promise<Descriptor> {
+    return this.exclusive(async () => {
+      if (this.state !== 'open') throw new RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, `blob writer ${this.id} is ${this.state}`);
+      const digest = parseDigest(expected);
+      const fh = this.handle();
+      if (size !== undefined && size !== this._size) {
+        await this.discard();
+        throw new RegistryError(ErrorCode.SIZE_INVALID, `blob size ${this._size} does not match the expected ${size}`, {
+          detail: { expected: size, actual: this._size },
+        });
+      }
+      const actual = await this.digestAs(algorithmOf(digest), fh);
+      if (actual !== digest) {
+        await this.discard();
+        throw new RegistryError(ErrorCode.DIGEST_INVALID, undefined, { detail: { expected: digest, actual } });
+      }
+      await fh.sync();
+      const target = this.host.blobPath(digest);
+      const fs = this.host.fs;
+      await fs.mkdir(target.slice(0, target.lastIndexOf('/')));
+      const exists = await fs.stat(target).then(
+        () => true,
+        (e: unknown) => {
+          if (errnoOf(e) === 'ENOENT') return false;
+          throw e;
+        },
+      );
+      // Identical content is stored once: a second copy of a digest is just dropped.
+      if (exists) await fs.unlink(this.host.tempPath(this.id));
+      else await fs.rename(this.host.tempPath(this.id), target);
+      this.state = 'committed';
+      this.host.finished(this.id);
+      return { mediaType: 'application/octet-stream', digest, size: this._size };
+    });
+  }
+
+  cancel(): Promise<void> {
+    return this.exclusive(async () => {
+      if (this.state === 'cancelled') return;
+      const wasCommitted = this.state === 'committed';
+      this.state = 'cancelled';
+      await this.closeHandle();
+      if (!wasCommitted) await this.removeTemp();
+      this.host.finished(this.id);
+    });
+  }
+
+  release(): Promise<void> {
+    return this.exclusive(async () => {
+      if (this.state === 'open') {
+        this.state = 'released';
+        await this.closeHandle();
+        this.host.parked(this.id, { digester: this.digester, size: this._size });
+      } else if (this.state === 'committed') {
+        this.state = 'cancelled';
+        await this.closeHandle();
+      }
+    });
+  }
+
+  private async digestAs(alg: DigestAlgorithm, fh: BlobFileHandle): Promise<Digest> {
+    if (alg === this.digester.algorithm) return this.digester.peek();
+    // Only sha256 is hashed while writing (nearly every client uses it); other algorithms re-read once.
+    const h = createHash(alg);
+    const buf = Buffer.allocUnsafe(CHUNK);
+    for (let pos = 0; pos < this._size; ) {
+      const { bytesRead } = await fh.read(buf, 0, Math.min(CHUNK, this._size - pos), pos);
+      if (bytesRead === 0) break;
+      h.update(buf.subarray(0, bytesRead));
+      pos += bytesRead;
+    }
+    return `${alg}:${h.digest('hex')}` as Digest;
+  }
+
+  private async discard(): Promise<void> {
+    this.state = 'cancelled';
+    await this.closeHandle();
+    await this.removeTemp();
+    this.host.finished(this.id);
+  }
+
+  private async closeHandle(): Promise<void> {
+    const fh = this.fh;
+    this.fh = undefined;
+    if (fh) await fh.close().catch(() => undefined);
+  }
+
+  private async removeTemp(): Promise<void> {
+    try {
+      await this.host.fs.unlink(this.host.tempPath(this.id));
+    } catch (e) {
+      if (errnoOf(e) !== 'ENOENT') throw e;
+    }
+  }
+}
+
+async function writeFully(fh: BlobFileHandle, chunk: Uint8Array, position: number): Promise<void> {
+  let off = 0;
+  while (off < chunk.byteLength) {
+    const { bytesWritten } = await fh.write(chunk, off, chunk.byteLength - off, position + off);
+    off += bytesWritten;
+  }
+}
+
+/** Next chunk, or the abort reason as soon as the signal fires (a stalled source must not pin the writer). */
+function nextOrAbort<T>(it: AsyncIterator<T>, signal?: AbortSignal): Promise<IteratorResult<T>> {
+  if (!signal) return it.next();
+  if (signal.aborted) return Promise.reject(abortReason(signal));
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(abortReason(signal));
+    signal.addEventListener('abort', onAbort, { once: true });
+    it.next().then(
+      (r) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(r);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}
+
+function abortReason(signal: AbortSignal): unknown {
+  return signal.reason ?? new Error('aborted');
+}
