@@ -10,6 +10,12 @@ import { startTokenServer, type TokenServer, type TokenServerOptions } from './t
 
 const run = promisify(execFile);
 
+// A test process that dies (timeout, crash) must not leave registries running behind it.
+const live = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const c of live) c.kill('SIGKILL');
+});
+
 export type RegistryAuth =
   | { kind: 'token'; tokenServer: TokenServer; service?: string; issuer?: string }
   | { kind: 'htpasswd'; users: Record<string, string> };
@@ -101,6 +107,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
       output = '';
       const c = spawn('docker-registry', ['serve', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
       child = c;
+      live.add(c);
       // Keep the last bit of output so a failed start explains itself.
       const keep = (b: Buffer): void => {
         output = (output + b.toString('utf8')).slice(-4000);
@@ -110,6 +117,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
       let exited = false;
       c.once('exit', () => {
         exited = true;
+        live.delete(c);
       });
       c.once('error', (err) => {
         exited = true;
