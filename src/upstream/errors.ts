@@ -1,0 +1,83 @@
+import { ErrorCode, RegistryError } from '../oci/index.js';
+
+/** What a request was for: a 404 means a different thing for each. */
+export type RequestKind = 'manifest' | 'blob' | 'tags' | 'auth';
+
+/** Seconds a 429 blocks when the upstream sends no usable Retry-After. */
+export const DEFAULT_RETRY_AFTER = 60;
+
+/** The one table from upstream status to what wharf's clients see. */
+const byStatus: ReadonlyArray<{ when: (status: number) => boolean; code: (kind: RequestKind) => ErrorCode; what: string }> = [
+  {
+    when: (s) => s === 404,
+    code: (k) => (k === 'blob' ? ErrorCode.BLOB_UNKNOWN : k === 'tags' ? ErrorCode.NAME_UNKNOWN : ErrorCode.MANIFEST_UNKNOWN),
+    what: 'not found',
+  },
+  { when: (s) => s === 401, code: () => ErrorCode.UNAUTHORIZED, what: 'refused our credentials' },
+  { when: (s) => s === 403, code: () => ErrorCode.DENIED, what: 'denied access' },
+  { when: (s) => s === 416, code: () => ErrorCode.RANGE_INVALID, what: 'refused the range' },
+  { when: (s) => s === 429, code: () => ErrorCode.TOOMANYREQUESTS, what: 'is rate limiting us' },
+  { when: (s) => s >= 500, code: () => ErrorCode.UNAVAILABLE, what: 'failed' },
+];
+
+/** Maps an upstream answer that is not a success to a RegistryError (429 carries Retry-After). */
+export function statusError(
+  upstream: string,
+  kind: RequestKind,
+  status: number,
+  headers: Record<string, string | string[] | undefined> = {},
+  now: number = Date.now(),
+): RegistryError {
+  const row = byStatus.find((r) => r.when(status));
+  const code = row ? row.code(kind) : ErrorCode.UNAVAILABLE;
+  const what = row ? row.what : 'answered unexpectedly';
+  const opts: { headers?: Record<string, string>; detail: unknown } = { detail: { upstream, status } };
+  if (code === ErrorCode.TOOMANYREQUESTS) {
+    opts.headers = { 'Retry-After': String(retryAfterSeconds(headerValue(headers['retry-after']), now)) };
+  }
+  return new RegistryError(code, `upstream ${upstream} ${what} (${kind}: HTTP ${status})`, opts);
+}
+
+/** Connection refused, reset, DNS failure, timeouts: the upstream is unavailable. */
+export function networkError(upstream: string, kind: RequestKind, err: unknown): RegistryError {
+  if (err instanceof RegistryError) return err;
+  const e = err as { code?: string; name?: string; message?: string };
+  const why = e?.code ?? e?.name ?? 'error';
+  return new RegistryError(ErrorCode.UNAVAILABLE, `upstream ${upstream} unreachable (${kind}: ${why})`, {
+    detail: { upstream },
+    cause: err,
+  });
+}
+
+/** Thrown when upstream content does not hash to the digest it was asked for; core counts these. */
+export class UpstreamDigestMismatchError extends RegistryError {
+  constructor(
+    readonly upstream: string,
+    readonly expected: string,
+    readonly actual: string,
+  ) {
+    super(ErrorCode.DIGEST_INVALID, `upstream ${upstream} sent content for ${expected} that hashes to ${actual}`, {
+      status: 502,
+      detail: { upstream, expected, actual },
+    });
+    this.name = 'UpstreamDigestMismatchError';
+  }
+}
+
+export function isDigestMismatch(e: unknown): e is UpstreamDigestMismatchError {
+  return e instanceof UpstreamDigestMismatchError;
+}
+
+/** Retry-After is delta-seconds or an HTTP-date; anything unusable means the default. */
+export function retryAfterSeconds(value: string | undefined, now: number): number {
+  if (value === undefined || value.trim() === '') return DEFAULT_RETRY_AFTER;
+  const v = value.trim();
+  if (/^\d+$/.test(v)) return Number(v);
+  const at = Date.parse(v);
+  if (Number.isNaN(at)) return DEFAULT_RETRY_AFTER;
+  return Math.max(0, Math.ceil((at - now) / 1000));
+}
+
+export function headerValue(h: string | string[] | undefined): string | undefined {
+  return Array.isArray(h) ? h[0] : h;
+}

@@ -1,0 +1,110 @@
+import { promises as dns } from 'node:dns';
+import { readFileSync } from 'node:fs';
+import { isIP, type LookupFunction } from 'node:net';
+import { rootCertificates } from 'node:tls';
+import { Agent, EnvHttpProxyAgent, Pool, type Dispatcher } from 'undici';
+import type { UpstreamConfig } from '../config/types.js';
+
+/** DNS for one host name: every address it resolves to. Injectable so tests can point names at loopback. */
+export type LookupFn = (host: string) => Promise<string[]>;
+
+export const systemLookup: LookupFn = async (host) =>
+  (await dns.lookup(host, { all: true, verbatim: true })).map((a) => a.address);
+
+export interface ProxyEnv {
+  httpProxy?: string;
+  httpsProxy?: string;
+  noProxy?: string;
+}
+
+/** A literal IP is its own answer (brackets stripped); names go through `lookup`. */
+export async function resolveHost(hostname: string, lookup: LookupFn): Promise<string[]> {
+  const bare = hostname.startsWith('[') && hostname.endsWith(']') ? hostname.slice(1, -1) : hostname;
+  if (isIP(bare)) return [bare];
+  return lookup(bare);
+}
+
+/**
+ * A `lookup` for net/tls.connect that resolves through `lookup` and lets `guard` veto the answer, so
+ * the addresses checked are exactly the ones connected to (a second DNS answer cannot sneak in).
+ */
+function guardedLookup(lookup: LookupFn, guard: ConnectGuard | undefined): LookupFunction {
+  return ((hostname: string, options: { all?: boolean; family?: number | string }, callback: (...args: unknown[]) => void) => {
+    const resolve = async (): Promise<{ addrs: string[]; veto?: Error }> => {
+      const all = await resolveHost(hostname, lookup);
+      const fam = options.family === 'IPv4' ? 4 : options.family === 'IPv6' ? 6 : Number(options.family ?? 0);
+      const addrs = fam === 4 || fam === 6 ? all.filter((a) => isIP(a) === fam) : all;
+      const veto = await guard?.(hostname, addrs);
+      return veto ? { addrs, veto } : { addrs };
+    };
+    resolve().then(
+      ({ addrs, veto }) => {
+        if (veto) return callback(veto);
+        if (addrs.length === 0) {
+          return callback(Object.assign(new Error(`no address for ${hostname}`), { code: 'ENOTFOUND' }));
+        }
+        if (options.all) return callback(null, addrs.map((address) => ({ address, family: isIP(address) })));
+        return callback(null, addrs[0], isIP(addrs[0] as string));
+      },
+      (err: unknown) => callback(err),
+    );
+  }) as unknown as LookupFunction;
+}
+
+/** Returns an Error to refuse connecting to `host` at `addrs`. */
+export type ConnectGuard = (host: string, addrs: string[]) => Promise<Error | undefined>;
+
+export interface DispatcherOptions {
+  lookup: LookupFn;
+  proxyEnv?: ProxyEnv;
+  /** reads tls.caFile (once, here) */
+  readFile?: (path: string) => Buffer | string;
+  /** vetoes connections to hosts other than the upstream's own (address-class policy) */
+  guard: ConnectGuard;
+}
+
+/**
+ * One dispatcher per upstream. The upstream's own origin gets the configured TLS settings
+ * (servername, insecureSkipVerify); every other origin (token realm, CDN) is verified normally and its
+ * addresses pass `guard` at connect time.
+ */
+export function createDispatcher(cfg: UpstreamConfig, opts: DispatcherOptions): Dispatcher {
+  const readFile = opts.readFile ?? ((p: string) => readFileSync(p));
+  // a private CA is added to, not substituted for, the public roots: CDNs and realms still verify
+  const ca = cfg.tls.caFile !== undefined ? [...rootCertificates, readFile(cfg.tls.caFile).toString()] : undefined;
+  const base = {
+    connections: cfg.maxConnections,
+    headersTimeout: cfg.timeouts.headers,
+    bodyTimeout: cfg.timeouts.body,
+  };
+  const common = { timeout: cfg.timeouts.connect, ...(ca ? { ca } : {}) };
+  const upstreamConnect = {
+    ...common,
+    lookup: guardedLookup(opts.lookup, undefined),
+    rejectUnauthorized: !cfg.tls.insecureSkipVerify,
+    ...(cfg.tls.servername !== undefined ? { servername: cfg.tls.servername } : {}),
+  };
+  const otherConnect = { ...common, lookup: guardedLookup(opts.lookup, opts.guard) };
+
+  const p = opts.proxyEnv;
+  if (p && (p.httpProxy || p.httpsProxy)) {
+    // Through a proxy the proxy resolves names, so the connect-time guard cannot apply; redirects are
+    // still checked by name and DNS before they are followed. '' keeps undici off process.env.
+    return new EnvHttpProxyAgent({
+      ...base,
+      httpProxy: p.httpProxy ?? '',
+      httpsProxy: p.httpsProxy ?? '',
+      noProxy: p.noProxy ?? '',
+      connect: otherConnect,
+      requestTls: { ...common, rejectUnauthorized: !cfg.tls.insecureSkipVerify },
+    });
+  }
+  const upstreamOrigin = new URL(cfg.url).origin;
+  return new Agent({
+    ...base,
+    factory: (origin: string | URL, options: object) => {
+      const o = typeof origin === 'string' ? new URL(origin).origin : origin.origin;
+      return new Pool(origin, { ...options, connect: o === upstreamOrigin ? upstreamConnect : otherConnect });
+    },
+  });
+}
