@@ -39,6 +39,12 @@ class Scanner {
     while (!this.done() && TCHAR.test(this.peek())) this.pos++;
     return this.s.slice(start, this.pos);
   }
+  /** An unquoted value; lenient beyond RFC tokens because some registries send bare URLs. */
+  bareValue(): string {
+    const start = this.pos;
+    while (!this.done() && !/[,\s]/.test(this.peek())) this.pos++;
+    return this.s.slice(start, this.pos);
+  }
   quoted(): string {
     // caller saw the opening quote
     this.pos++;
@@ -101,7 +107,7 @@ export function parseChallenges(header: string | string[] | undefined): Challeng
       sc.skipWs();
       sc.pos++; // '='
       sc.skipWs();
-      const value = sc.peek() === '"' ? sc.quoted() : sc.token();
+      const value = sc.peek() === '"' ? sc.quoted() : sc.bareValue();
       if (!(name in challenge.params)) challenge.params[name] = value;
     }
   }
