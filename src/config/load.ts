@@ -1,0 +1,199 @@
+import { constants } from 'node:fs';
+import { access, stat } from 'node:fs/promises';
+import { resolve as resolvePath } from 'node:path';
+import type { z } from 'zod';
+import { envAssignments, suggest, type Assignment } from './env.js';
+import { assign, readYamlFile, type RawMap } from './raw.js';
+import { configSchema, DEFAULT_UPSTREAMS, upstreamSchema, type ConfigShape } from './schema.js';
+import type { WharfConfig } from './types.js';
+import { resolveUpstreams, type ParsedUpstream } from './upstreams.js';
+import { childrenOf, inspect } from './walk.js';
+
+export { ConfigFileError } from './raw.js';
+
+/** The configuration is invalid; `problems` lists every problem found, one `where: what` line each. */
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** An override from outside the file and env, e.g. a command-line flag; wins over everything. */
+export interface ConfigOverride {
+  /** dotted config path, e.g. `listen`, `dataDir` */
+  path: string;
+  value: string;
+  /** how problems name it, e.g. `--listen` */
+  source: string;
+}
+
+export interface LoadOptions {
+  /** YAML file; defaults to env.WHARF_CONFIG; none → defaults and env only */
+  file?: string;
+  env: Record<string, string | undefined>;
+  /** relative paths (dataDir, credential and CA files) resolve against this; default process.cwd() */
+  cwd?: string;
+  overrides?: ConfigOverride[];
+}
+
+type Path = ReadonlyArray<PropertyKey>;
+const dotted = (path: Path): string => path.map(String).join('.');
+
+/**
+ * Loads defaults < YAML file < WHARF_* env < overrides, validates everything and throws one
+ * ConfigError listing every problem. A missing or unreadable file throws ConfigFileError instead.
+ */
+export async function loadConfig(opts: LoadOptions): Promise<WharfConfig> {
+  const cwd = opts.cwd ?? process.cwd();
+  const problems: string[] = [];
+  const file = opts.file ?? (opts.env.WHARF_CONFIG || undefined);
+  const raw: RawMap = file ? await readYamlFile(resolvePath(cwd, file), problems) : {};
+  if (raw.upstreams === undefined) raw.upstreams = structuredClone(DEFAULT_UPSTREAMS) as unknown[];
+
+  // Problems about values that came from env or flags are named after the variable or flag.
+  const sources = new Map<string, string>();
+  const fromEnv = envAssignments(opts.env);
+  problems.push(...fromEnv.problems);
+  const flags: Assignment[] = (opts.overrides ?? []).map((o) => ({
+    path: o.path.split('.').map((s) => (/^\d+$/.test(s) ? Number(s) : s)),
+    value: o.value,
+    source: o.source,
+  }));
+  for (const a of [...fromEnv.assignments, ...flags]) {
+    if (assign(raw, a, problems)) sources.set(dotted(a.path), a.source);
+  }
+  const label = (path: Path): string => sources.get(dotted(path)) ?? (dotted(path) || '(top level)');
+
+  const report = (error: z.ZodError, prefix: Path, schema: z.ZodType): void => {
+    for (const issue of error.issues) {
+      const path = [...prefix, ...issue.path];
+      if (issue.code === 'unrecognized_keys') {
+        const known = childrenOf(inspect(schemaAt(schema, issue.path))).map(([k]) => k);
+        for (const key of issue.keys) problems.push(`${dotted([...path, key])}: unknown option${suggest(key, known)}`);
+      } else {
+        problems.push(`${label(path)}: ${issue.message}`);
+      }
+    }
+  };
+
+  const shape = configSchema.shape;
+  for (const key of Object.keys(raw)) {
+    if (!(key in shape)) problems.push(`${key}: unknown option${suggest(key, Object.keys(shape))}`);
+  }
+  const section = <K extends Exclude<keyof ConfigShape, 'upstreams'>>(key: K): z.output<ConfigShape[K]> | undefined => {
+    const r = shape[key].safeParse(raw[key]);
+    if (r.success) return r.data as z.output<ConfigShape[K]>;
+    report(r.error, [key], shape[key]);
+    return undefined;
+  };
+
+  // Parsed one section (and one upstream) at a time so a mistake in one never hides the others'.
+  const listen = section('listen');
+  const dataDir = section('dataDir');
+  const redis = section('redis');
+  const cache = section('cache');
+  const push = section('push');
+  const metrics = section('metrics');
+  const log = section('log');
+  const limits = section('limits');
+  const server = section('server');
+  const uploads = section('uploads');
+  const health = section('health');
+  const advertiseUrl = section('advertiseUrl');
+  const admin = section('admin');
+
+  let parsedUpstreams: Array<ParsedUpstream | undefined> = [];
+  if (Array.isArray(raw.upstreams)) {
+    parsedUpstreams = raw.upstreams.map((item, i) => {
+      const r = upstreamSchema.safeParse(item);
+      if (r.success) return r.data;
+      report(r.error, ['upstreams', i], upstreamSchema);
+      return undefined;
+    });
+  } else {
+    problems.push('upstreams: must be a list');
+  }
+  const upstreams = resolveUpstreams(parsedUpstreams, problems);
+
+  if (cache && cache.lowWatermark >= cache.highWatermark) {
+    problems.push(`${label(['cache', 'lowWatermark'])}: must be below cache.highWatermark (${cache.lowWatermark} >= ${cache.highWatermark})`);
+  }
+  if (server && server.headersTimeout <= server.keepAliveTimeout) {
+    problems.push(`${label(['server', 'headersTimeout'])}: must be longer than server.keepAliveTimeout`);
+  }
+  if (metrics && (metrics.username === undefined) !== (metrics.password === undefined)) {
+    problems.push('metrics: set both username and password, or neither');
+  }
+  if (admin && (admin.username === undefined) !== (admin.password === undefined)) {
+    problems.push('admin: set both username and password, or neither');
+  }
+
+  // Files are resolved against cwd and must be readable now, not at the first pull that needs them.
+  const files: Array<{ path: Path; get: () => string | undefined; set: (v: string) => void }> = [];
+  if (redis?.tls) {
+    const tls = redis.tls;
+    files.push({ path: ['redis', 'tls', 'caFile'], get: () => tls.caFile, set: (v) => (tls.caFile = v) });
+  }
+  upstreams.forEach((u, i) => {
+    const c = u.credentials;
+    if (c) {
+      files.push({ path: ['upstreams', i, 'credentials', 'passwordFile'], get: () => c.passwordFile, set: (v) => (c.passwordFile = v) });
+      files.push({ path: ['upstreams', i, 'credentials', 'tokenFile'], get: () => c.tokenFile, set: (v) => (c.tokenFile = v) });
+    }
+    files.push({ path: ['upstreams', i, 'tls', 'caFile'], get: () => u.tls.caFile, set: (v) => (u.tls.caFile = v) });
+  });
+  for (const f of files) {
+    const given = f.get();
+    if (given === undefined) continue;
+    const abs = resolvePath(cwd, given);
+    f.set(abs);
+    const problem = await unreadable(abs);
+    if (problem) problems.push(`${label(f.path)}: ${problem}`);
+  }
+
+  if (
+    problems.length > 0 || listen === undefined || dataDir === undefined || !cache || !push || !metrics || !log ||
+    !limits || !server || !uploads || !health || !admin
+  ) {
+    throw new ConfigError(problems);
+  }
+  const config: WharfConfig = {
+    listen,
+    dataDir: resolvePath(cwd, dataDir),
+    upstreams,
+    cache,
+    push,
+    metrics,
+    log,
+    limits,
+    server,
+    uploads,
+    health,
+    admin,
+  };
+  if (redis) config.redis = redis;
+  if (advertiseUrl !== undefined) config.advertiseUrl = advertiseUrl;
+  return config;
+}
+
+function schemaAt(schema: z.ZodType, path: Path): z.ZodType {
+  let s = schema;
+  for (const seg of path) {
+    const node = inspect(s);
+    if (node.kind === 'array') s = (node.schema as z.ZodArray<z.ZodType>).element;
+    else s = childrenOf(node).find(([k]) => k === seg)?.[1] ?? s;
+  }
+  return s;
+}
+
+async function unreadable(file: string): Promise<string | undefined> {
+  try {
+    if (!(await stat(file)).isFile()) return `${file} is not a file`;
+    await access(file, constants.R_OK);
+    return undefined;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    return code === 'ENOENT' ? `file ${file} does not exist` : `file ${file} is not readable (${code ?? (e as Error).message})`;
+  }
+}

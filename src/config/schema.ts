@@ -1,0 +1,177 @@
+import { z } from 'zod';
+import {
+  bool, duration, host, hostPattern, hostPort, httpUrl, int, oneOf, ratio, redisUrl, repoPattern, size, str, upstreamName,
+} from './leaves.js';
+
+/** Documentation attached to schema nodes; describeOptions() reads it back, so docs and schema cannot drift. */
+export interface OptionDoc {
+  description: string;
+  /** the default as a user would write it; '' when there is none */
+  default: string;
+}
+export const docs = z.registry<OptionDoc>();
+
+function documented<S extends z.ZodType>(schema: S, doc: OptionDoc): S {
+  docs.add(schema, doc);
+  return schema;
+}
+
+function show(value: unknown): string {
+  return Array.isArray(value) ? `[${value.map(show).join(', ')}]` : typeof value === 'object' ? '' : String(value);
+}
+
+/** An option with a default, written as a user would write it (parsed like user input). */
+function def<T extends z.ZodType>(schema: T, value: z.input<T>, description: string) {
+  return documented(schema.prefault(value), { description, default: show(value) });
+}
+
+/** An option without a default; `absent` says what its absence means. */
+function opt<T extends z.ZodType>(schema: T, description: string, absent = '') {
+  return documented(schema.optional(), { description, default: absent });
+}
+
+/**
+ * Generic defaults of a user-defined upstream. A matching built-in profile's values come first
+ * (see resolveUpstreams), so these apply to fields neither the user nor a profile sets.
+ */
+export const UPSTREAM_DEFAULTS = {
+  aliases: [] as string[],
+  libraryPrefix: false,
+  tagFreshness: '5m',
+  notFoundTtl: '30s',
+  maxConnections: 16,
+  maxConcurrentFetches: 8,
+  timeouts: { connect: '10s', headers: '30s', body: '60s' },
+  tls: { insecureSkipVerify: false },
+  redirectHosts: [] as string[],
+  redirectPublicHttps: false,
+};
+
+/** Upstream fields are all optional here: profile values and UPSTREAM_DEFAULTS fill the gaps later. */
+function up<T extends z.ZodType>(schema: T, description: string, dflt: unknown) {
+  return documented(schema.optional(), { description, default: show(dflt) });
+}
+const U = UPSTREAM_DEFAULTS;
+
+export const credentialsSchema = z.strictObject({
+  username: opt(str(), 'user name for the upstream registry'),
+  password: opt(str(), 'password for username'),
+  passwordFile: opt(str(), 'file holding the password (read when needed)'),
+  token: opt(str(), 'bearer token (instead of username/password)'),
+  tokenFile: opt(str(), 'file holding the bearer token'),
+});
+
+export const upstreamSchema = z.strictObject({
+  name: opt(upstreamName(), 'upstream name; first segment of its repositories\' keys', 'profile name or url host'),
+  url: opt(httpUrl(), 'registry base URL', 'from profile'),
+  default: opt(bool(), 'unprefixed names go here (daemon.json registry-mirrors)', 'the only upstream, else docker.io'),
+  aliases: up(z.array(host()), 'extra registry hosts answered as path prefix or ns (url host always is)', 'from profile, else []'),
+  libraryPrefix: up(bool(), 'one-segment names get library/', 'from profile, else false'),
+  credentials: credentialsSchema.optional().register(docs, { description: 'upstream login', default: 'anonymous' }),
+  tagFreshness: up(duration(), 'a cached tag is served without asking upstream for this long', U.tagFreshness),
+  notFoundTtl: up(duration(), 'how long an upstream 404 for a tag is remembered', U.notFoundTtl),
+  maxConnections: up(int(1), 'connections to the upstream', U.maxConnections),
+  maxConcurrentFetches: up(int(1), 'blob fetches from the upstream at once', U.maxConcurrentFetches),
+  timeouts: z
+    .strictObject({
+      connect: up(duration(), 'TCP/TLS connect timeout', U.timeouts.connect),
+      headers: up(duration(), 'wait for response headers', U.timeouts.headers),
+      body: up(duration(), 'longest pause between body bytes', U.timeouts.body),
+    })
+    .optional(),
+  tls: z
+    .strictObject({
+      caFile: opt(str(), 'PEM bundle trusted for the upstream', 'system CAs'),
+      insecureSkipVerify: up(bool(), 'skip TLS certificate checks (testing only)', U.tls.insecureSkipVerify),
+      servername: opt(str(), 'TLS SNI / certificate name', 'url host'),
+    })
+    .optional(),
+  redirectHosts: up(z.array(hostPattern()), 'hosts (* wildcards) blob redirects may go to', 'from profile, else []'),
+  redirectPublicHttps: up(bool(), 'follow redirects to any public https host', 'true for built-in profiles, else false'),
+});
+
+/** `upstreams` absent: the built-in docker.io profile, as the default upstream. */
+export const DEFAULT_UPSTREAMS: ReadonlyArray<{ name: string }> = [{ name: 'docker.io' }];
+
+const hostPortEntry = z.strictObject({
+  host: str().register(docs, { description: 'node host', default: '' }),
+  port: int(0, 65535).register(docs, { description: 'node port', default: '' }),
+});
+
+export const redisSchema = z.strictObject({
+  url: redisUrl().register(docs, { description: 'redis:// or rediss:// URL; setting it enables the shared Redis store', default: 'embedded store' }),
+  keyPrefix: def(str(), 'wharf:', 'prefix of every Redis key'),
+  password: opt(str(), 'Redis password (if not in url)'),
+  tls: z
+    .strictObject({
+      caFile: opt(str(), 'PEM bundle trusted for Redis', 'system CAs'),
+      insecureSkipVerify: opt(bool(), 'skip Redis TLS certificate checks', 'false'),
+      servername: opt(str(), 'Redis TLS certificate name', 'url host'),
+    })
+    .optional(),
+  sentinels: opt(z.array(hostPortEntry), 'Sentinel addresses (instead of url host)'),
+  sentinelName: opt(str(), 'Sentinel master name'),
+  cluster: opt(z.array(hostPortEntry), 'Redis Cluster seed nodes'),
+});
+
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+
+export const configSchema = z.strictObject({
+  listen: def(hostPort(), '0.0.0.0:5000', 'host:port of the registry API'),
+  dataDir: def(str(), './data', 'blobs and embedded metadata (relative to the working directory)'),
+  redis: redisSchema.optional(),
+  upstreams: z
+    .array(upstreamSchema)
+    .optional()
+    .register(docs, { description: 'registries mirrored; [] → none (a plain registry)', default: 'docker.io profile' }),
+  cache: z
+    .strictObject({
+      maxSize: opt(size(), 'bytes of mirrored content kept (eviction above)', 'unbounded'),
+      highWatermark: def(ratio(), 0.95, 'eviction starts above this fraction of maxSize'),
+      lowWatermark: def(ratio(), 0.85, 'eviction stops below this fraction of maxSize'),
+      evictionInterval: def(duration(), '30s', 'how often the cache size is checked'),
+      fetchTimeout: def(duration(), '30m', 'a shared upstream fetch\'s cache write gives up after this'),
+      resumeAttempts: def(int(0), 3, 'Range retries when an upstream body breaks'),
+    })
+    .prefault({}),
+  push: z
+    .strictObject({
+      overlay: def(z.array(repoPattern()), [], 'mirrored repositories that accept pushes (local tags win)'),
+    })
+    .prefault({}),
+  metrics: z
+    .strictObject({
+      listen: opt(hostPort(), 'separate host:port for /metrics', 'main port'),
+      username: opt(str(), 'basic-auth user for /metrics'),
+      password: opt(str(), 'basic-auth password for /metrics'),
+    })
+    .prefault({}),
+  log: z.strictObject({ level: def(oneOf(LOG_LEVELS), 'info', `one of ${LOG_LEVELS.join(', ')}`) }).prefault({}),
+  limits: z
+    .strictObject({
+      maxManifestBytes: def(size(), '4MiB', 'largest manifest accepted or fetched'),
+      maxBlobBytes: def(size(), '64GiB', 'largest blob accepted by upload'),
+    })
+    .prefault({}),
+  server: z
+    .strictObject({
+      keepAliveTimeout: def(duration(), '75s', 'idle keep-alive connection lifetime'),
+      headersTimeout: def(duration(), '80s', 'time to receive request headers (> keepAliveTimeout)'),
+      idleTimeout: def(duration(), '5m', 'close a connection silent both ways this long'),
+      drainTimeout: def(duration(), '30s', 'shutdown waits this long for in-flight requests'),
+    })
+    .prefault({}),
+  uploads: z.strictObject({ expiry: def(duration(), '24h', 'idle upload sessions expire after this') }).prefault({}),
+  health: z
+    .strictObject({ minFreeBytes: def(size(), '1GiB', '/readyz fails below this free space in dataDir') })
+    .prefault({}),
+  advertiseUrl: opt(httpUrl(), 'this replica\'s URL for peers (cluster mode)'),
+  admin: z
+    .strictObject({
+      username: opt(str(), 'admin API user'),
+      password: opt(str(), 'admin API password'),
+    })
+    .prefault({}),
+});
+
+export type ConfigShape = typeof configSchema.shape;
