@@ -416,6 +416,34 @@ describe('upstream client against a token registry (docker.io-like)', () => {
   });
 });
 
+describe('upstream client against a token service that omits expires_in and sends only access_token', () => {
+  let hub: TokenRegistry;
+  let img: TestImage;
+  before(async () => {
+    hub = await startTokenRegistry({ users: { alice: alice.password }, expiresIn: null, tokenField: 'access_token' });
+    img = makeImage({ layers: 1 });
+    await pushImage(hub.registry.url, 'library/x', 'v1', img, alice);
+  });
+  after(() => hub.stop());
+
+  it('uses access_token and assumes a 60 s lifetime (minus a 6 s margin)', async () => {
+    const c = clock();
+    const up = open(config(hub.registry.url), { now: c.now });
+    try {
+      const issued = hub.tokens.issued;
+      assert.deepEqual((await up.manifest('library/x', 'v1')).bytes, img.manifest);
+      c.advance(50_000);
+      await up.headManifest('library/x', 'v1');
+      assert.equal(hub.tokens.issued - issued, 1);
+      c.advance(5_000);
+      await up.headManifest('library/x', 'v1');
+      assert.equal(hub.tokens.issued - issued, 2);
+    } finally {
+      await up.close();
+    }
+  });
+});
+
 describe('upstream client against an htpasswd (Basic) registry', () => {
   let reg: RegistryProcess;
   let img: TestImage;
