@@ -1,0 +1,170 @@
+import { LRUCache } from 'lru-cache';
+import type { Digest } from '../../oci/index.js';
+import type {
+  LinkRecord,
+  MetadataStore,
+  Page,
+  RepoRecord,
+  TagRecord,
+  UploadRecord,
+} from '../types.js';
+
+export interface MemoOptions {
+  /** Cached entries (default 10 000). */
+  max?: number;
+  /** How long an entry may be served without asking the inner store (default 2 s): bounds staleness across replicas. */
+  ttlMs?: number;
+  /** Fired with the cache key after every local write of a cached record (for a cross-replica broadcast). */
+  onChange?: (key: string) => void;
+}
+
+/** Cache keys; exported so an invalidation broadcast can name them. */
+export const memoKeys = {
+  tag: (repo: string, tag: string) => `t\u0000${repo}\u0000${tag}`,
+  link: (repo: string, digest: Digest) => `l\u0000${repo}\u0000${digest}`,
+  repo: (repo: string) => `r\u0000${repo}`,
+};
+
+type Entry = { v: TagRecord | LinkRecord | RepoRecord | undefined };
+
+/**
+ * Read-through cache for the hot reads (getTag, getLink, getRepo, misses included) in front of another store.
+ * Writes go through and invalidate. A read that raced a write never fills the cache with what it read.
+ */
+export class MemoMetadataStore implements MetadataStore {
+  private readonly cache: LRUCache<string, Entry>;
+  /** Reads in flight per key; a write removes the token so the racing read does not cache its result. */
+  private readonly inflight = new Map<string, object>();
+  private readonly onChange: ((key: string) => void) | undefined;
+
+  constructor(
+    readonly inner: MetadataStore,
+    opts: MemoOptions = {},
+  ) {
+    this.cache = new LRUCache<string, Entry>({ max: opts.max ?? 10_000, ttl: opts.ttlMs ?? 2_000 });
+    this.onChange = opts.onChange;
+  }
+
+  get kind(): MetadataStore['kind'] {
+    return this.inner.kind;
+  }
+
+  invalidate(key: string): void {
+    this.cache.delete(key);
+    this.inflight.delete(key);
+  }
+
+  private async cached<T extends Entry['v']>(key: string, load: () => Promise<T>): Promise<T> {
+    const hit = this.cache.get(key);
+    if (hit) return copy(hit.v) as T;
+    const token = {};
+    this.inflight.set(key, token);
+    const v = await load();
+    if (this.inflight.get(key) === token) {
+      this.inflight.delete(key);
+      this.cache.set(key, { v: copy(v) });
+    }
+    return v;
+  }
+
+  private async write<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    this.invalidate(key);
+    try {
+      return await fn();
+    } finally {
+      // Again after the write: a read that started meanwhile may have loaded the old value.
+      this.invalidate(key);
+      this.onChange?.(key);
+    }
+  }
+
+  getTag(repo: string, tag: string): Promise<TagRecord | undefined> {
+    return this.cached(memoKeys.tag(repo, tag), () => this.inner.getTag(repo, tag));
+  }
+  putTag(repo: string, tag: string, rec: TagRecord): Promise<void> {
+    return this.write(memoKeys.tag(repo, tag), () => this.inner.putTag(repo, tag, rec));
+  }
+  deleteTag(repo: string, tag: string): Promise<boolean> {
+    return this.write(memoKeys.tag(repo, tag), () => this.inner.deleteTag(repo, tag));
+  }
+  listTags(repo: string, n?: number, last?: string): Promise<Page<string>> {
+    return this.inner.listTags(repo, n, last);
+  }
+  tagsOf(repo: string, digest: Digest): Promise<string[]> {
+    return this.inner.tagsOf(repo, digest);
+  }
+
+  getRepo(repo: string): Promise<RepoRecord | undefined> {
+    return this.cached(memoKeys.repo(repo), () => this.inner.getRepo(repo));
+  }
+  markRepo(repo: string, flags: Partial<RepoRecord>): Promise<void> {
+    return this.write(memoKeys.repo(repo), () => this.inner.markRepo(repo, flags));
+  }
+  listRepos(n?: number, last?: string): Promise<Page<string>> {
+    return this.inner.listRepos(n, last);
+  }
+  getLink(repo: string, digest: Digest): Promise<LinkRecord | undefined> {
+    return this.cached(memoKeys.link(repo, digest), () => this.inner.getLink(repo, digest));
+  }
+  link(repo: string, digest: Digest, rec: LinkRecord): Promise<void> {
+    return this.write(memoKeys.link(repo, digest), () => this.inner.link(repo, digest, rec));
+  }
+  unlink(repo: string, digest: Digest): Promise<boolean> {
+    return this.write(memoKeys.link(repo, digest), () => this.inner.unlink(repo, digest));
+  }
+  referrers(repo: string, subject: Digest): Promise<Array<{ digest: Digest; link: LinkRecord }>> {
+    return this.inner.referrers(repo, subject);
+  }
+  linksOf(digest: Digest): Promise<Array<{ repo: string; link: LinkRecord }>> {
+    return this.inner.linksOf(digest);
+  }
+  allLinks(): AsyncIterable<{ repo: string; digest: Digest; link: LinkRecord }> {
+    return this.inner.allLinks();
+  }
+
+  createUpload(rec: UploadRecord): Promise<void> {
+    return this.inner.createUpload(rec);
+  }
+  getUpload(id: string): Promise<UploadRecord | undefined> {
+    return this.inner.getUpload(id);
+  }
+  advanceUpload(id: string, expectedSize: number, newSize: number, now: number): Promise<boolean> {
+    return this.inner.advanceUpload(id, expectedSize, newSize, now);
+  }
+  deleteUpload(id: string): Promise<boolean> {
+    return this.inner.deleteUpload(id);
+  }
+  listUploads(): AsyncIterable<UploadRecord> {
+    return this.inner.listUploads();
+  }
+
+  recordAccess(times: ReadonlyMap<Digest, number>): Promise<void> {
+    return this.inner.recordAccess(times);
+  }
+  lastAccess(digest: Digest): Promise<number | undefined> {
+    return this.inner.lastAccess(digest);
+  }
+  forgetAccess(digest: Digest): Promise<void> {
+    return this.inner.forgetAccess(digest);
+  }
+
+  getState(key: string): Promise<string | undefined> {
+    return this.inner.getState(key);
+  }
+  setState(key: string, value: string, ttlMs: number): Promise<void> {
+    return this.inner.setState(key, value, ttlMs);
+  }
+
+  ping(): Promise<void> {
+    return this.inner.ping();
+  }
+  async close(): Promise<void> {
+    this.cache.clear();
+    await this.inner.close();
+  }
+}
+
+/** Callers may mutate what they get; the cache must not change with them. */
+function copy<T>(v: T): T {
+  return v === undefined ? v : structuredClone(v);
+}
