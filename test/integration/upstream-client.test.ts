@@ -400,6 +400,22 @@ describe('upstream client against a token registry (docker.io-like)', () => {
     }
   });
 
+  it('a body cut mid-blob errors the stream (so the caller can resume) and frees the fetch slot', async () => {
+    const up = open(config(proxy.url, { maxConcurrentFetches: 1 }));
+    try {
+      const layer = img.layers[1]!;
+      proxy.inject({ match: { method: 'GET', path: new RegExp(`blobs/${layer.digest}$`) }, times: 1, action: { kind: 'truncate', afterBytes: 5000 } });
+      const b = await up.blob(repo, parseDigest(layer.digest));
+      await assert.rejects(readAll(b.body));
+      const again = await up.blob(repo, parseDigest(layer.digest), AbortSignal.timeout(5000), 5000);
+      assert.equal(again.offset, 5000);
+      assert.deepEqual(await readAll(again.body), layer.bytes.subarray(5000));
+    } finally {
+      proxy.clearFaults();
+      await up.close();
+    }
+  });
+
   it('maps 5xx and a dead upstream to UNAVAILABLE', async () => {
     const up = open(config(proxy.url));
     try {
