@@ -1,6 +1,5 @@
 import { statfs } from 'node:fs/promises';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { RateLimitReading } from '../upstream/types.js';
 import type { CacheKind, CacheOutcome, Metrics } from './types.js';
 
 export interface MetricsOptions {
@@ -226,7 +225,7 @@ export function createMetrics(opts: MetricsOptions = {}): PromMetrics {
     bytes(upstream, n) {
       if (n > 0) upstreamBytes.labels(bounded(upstream, 'other')).inc(n);
     },
-    rateLimit(upstream, reading: RateLimitReading) {
+    rateLimit(upstream, reading) {
       const u = bounded(upstream, 'other');
       if (reading.limit !== undefined) rateLimitLimit.labels(u).set(reading.limit);
       if (reading.remaining !== undefined) rateLimitRemaining.labels(u).set(reading.remaining);
