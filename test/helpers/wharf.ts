@@ -1,0 +1,285 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readdir, writeFile } from 'node:fs/promises';
+import { request as httpRequest } from 'node:http';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+import { request, type HttpResponse } from './http.js';
+import { freePort } from './ports.js';
+import { tempDir, type TempDir } from './tmp.js';
+
+/** The repository root: wharf is started from here so `src/cli.ts` and tsx resolve as in `make run`. */
+const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+// A test process that dies (timeout, crash, failed assertion in a hook) must not leave wharf running.
+const live = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const c of live) c.kill('SIGKILL');
+});
+
+export interface StartWharfOptions {
+  /** Written as YAML to a temp file and passed with --config. Default `{ upstreams: [] }` (a plain registry). */
+  config?: object;
+  /** Extra environment (WHARF_* overrides); applied after WHARF_LISTEN / WHARF_DATA_DIR, so it can replace them. */
+  env?: Record<string, string>;
+  /** Reuse a data directory (e.g. to start a second process on data a first one wrote); kept on stop. */
+  dataDir?: string;
+  /** Listen on this port; default a free one. */
+  port?: number;
+  /** How long to wait for `GET /v2/` → 200 (default 30 s: tsx compiles on first start). */
+  startTimeoutMs?: number;
+  /** How long stop() waits after SIGTERM before SIGKILL (default 15 s). */
+  stopTimeoutMs?: number;
+}
+
+export interface WharfExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** true when stop() had to fall back to SIGKILL */
+  forced: boolean;
+}
+
+export interface WharfProcess {
+  /** http://127.0.0.1:PORT */
+  url: string;
+  /** 127.0.0.1:PORT, for image references (`${host}/repo:tag`). */
+  host: string;
+  port: number;
+  dataDir: string;
+  /** SIGTERM and wait for exit (SIGKILL after stopTimeoutMs); removes the temp dir unless dataDir was given. Safe twice. */
+  stop(): Promise<void>;
+  /** SIGKILL (a crash); port and data are kept so restart() can bring it back. */
+  kill(): Promise<void>;
+  /** Graceful stop (if running), then start again on the same port and data. */
+  restart(): Promise<void>;
+  /** stdout + stderr of every run so far (the last 1 MiB). */
+  logs(): string;
+  /** How the last run ended; undefined while running or never stopped. */
+  lastExit(): WharfExit | undefined;
+}
+
+const LOG_KEEP = 1 << 20;
+
+function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const t = setTimeout(() => resolve(false), ms);
+    child.once('exit', () => {
+      clearTimeout(t);
+      resolve(true);
+    });
+  });
+}
+
+/** Inherited WHARF_* variables (a developer's shell) must not change what a test starts. */
+function baseEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('WHARF_')) env[k] = v;
+  return env;
+}
+
+async function ready(url: string, deadline: number, alive: () => boolean): Promise<void> {
+  let last = 'no answer';
+  for (;;) {
+    if (!alive()) throw new Error(`process exited before ${url} answered (${last})`);
+    try {
+      const res = await request(url, { timeoutMs: 2000 });
+      if (res.status === 200) return;
+      last = `HTTP ${res.status}`;
+    } catch (err) {
+      last = (err as Error).message;
+    }
+    if (Date.now() > deadline) throw new Error(`${url} did not answer 200 in time (${last})`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Starts `wharf serve` as a child process (the real entry point) and waits for `GET /v2/` → 200. */
+export async function startWharf(opts: StartWharfOptions = {}): Promise<WharfProcess> {
+  const dir: TempDir = await tempDir('wharf-proc-');
+  try {
+    const dataDir = opts.dataDir ?? join(dir.path, 'data');
+    const configPath = join(dir.path, 'wharf.yaml');
+    await writeFile(configPath, stringify(opts.config ?? { upstreams: [] }));
+
+    let port = opts.port ?? (await freePort());
+    let output = '';
+    let child: ChildProcess | undefined;
+    let exit: WharfExit | undefined;
+    const keep = (b: Buffer): void => {
+      output += b.toString('utf8');
+      if (output.length > LOG_KEEP) output = output.slice(-LOG_KEEP);
+    };
+
+    const launch = async (): Promise<void> => {
+      exit = undefined;
+      const env = { ...baseEnv(), WHARF_LISTEN: `127.0.0.1:${port}`, WHARF_DATA_DIR: dataDir, ...(opts.env ?? {}) };
+      const c = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve', '--config', configPath], {
+        cwd: REPO_ROOT,
+        env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      child = c;
+      live.add(c);
+      c.stdout?.on('data', keep);
+      c.stderr?.on('data', keep);
+      let exited = false;
+      c.once('exit', (code, signal) => {
+        exited = true;
+        live.delete(c);
+        exit ??= { code, signal, forced: false };
+      });
+      c.once('error', (err) => {
+        exited = true;
+        output += `\n[spawn error] ${String(err)}\n`;
+      });
+      try {
+        await ready(`http://127.0.0.1:${port}/v2/`, Date.now() + (opts.startTimeoutMs ?? 30_000), () => !exited);
+      } catch (err) {
+        await terminate('SIGKILL');
+        throw new Error(`wharf did not start on port ${port}: ${(err as Error).message}\n--- logs ---\n${output.slice(-4000)}`);
+      }
+    };
+
+    const start = async (): Promise<void> => {
+      if (child !== undefined) return;
+      try {
+        await launch();
+      } catch (err) {
+        // The free port can be taken between freePort() and listen(); try once more elsewhere unless pinned.
+        if (opts.port !== undefined || !/EADDRINUSE/.test(output)) throw err;
+        port = await freePort();
+        await launch();
+      }
+    };
+
+    const terminate = async (signal: 'SIGTERM' | 'SIGKILL'): Promise<void> => {
+      const c = child;
+      child = undefined;
+      if (c === undefined) return;
+      c.kill(signal);
+      if (await waitExit(c, signal === 'SIGTERM' ? (opts.stopTimeoutMs ?? 15_000) : 5000)) return;
+      c.kill('SIGKILL');
+      await waitExit(c, 5000);
+      exit = { code: c.exitCode, signal: c.signalCode, forced: true };
+    };
+
+    await start();
+    let stopped = false;
+    const proc: WharfProcess = {
+      get url() {
+        return `http://127.0.0.1:${port}`;
+      },
+      get host() {
+        return `127.0.0.1:${port}`;
+      },
+      get port() {
+        return port;
+      },
+      dataDir,
+      async stop() {
+        if (stopped) return;
+        stopped = true;
+        await terminate('SIGTERM');
+        await dir.cleanup();
+      },
+      kill: () => terminate('SIGKILL'),
+      async restart() {
+        await terminate('SIGTERM');
+        // Same port, no retry elsewhere: upload Locations handed out before must keep working.
+        await launch();
+      },
+      logs: () => output,
+      lastExit: () => exit,
+    };
+    return proc;
+  } catch (err) {
+    await dir.cleanup();
+    throw err;
+  }
+}
+
+// ---- small client-side helpers for tests that talk to a wharf process ----
+
+/**
+ * One HTTP exchange whose request target is sent exactly as given: `new URL()` (used by request())
+ * would resolve `..` and `//` before wharf could see them, which hides the path tricks under test.
+ */
+export function rawRequest(
+  base: { port: number },
+  method: string,
+  rawPath: string,
+  init: { headers?: Record<string, string>; body?: Buffer | string; timeoutMs?: number } = {},
+): Promise<HttpResponse> {
+  const body = typeof init.body === 'string' ? Buffer.from(init.body) : init.body;
+  const headers: Record<string, string> = { ...(init.headers ?? {}) };
+  if (body !== undefined && !Object.keys(headers).some((h) => h.toLowerCase() === 'content-length')) {
+    headers['content-length'] = String(body.length);
+  }
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      { host: '127.0.0.1', port: base.port, method, path: rawPath, headers, agent: false },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.once('error', reject);
+        res.once('end', () => {
+          const out: Record<string, string> = {};
+          for (const [k, v] of Object.entries(res.headers)) {
+            if (v !== undefined) out[k] = Array.isArray(v) ? v.join(', ') : v;
+          }
+          resolve({ status: res.statusCode ?? 0, headers: out, body: Buffer.concat(chunks) });
+        });
+      },
+    );
+    const timeout = init.timeoutMs ?? 30_000;
+    req.setTimeout(timeout, () => req.destroy(new Error(`${method} ${rawPath}: no answer within ${timeout} ms`)));
+    req.once('error', reject);
+    req.end(body);
+  });
+}
+
+export interface OciErrorBody {
+  errors: Array<{ code: string; message?: unknown; detail?: unknown }>;
+}
+
+/** The error codes of an OCI error body; throws (with the body) when it is not one. */
+export function errorCodes(res: HttpResponse): string[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(res.body.toString('utf8'));
+  } catch {
+    throw new Error(`HTTP ${res.status}: body is not JSON: ${JSON.stringify(res.body.toString('utf8').slice(0, 300))}`);
+  }
+  const errs = (parsed as Partial<OciErrorBody>).errors;
+  if (!Array.isArray(errs) || errs.length === 0 || !errs.every((e) => typeof e?.code === 'string')) {
+    throw new Error(`HTTP ${res.status}: not an OCI error body: ${res.body.toString('utf8').slice(0, 300)}`);
+  }
+  return errs.map((e) => e.code);
+}
+
+/** `<dataDir>/blobs/<alg>/<2 hex>/<hex>`: where wharf keeps a blob's bytes. */
+export function blobFile(dataDir: string, digest: string): string {
+  const [alg, hex] = digest.split(':') as [string, string];
+  return join(dataDir, 'blobs', alg, hex.slice(0, 2), hex);
+}
+
+/** Every regular file under `dir` (relative paths, sorted); [] when `dir` does not exist. */
+export async function filesUnder(dir: string): Promise<string[]> {
+  try {
+    const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+    return entries
+      .filter((e) => e.isFile())
+      .map((e) => relative(dir, join(e.parentPath, e.name)))
+      .sort();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+}
+
+/** Short description of a response for assertion messages. */
+export function describeResponse(res: HttpResponse): string {
+  const body = res.body.toString('utf8').slice(0, 400);
+  return `HTTP ${res.status} ${JSON.stringify(res.headers)} ${body}`;
+}
