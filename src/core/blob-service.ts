@@ -1,0 +1,148 @@
+import { ErrorCode, RegistryError, isRegistryError, type Digest } from '../oci/index.js';
+import { BlobFetch } from './blob-fetch.js';
+import type { CoreDeps } from './deps.js';
+import { resolveRange } from './ranges.js';
+import type { MirrorTarget, RepoAccess } from './repo-access.js';
+import type { BlobBody, BlobService, Outcome, RangeRequest, RepoRef } from './types.js';
+
+interface Inflight {
+  fetch: BlobFetch;
+  repoKey: string;
+}
+
+/**
+ * Blob reads: linked content from disk; misses from the repository's upstream through one shared
+ * BlobFetch per digest (in this process), whatever the number of clients.
+ */
+export class Blobs implements BlobService {
+  private readonly inflight = new Map<Digest, Inflight>();
+
+  constructor(
+    private readonly d: CoreDeps,
+    private readonly access: RepoAccess,
+    private readonly onAccess: (digest: Digest) => void = () => {},
+  ) {}
+
+  async stat(repo: RepoRef, digest: Digest, signal?: AbortSignal): Promise<{ digest: Digest; size: number; outcome: Outcome }> {
+    const local = await this.linkedStat(repo, digest);
+    if (local) return { digest, size: local, outcome: 'hit' };
+    const target = await this.access.mirror(repo);
+    if (!target) throw blobUnknown(digest);
+    const running = this.inflight.get(digest);
+    if (running?.repoKey === repo.key && running.fetch.size !== undefined) return { digest, size: running.fetch.size, outcome: 'coalesced' };
+    const head = await target.upstream.headBlob(repo.path, digest, signal);
+    const st = await this.d.store.stat(digest);
+    if (st) {
+      // The bytes are here already (fetched for another repository); the upstream just confirmed this one has them too.
+      await this.access.link(repo, digest, { kind: 'blob', size: st.size, origin: 'upstream' });
+      return { digest, size: st.size, outcome: 'hit' };
+    }
+    if (head.size === undefined) throw new RegistryError(ErrorCode.UNAVAILABLE, 'upstream did not report the blob size');
+    return { digest, size: head.size, outcome: 'miss' };
+  }
+
+  async open(repo: RepoRef, digest: Digest, range: RangeRequest | undefined, signal?: AbortSignal): Promise<BlobBody> {
+    const size = await this.linkedStat(repo, digest);
+    if (size !== undefined) {
+      const body = await this.fromDisk(digest, size, range);
+      if (body) return body;
+    }
+    const target = await this.access.mirror(repo);
+    if (!target) throw blobUnknown(digest);
+
+    const st = await this.d.store.stat(digest);
+    if (st) {
+      await target.upstream.headBlob(repo.path, digest, signal);
+      await this.access.link(repo, digest, { kind: 'blob', size: st.size, origin: 'upstream' });
+      const body = await this.fromDisk(digest, st.size, range);
+      if (body) return body;
+    }
+    return this.fromUpstream(repo, target, digest, range, signal);
+  }
+
+  async delete(repo: RepoRef, digest: Digest): Promise<void> {
+    const link = await this.d.meta.getLink(repo.key, digest);
+    if (!link || link.kind !== 'blob') throw blobUnknown(digest);
+    if (link.origin !== 'local') throw new RegistryError(ErrorCode.UNSUPPORTED, 'mirrored blobs cannot be deleted; use wharf purge');
+    // Only the link goes: the bytes may be shared with other repositories (gc reclaims unreferenced ones).
+    await this.d.meta.unlink(repo.key, digest);
+  }
+
+  /** Size of content linked to this repository and present on disk. */
+  private async linkedStat(repo: RepoRef, digest: Digest): Promise<number | undefined> {
+    const link = await this.d.meta.getLink(repo.key, digest);
+    if (!link) return undefined;
+    const st = await this.d.store.stat(digest);
+    return st?.size;
+  }
+
+  private async fromDisk(digest: Digest, size: number, req: RangeRequest | undefined): Promise<BlobBody | undefined> {
+    const range = req ? resolveRange(req, size) : undefined;
+    const stream = await this.d.store.read(digest, range);
+    if (!stream) return undefined;
+    this.d.metrics.cacheRequest('blob', 'hit');
+    this.onAccess(digest);
+    return { size, range, stream, source: 'cache', outcome: 'hit' };
+  }
+
+  private async fromUpstream(repo: RepoRef, target: MirrorTarget, digest: Digest, req: RangeRequest | undefined, signal?: AbortSignal): Promise<BlobBody> {
+    let entry = this.inflight.get(digest);
+    let outcome: Outcome = 'coalesced';
+    if (entry && entry.repoKey !== repo.key) {
+      // Joining another repository's download: this repository's upstream must vouch for the digest first.
+      await target.upstream.headBlob(repo.path, digest, signal);
+    }
+    if (!entry) {
+      outcome = 'miss';
+      entry = this.startFetch(repo, target, digest);
+    }
+    const { fetch } = entry;
+    await fetch.started;
+    if (fetch.failed && fetch.written === 0) throw fetch.failed;
+    if (entry.repoKey !== repo.key) {
+      void fetch.done.then((desc) => this.access.link(repo, digest, { kind: 'blob', size: desc.size, origin: 'upstream' })).catch(() => {});
+    }
+    let size = fetch.size;
+    if (size === undefined) size = (await fetch.done).size; // no Content-Length upstream: only then wait for the whole blob
+    const range = req ? resolveRange(req, size) : undefined;
+    this.d.metrics.cacheRequest('blob', outcome);
+    return { size, range, stream: fetch.reader(range), source: 'upstream', outcome };
+  }
+
+  private startFetch(repo: RepoRef, target: MirrorTarget, digest: Digest): Inflight {
+    const fetch = new BlobFetch({
+      store: this.d.store,
+      upstream: target.upstream,
+      repoPath: repo.path,
+      digest,
+      timeoutMs: this.d.policy.fetchTimeout,
+      resumeAttempts: this.d.policy.resumeAttempts,
+    });
+    const entry = { fetch, repoKey: repo.key };
+    this.inflight.set(digest, entry);
+    this.d.metrics.inflightFetches(1);
+    fetch.done
+      .then(async (desc) => {
+        await this.access.link(repo, digest, { kind: 'blob', size: desc.size, origin: 'upstream' });
+        this.onAccess(digest);
+      })
+      .catch((e: unknown) => {
+        if (isRegistryError(e) && e.code === ErrorCode.DIGEST_INVALID) {
+          this.d.metrics.digestMismatch(target.upstream.name);
+          this.d.logger.error({ upstream: target.upstream.name, digest }, 'upstream sent bytes that do not match the digest; nothing cached');
+        } else {
+          this.d.logger.warn({ upstream: target.upstream.name, digest, err: (e as Error).message }, 'blob fetch failed');
+        }
+      })
+      .finally(() => {
+        this.inflight.delete(digest);
+        fetch.close();
+        this.d.metrics.inflightFetches(-1);
+      });
+    return entry;
+  }
+}
+
+function blobUnknown(digest: Digest): RegistryError {
+  return new RegistryError(ErrorCode.BLOB_UNKNOWN, undefined, { detail: { digest } });
+}

@@ -1,0 +1,15 @@
+import type { Metrics, Logger } from '../observability/types.js';
+import type { BlobStore, MetadataStore } from '../store/types.js';
+import type { CorePolicy } from './policy.js';
+import type { Namespaces } from './types.js';
+
+/** Everything the core services need, injected by app.ts. */
+export interface CoreDeps {
+  store: BlobStore;
+  meta: MetadataStore;
+  namespaces: Namespaces;
+  policy: CorePolicy;
+  metrics: Metrics;
+  logger: Logger;
+  now: () => number;
+}

@@ -1,0 +1,231 @@
+import {
+  ErrorCode,
+  MediaType,
+  RegistryError,
+  digestOf,
+  isRegistryError,
+  parseManifest,
+  type Descriptor,
+  type Digest,
+  type ParsedManifest,
+  type Reference,
+} from '../oci/index.js';
+import type { Origin, TagRecord } from '../store/types.js';
+import type { CoreDeps } from './deps.js';
+import type { MirrorTarget, RepoAccess } from './repo-access.js';
+import { SingleFlight } from './single-flight.js';
+import type { ManifestResult, ManifestService, Outcome, RepoRef } from './types.js';
+
+const OCI_TYPES = new Set<string>([MediaType.ociManifest, MediaType.ociIndex]);
+
+/** Errors that mean "the upstream could not answer now" rather than "this does not exist". */
+function isOutage(e: unknown): boolean {
+  return isRegistryError(e) && (e.code === ErrorCode.UNAVAILABLE || e.code === ErrorCode.TOOMANYREQUESTS || e.code === ErrorCode.UNKNOWN);
+}
+
+export class Manifests implements ManifestService {
+  private readonly flights = new SingleFlight<ManifestResult>();
+
+  constructor(
+    private readonly d: CoreDeps,
+    private readonly access: RepoAccess,
+  ) {}
+
+  async get(repo: RepoRef, ref: Reference, accept: string[], signal?: AbortSignal): Promise<ManifestResult> {
+    const res = await this.resolve(repo, ref, signal);
+    return this.negotiate(repo, ref, res, accept, signal);
+  }
+
+  head(repo: RepoRef, ref: Reference, accept: string[], signal?: AbortSignal): Promise<ManifestResult> {
+    return this.get(repo, ref, accept, signal);
+  }
+
+  async put(repo: RepoRef, ref: Reference, contentType: string | undefined, bytes: Buffer): Promise<{ descriptor: Descriptor; subject?: Digest }> {
+    if (bytes.byteLength > this.d.policy.maxManifestBytes) {
+      throw new RegistryError(ErrorCode.MANIFEST_INVALID, 'manifest too large', { status: 413, detail: { limit: this.d.policy.maxManifestBytes } });
+    }
+    await this.access.assertPushable(repo);
+    const parsed = parseManifest(bytes, contentType);
+    const digest = digestOf(bytes);
+    if (ref.kind === 'digest' && ref.digest !== digest) {
+      throw new RegistryError(ErrorCode.DIGEST_INVALID, 'manifest digest does not match the reference', { detail: { expected: ref.digest, actual: digest } });
+    }
+    await this.assertReferencesExist(repo, parsed);
+    await this.access.storeBytes(digest, bytes);
+    await this.linkManifest(repo, digest, bytes.byteLength, parsed, 'local');
+    if (ref.kind === 'tag') {
+      await this.d.meta.putTag(repo.key, ref.tag, { digest, mediaType: parsed.mediaType, size: bytes.byteLength, checkedAt: this.d.now(), origin: 'local' });
+    }
+    return { descriptor: { mediaType: parsed.mediaType, digest, size: bytes.byteLength }, subject: parsed.subject?.digest };
+  }
+
+  async delete(repo: RepoRef, ref: Reference): Promise<void> {
+    if (ref.kind === 'tag') {
+      const rec = await this.d.meta.getTag(repo.key, ref.tag);
+      if (!rec) throw new RegistryError(ErrorCode.MANIFEST_UNKNOWN, undefined, { detail: { tag: ref.tag } });
+      if (rec.origin !== 'local') throw new RegistryError(ErrorCode.UNSUPPORTED, 'mirrored tags cannot be deleted; they follow the upstream');
+      await this.d.meta.deleteTag(repo.key, ref.tag);
+      return;
+    }
+    const link = await this.d.meta.getLink(repo.key, ref.digest);
+    if (!link || link.kind !== 'manifest') throw new RegistryError(ErrorCode.MANIFEST_UNKNOWN, undefined, { detail: { digest: ref.digest } });
+    if (link.origin !== 'local') throw new RegistryError(ErrorCode.UNSUPPORTED, 'mirrored manifests cannot be deleted; use wharf purge');
+    for (const tag of await this.d.meta.tagsOf(repo.key, ref.digest)) await this.d.meta.deleteTag(repo.key, tag);
+    await this.d.meta.unlink(repo.key, ref.digest);
+  }
+
+  private async resolve(repo: RepoRef, ref: Reference, signal?: AbortSignal): Promise<ManifestResult> {
+    return ref.kind === 'digest' ? this.byDigest(repo, ref.digest, signal) : this.byTag(repo, ref.tag, signal);
+  }
+
+  private async byDigest(repo: RepoRef, digest: Digest, signal?: AbortSignal): Promise<ManifestResult> {
+    const link = await this.d.meta.getLink(repo.key, digest);
+    if (link?.kind === 'manifest') {
+      const bytes = await this.access.readBytes(digest);
+      if (bytes) {
+        this.d.metrics.cacheRequest('manifest', 'hit');
+        return { descriptor: { mediaType: link.mediaType ?? MediaType.ociManifest, digest, size: bytes.byteLength }, bytes, outcome: link.origin === 'local' ? 'local' : 'hit' };
+      }
+    }
+    const target = await this.access.mirror(repo);
+    if (!target) throw new RegistryError(ErrorCode.MANIFEST_UNKNOWN, undefined, { detail: { digest } });
+    const { promise, joined } = this.flights.run(`m:${repo.key}@${digest}`, () => this.fetch(repo, target, digest, signal));
+    const res = await promise;
+    this.d.metrics.cacheRequest('manifest', joined ? 'coalesced' : 'miss');
+    return joined ? { ...res, outcome: 'coalesced' } : res;
+  }
+
+  private async byTag(repo: RepoRef, tag: string, signal?: AbortSignal): Promise<ManifestResult> {
+    const rec = await this.d.meta.getTag(repo.key, tag);
+    const target = await this.access.mirror(repo);
+    if (rec && (rec.origin === 'local' || !target)) return this.fromTag(repo, rec, 'local');
+    if (!target) throw new RegistryError(ErrorCode.MANIFEST_UNKNOWN, undefined, { detail: { tag } });
+    if (rec && this.d.now() - rec.checkedAt < target.policy.tagFreshness) {
+      const res = await this.fromTag(repo, rec, 'hit').catch(() => undefined);
+      if (res) {
+        this.d.metrics.cacheRequest('tag', 'hit');
+        return res;
+      }
+    }
+    if (!rec && (await this.d.meta.getState(negativeKey(repo, tag)))) {
+      throw new RegistryError(ErrorCode.MANIFEST_UNKNOWN, 'manifest unknown upstream (remembered)', { detail: { tag } });
+    }
+    const { promise, joined } = this.flights.run(`t:${repo.key}:${tag}`, () => this.revalidate(repo, target, tag, rec, signal));
+    const res = await promise;
+    this.d.metrics.cacheRequest('tag', joined ? 'coalesced' : res.outcome === 'stale' ? 'stale' : res.outcome === 'hit' ? 'hit' : 'miss');
+    return joined ? { ...res, outcome: 'coalesced' } : res;
+  }
+
+  /**
+   * A tag past its freshness window: HEAD first (free against Docker Hub's pull limit); GET only when
+   * the digest moved. Any outage with a cached digest serves that digest (`stale`).
+   */
+  private async revalidate(repo: RepoRef, target: MirrorTarget, tag: string, rec: TagRecord | undefined, signal?: AbortSignal): Promise<ManifestResult> {
+    // A shared fetch must not die with the first client's connection.
+    void signal;
+    try {
+      if (rec) {
+        const head = await target.upstream.headManifest(repo.path, tag);
+        if (head.digest === rec.digest) {
+          const res = await this.fromTag(repo, rec, 'hit').catch(() => undefined);
+          if (res) {
+            await this.d.meta.putTag(repo.key, tag, { ...rec, checkedAt: this.d.now() });
+            return res;
+          }
+        }
+        const res = await this.fetch(repo, target, head.digest ?? tag);
+        await this.d.meta.putTag(repo.key, tag, this.tagRecord(res));
+        return res;
+      }
+      const res = await this.fetch(repo, target, tag);
+      await this.d.meta.putTag(repo.key, tag, this.tagRecord(res));
+      return res;
+    } catch (e) {
+      if (rec && isOutage(e)) {
+        this.d.logger.warn({ upstream: repo.upstream, err: (e as Error).message }, 'upstream unavailable; serving cached tag');
+        const res = await this.fromTag(repo, rec, 'stale').catch(() => undefined);
+        if (res) return res;
+      }
+      if (isRegistryError(e) && e.code === ErrorCode.MANIFEST_UNKNOWN) {
+        await this.d.meta.setState(negativeKey(repo, tag), '1', target.policy.notFoundTtl);
+        if (rec) await this.d.meta.deleteTag(repo.key, tag);
+      }
+      throw e;
+    }
+  }
+
+  private tagRecord(res: ManifestResult): TagRecord {
+    return { digest: res.descriptor.digest, mediaType: res.descriptor.mediaType, size: res.descriptor.size, checkedAt: this.d.now(), origin: 'upstream' };
+  }
+
+  /** GET from upstream (by tag or digest), store byte-for-byte, link. */
+  private async fetch(repo: RepoRef, target: MirrorTarget, ref: string, _signal?: AbortSignal): Promise<ManifestResult> {
+    const m = await target.upstream.manifest(repo.path, ref);
+    let parsed: ParsedManifest | undefined;
+    try {
+      parsed = parseManifest(m.bytes, m.mediaType);
+    } catch {
+      parsed = undefined; // stored and served as the upstream sent it; it just references nothing we track
+    }
+    await this.access.storeBytes(m.digest, m.bytes);
+    const mediaType = parsed?.mediaType ?? m.mediaType;
+    await this.linkManifest(repo, m.digest, m.bytes.byteLength, parsed, 'upstream', mediaType);
+    return { descriptor: { mediaType, digest: m.digest, size: m.bytes.byteLength }, bytes: m.bytes, outcome: 'miss' };
+  }
+
+  private async fromTag(repo: RepoRef, rec: TagRecord, outcome: Outcome): Promise<ManifestResult> {
+    const bytes = await this.access.readBytes(rec.digest);
+    if (!bytes) throw new RegistryError(ErrorCode.MANIFEST_UNKNOWN, 'manifest content missing', { detail: { digest: rec.digest } });
+    return { descriptor: { mediaType: rec.mediaType, digest: rec.digest, size: bytes.byteLength }, bytes, outcome };
+  }
+
+  private async linkManifest(repo: RepoRef, digest: Digest, size: number, parsed: ParsedManifest | undefined, origin: Origin, mediaType?: string): Promise<void> {
+    await this.access.link(repo, digest, {
+      kind: 'manifest',
+      size,
+      origin,
+      mediaType: mediaType ?? parsed?.mediaType,
+      subject: parsed?.subject?.digest,
+      artifactType: parsed?.artifactType,
+      annotations: parsed?.annotations,
+      refs: parsed ? [...parsed.blobs, ...parsed.manifests].map((d) => d.digest) : [],
+    });
+  }
+
+  private async assertReferencesExist(repo: RepoRef, parsed: ParsedManifest): Promise<void> {
+    const missing: Digest[] = [];
+    for (const b of parsed.blobs) {
+      const link = await this.d.meta.getLink(repo.key, b.digest);
+      if (!link || !(await this.d.store.stat(b.digest))) missing.push(b.digest);
+    }
+    for (const m of parsed.manifests) {
+      const link = await this.d.meta.getLink(repo.key, m.digest);
+      if (link?.kind !== 'manifest') missing.push(m.digest);
+    }
+    if (missing.length > 0) throw new RegistryError(ErrorCode.MANIFEST_BLOB_UNKNOWN, undefined, { detail: { missing } });
+  }
+
+  /**
+   * Answers a client whose Accept excludes the stored type as Distribution 2.8 does: OCI types are
+   * MANIFEST_UNKNOWN; a manifest list asked for by tag is answered with its linux/amd64 manifest.
+   * Docker schema2 is served as-is (wharf does not down-convert to schema1).
+   */
+  private async negotiate(repo: RepoRef, ref: Reference, res: ManifestResult, accept: string[], signal?: AbortSignal): Promise<ManifestResult> {
+    const type = res.descriptor.mediaType;
+    if (accept.length === 0 || accept.includes('*/*') || accept.includes(type)) return res;
+    if (OCI_TYPES.has(type)) {
+      throw new RegistryError(ErrorCode.MANIFEST_UNKNOWN, `${type === MediaType.ociIndex ? 'OCI index' : 'OCI manifest'} found, but accept header does not support it`);
+    }
+    if (type === MediaType.dockerManifestList && ref.kind === 'tag') {
+      const list = parseManifest(res.bytes, type);
+      const amd64 = list.manifests.find((m) => m.platform?.os === 'linux' && m.platform.architecture === 'amd64');
+      if (!amd64) throw new RegistryError(ErrorCode.MANIFEST_UNKNOWN, 'could not find a matching manifest list platform');
+      return this.resolve(repo, { kind: 'digest', digest: amd64.digest }, signal);
+    }
+    return res;
+  }
+}
+
+function negativeKey(repo: RepoRef, tag: string): string {
+  return `neg:${repo.key}:${tag}`;
+}

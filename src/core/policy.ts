@@ -1,0 +1,31 @@
+import type { Upstream } from '../upstream/types.js';
+
+/** Per-upstream freshness rules. */
+export interface UpstreamPolicy {
+  /** tags confirmed less than this long ago are served with no upstream request */
+  tagFreshness: number;
+  /** an upstream 404 for a tag is remembered this long */
+  notFoundTtl: number;
+}
+
+export interface CorePolicy {
+  upstreams: ReadonlyMap<string, { upstream: Upstream; policy: UpstreamPolicy }>;
+  /** `push.overlay` patterns (glob `*` within a component, `**` across) matched against request paths */
+  overlay: string[];
+  maxManifestBytes: number;
+  maxBlobBytes: number;
+  fetchTimeout: number;
+  resumeAttempts: number;
+}
+
+/** Compiles `push.overlay` globs; `library/*` matches `library/alpine` but not `library/a/b`. */
+export function overlayMatcher(patterns: string[]): (path: string) => boolean {
+  const res = patterns.map((p) => {
+    const src = p
+      .split('**')
+      .map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*'))
+      .join('.*');
+    return new RegExp(`^${src}$`);
+  });
+  return (path) => res.some((r) => r.test(path));
+}

@@ -1,0 +1,24 @@
+import type { Digest } from '../oci/index.js';
+import { Blobs } from './blob-service.js';
+import type { CoreDeps } from './deps.js';
+import { Manifests } from './manifest-service.js';
+import { RepoAccess } from './repo-access.js';
+import { Catalog, Referrers, Tags } from './tag-service.js';
+import type { Registry } from './types.js';
+import { Uploads } from './upload-service.js';
+
+/** Builds the core services over one set of dependencies. */
+export function createRegistry(d: CoreDeps, hooks: { onAccess?: (digest: Digest) => void } = {}): Registry & { blobService: Blobs } {
+  const access = new RepoAccess(d);
+  const blobs = new Blobs(d, access, hooks.onAccess);
+  return {
+    namespaces: d.namespaces,
+    manifests: new Manifests(d, access),
+    blobs,
+    blobService: blobs,
+    uploads: new Uploads(d, access),
+    tags: new Tags(d, access),
+    catalog: new Catalog(d),
+    referrers: new Referrers(d),
+  };
+}

@@ -1,0 +1,72 @@
+import { ErrorCode, RegistryError, type Digest } from '../oci/index.js';
+import type { Upstream } from '../upstream/types.js';
+import type { LinkRecord, RepoRecord } from '../store/types.js';
+import type { CoreDeps } from './deps.js';
+import { overlayMatcher, type UpstreamPolicy } from './policy.js';
+import { single } from './streams.js';
+import type { RepoRef } from './types.js';
+
+export interface MirrorTarget {
+  upstream: Upstream;
+  policy: UpstreamPolicy;
+}
+
+/**
+ * Who may read and write a repository: whether it can go upstream (a local repository never does,
+ * unless it is an overlay), whether a push is allowed, and the one way content gets linked into it.
+ */
+export class RepoAccess {
+  private readonly overlay: (path: string) => boolean;
+
+  constructor(private readonly d: CoreDeps) {
+    this.overlay = overlayMatcher(d.policy.overlay);
+  }
+
+  isOverlay(repo: RepoRef): boolean {
+    return repo.upstream !== undefined && (this.overlay(repo.path) || this.overlay(this.d.namespaces.displayName(repo.key)));
+  }
+
+  /** The upstream reads of this repository may go to, or undefined for a local repository. */
+  async mirror(repo: RepoRef, rec?: RepoRecord): Promise<MirrorTarget | undefined> {
+    if (repo.upstream === undefined) return undefined;
+    const state = rec ?? (await this.d.meta.getRepo(repo.key));
+    if (state?.local && !this.isOverlay(repo)) return undefined;
+    const target = this.d.policy.upstreams.get(repo.upstream);
+    return target;
+  }
+
+  async assertPushable(repo: RepoRef): Promise<void> {
+    if (repo.upstream === undefined) return;
+    const rec = await this.d.meta.getRepo(repo.key);
+    if (rec?.mirrored && !rec.local && !this.isOverlay(repo)) {
+      throw new RegistryError(ErrorCode.DENIED, 'repository holds mirrored content; pushing here is allowed only for push.overlay patterns', {
+        detail: { repository: this.d.namespaces.displayName(repo.key) },
+      });
+    }
+  }
+
+  async link(repo: RepoRef, digest: Digest, rec: Omit<LinkRecord, 'linkedAt'>): Promise<void> {
+    await this.d.meta.link(repo.key, digest, { ...rec, linkedAt: this.d.now() });
+    await this.d.meta.markRepo(repo.key, rec.origin === 'local' ? { local: true } : { mirrored: true });
+  }
+
+  /** Stores bytes under their digest unless already present (identical content is stored once). */
+  async storeBytes(digest: Digest, bytes: Buffer): Promise<void> {
+    if (await this.d.store.stat(digest)) return;
+    const w = await this.d.store.create();
+    try {
+      await w.write(single(bytes));
+      await w.commit(digest, bytes.length);
+    } finally {
+      await w.release().catch(() => {});
+    }
+  }
+
+  async readBytes(digest: Digest): Promise<Buffer | undefined> {
+    const s = await this.d.store.read(digest);
+    if (!s) return undefined;
+    const parts: Buffer[] = [];
+    for await (const c of s as AsyncIterable<Buffer>) parts.push(c);
+    return Buffer.concat(parts);
+  }
+}

@@ -1,0 +1,74 @@
+import { ErrorCode, RegistryError, isRegistryError, type Digest } from '../oci/index.js';
+import type { Page } from '../store/types.js';
+import type { CoreDeps } from './deps.js';
+import type { RepoAccess } from './repo-access.js';
+import type { CatalogService, ReferrersService, RepoRef, TagService } from './types.js';
+import { MediaType } from '../oci/index.js';
+
+/** Spec paging over a sorted list: entries after `last`, at most `n`. */
+export function page(sorted: string[], n: number | undefined, last: string | undefined): Page<string> {
+  const from = last === undefined ? 0 : sorted.findIndex((t) => t > last);
+  const rest = from < 0 ? [] : sorted.slice(from);
+  if (n === undefined || rest.length <= n) return { items: rest };
+  const items = rest.slice(0, n);
+  return { items, next: items[items.length - 1] };
+}
+
+export class Tags implements TagService {
+  constructor(
+    private readonly d: CoreDeps,
+    private readonly access: RepoAccess,
+  ) {}
+
+  /** Local tags, plus the upstream's for a mirrored repository (the union; local ones when it is down). */
+  async list(repo: RepoRef, n: number | undefined, last: string | undefined, signal?: AbortSignal): Promise<Page<string>> {
+    const rec = await this.d.meta.getRepo(repo.key);
+    const known = (await this.d.meta.listTags(repo.key)).items;
+    const target = await this.access.mirror(repo, rec);
+    let names = known;
+    if (target) {
+      try {
+        const upstream = await target.upstream.tags(repo.path, signal);
+        names = [...new Set([...upstream, ...known])];
+      } catch (e) {
+        if (isRegistryError(e) && (e.code === ErrorCode.NAME_UNKNOWN || e.code === ErrorCode.MANIFEST_UNKNOWN) && known.length === 0) {
+          throw new RegistryError(ErrorCode.NAME_UNKNOWN, undefined, { detail: { name: this.d.namespaces.displayName(repo.key) } });
+        }
+        this.d.logger.warn({ upstream: repo.upstream, err: (e as Error).message }, 'upstream tag list unavailable; listing cached tags');
+      }
+    } else if (!rec) {
+      throw new RegistryError(ErrorCode.NAME_UNKNOWN, undefined, { detail: { name: this.d.namespaces.displayName(repo.key) } });
+    }
+    return page(names.sort(), n, last);
+  }
+}
+
+export class Catalog implements CatalogService {
+  constructor(private readonly d: CoreDeps) {}
+
+  async list(n: number | undefined, last: string | undefined): Promise<Page<string>> {
+    const keys = (await this.d.meta.listRepos()).items;
+    const names = keys.map((k) => this.d.namespaces.displayName(k)).sort();
+    return page(names, n, last);
+  }
+}
+
+export class Referrers implements ReferrersService {
+  constructor(private readonly d: CoreDeps) {}
+
+  async list(repo: RepoRef, subject: Digest, artifactType: string | undefined): Promise<{ index: Buffer; filtered: boolean }> {
+    const found = await this.d.meta.referrers(repo.key, subject);
+    const manifests = found
+      .filter(({ link }) => artifactType === undefined || link.artifactType === artifactType)
+      .sort((a, b) => (a.digest < b.digest ? -1 : 1))
+      .map(({ digest, link }) => ({
+        mediaType: link.mediaType ?? MediaType.ociManifest,
+        digest,
+        size: link.size,
+        ...(link.artifactType ? { artifactType: link.artifactType } : {}),
+        ...(link.annotations ? { annotations: link.annotations } : {}),
+      }));
+    const index = { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests };
+    return { index: Buffer.from(JSON.stringify(index)), filtered: artifactType !== undefined };
+  }
+}

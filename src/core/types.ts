@@ -1,0 +1,99 @@
+import type { Readable } from 'node:stream';
+import type { Descriptor, Digest, Reference } from '../oci/index.js';
+import type { ByteRange, Page } from '../store/types.js';
+
+/** A repository as wharf knows it: the requested name resolved to one canonical key. */
+export interface RepoRef {
+  /** canonical key `<upstream>/<path>` (or just the path when wharf has no upstreams) */
+  key: string;
+  /** configured upstream name, when the repository can be mirrored */
+  upstream?: string;
+  /** repository path at the upstream (`library/alpine`) */
+  path: string;
+}
+
+export type Outcome = 'hit' | 'miss' | 'coalesced' | 'stale' | 'local';
+
+export interface ManifestResult {
+  descriptor: Descriptor;
+  bytes: Buffer;
+  outcome: Outcome;
+}
+
+export interface BlobBody {
+  /** full size of the blob */
+  size: number;
+  /** set when a range was requested */
+  range?: ByteRange;
+  stream: Readable;
+  source: 'cache' | 'upstream';
+  outcome: Outcome;
+}
+
+export interface UploadStatus {
+  id: string;
+  /** bytes received so far */
+  size: number;
+}
+
+export interface ManifestService {
+  get(repo: RepoRef, ref: Reference, accept: string[], signal?: AbortSignal): Promise<ManifestResult>;
+  head(repo: RepoRef, ref: Reference, accept: string[], signal?: AbortSignal): Promise<ManifestResult>;
+  put(repo: RepoRef, ref: Reference, contentType: string | undefined, bytes: Buffer): Promise<{ descriptor: Descriptor; subject?: Digest }>;
+  delete(repo: RepoRef, ref: Reference): Promise<void>;
+}
+
+export interface BlobService {
+  stat(repo: RepoRef, digest: Digest, signal?: AbortSignal): Promise<{ digest: Digest; size: number; outcome: Outcome }>;
+  open(repo: RepoRef, digest: Digest, range: RangeRequest | undefined, signal?: AbortSignal): Promise<BlobBody>;
+  delete(repo: RepoRef, digest: Digest): Promise<void>;
+}
+
+/** A parsed `Range: bytes=` request; resolved against the blob size by the service. */
+export interface RangeRequest {
+  start?: number;
+  end?: number;
+  /** bytes=-N */
+  suffix?: number;
+}
+
+export interface UploadService {
+  start(repo: RepoRef): Promise<UploadStatus>;
+  /** POST with ?digest=: the whole blob in one request. */
+  monolithic(repo: RepoRef, digest: Digest, body: AsyncIterable<Uint8Array>, length?: number, signal?: AbortSignal): Promise<Descriptor>;
+  /** POST with ?mount=&from=: links the blob when `from` has it, else undefined (caller opens a session). */
+  mount(repo: RepoRef, from: RepoRef, digest: Digest): Promise<Descriptor | undefined>;
+  append(repo: RepoRef, id: string, body: AsyncIterable<Uint8Array>, range: { start: number; end?: number } | undefined, length: number | undefined, signal?: AbortSignal): Promise<UploadStatus>;
+  complete(repo: RepoRef, id: string, digest: Digest, tail: AsyncIterable<Uint8Array> | undefined, length: number | undefined, signal?: AbortSignal): Promise<Descriptor>;
+  status(repo: RepoRef, id: string): Promise<UploadStatus>;
+  cancel(repo: RepoRef, id: string): Promise<void>;
+}
+
+export interface TagService {
+  list(repo: RepoRef, n: number | undefined, last: string | undefined, signal?: AbortSignal): Promise<Page<string>>;
+}
+
+export interface CatalogService {
+  list(n: number | undefined, last: string | undefined): Promise<Page<string>>;
+}
+
+export interface ReferrersService {
+  list(repo: RepoRef, subject: Digest, artifactType: string | undefined): Promise<{ index: Buffer; filtered: boolean }>;
+}
+
+export interface Namespaces {
+  /** Resolves a validated repository name (and containerd's `ns`) to its canonical repository. */
+  resolve(name: string, ns?: string): RepoRef;
+  /** The name a client should use for a canonical key (catalog). */
+  displayName(key: string): string;
+}
+
+export interface Registry {
+  namespaces: Namespaces;
+  manifests: ManifestService;
+  blobs: BlobService;
+  uploads: UploadService;
+  tags: TagService;
+  catalog: CatalogService;
+  referrers: ReferrersService;
+}

@@ -1,0 +1,190 @@
+import { ErrorCode, RegistryError, type Descriptor, type Digest } from '../oci/index.js';
+import type { BlobWriter, UploadRecord } from '../store/types.js';
+import type { CoreDeps } from './deps.js';
+import type { RepoAccess } from './repo-access.js';
+import { capped } from './streams.js';
+import type { RepoRef, UploadService, UploadStatus } from './types.js';
+
+/**
+ * Blob uploads (push). Bytes stream to a temp file; the session (in metadata) remembers the temp file
+ * and its size, so an upload survives a restart and may continue on another replica.
+ */
+export class Uploads implements UploadService {
+  /** serialises requests on one session in this process */
+  private readonly busy = new Set<string>();
+
+  constructor(
+    private readonly d: CoreDeps,
+    private readonly access: RepoAccess,
+  ) {}
+
+  async start(repo: RepoRef): Promise<UploadStatus> {
+    await this.access.assertPushable(repo);
+    const w = await this.d.store.create();
+    await w.release();
+    const now = this.d.now();
+    await this.d.meta.createUpload({ id: w.id, repo: repo.key, writerId: w.id, size: 0, startedAt: now, updatedAt: now });
+    return { id: w.id, size: 0 };
+  }
+
+  async monolithic(repo: RepoRef, digest: Digest, body: AsyncIterable<Uint8Array>, length?: number, signal?: AbortSignal): Promise<Descriptor> {
+    await this.access.assertPushable(repo);
+    this.checkLength(length, 0);
+    const w = await this.d.store.create();
+    try {
+      await w.write(this.limit(body, 0), signal);
+      if (length !== undefined && w.size !== length) throw sizeInvalid(length, w.size);
+      const desc = await w.commit(digest, w.size);
+      await this.access.link(repo, digest, { kind: 'blob', size: desc.size, origin: 'local' });
+      return { ...desc, digest };
+    } finally {
+      await w.cancel().catch(() => {});
+    }
+  }
+
+  async mount(repo: RepoRef, from: RepoRef, digest: Digest): Promise<Descriptor | undefined> {
+    await this.access.assertPushable(repo);
+    const link = await this.d.meta.getLink(from.key, digest);
+    if (!link || link.kind !== 'blob') return undefined;
+    const st = await this.d.store.stat(digest);
+    if (!st) return undefined;
+    await this.access.link(repo, digest, { kind: 'blob', size: st.size, origin: 'local' });
+    return { mediaType: 'application/octet-stream', digest, size: st.size };
+  }
+
+  async append(
+    repo: RepoRef,
+    id: string,
+    body: AsyncIterable<Uint8Array>,
+    range: { start: number; end?: number } | undefined,
+    length: number | undefined,
+    signal?: AbortSignal,
+  ): Promise<UploadStatus> {
+    return this.exclusive(id, async () => {
+      const rec = await this.session(repo, id);
+      if (range && range.start !== rec.size) {
+        throw new RegistryError(ErrorCode.RANGE_INVALID, 'chunk does not start where the upload ends', {
+          headers: { Range: rangeHeader(rec.size), 'Docker-Upload-UUID': id },
+          detail: { expectedStart: rec.size, got: range.start },
+        });
+      }
+      const declared = range?.end !== undefined ? range.end - range.start + 1 : length;
+      this.checkLength(declared, rec.size);
+      const w = await this.writer(rec);
+      try {
+        const before = w.size;
+        await w.write(this.limit(body, before), signal);
+        const got = w.size - before;
+        if (declared !== undefined && got !== declared) {
+          // The session can no longer be trusted to hold what the client thinks it sent: drop it.
+          await this.drop(rec, w);
+          throw sizeInvalid(declared, got);
+        }
+        if (!(await this.d.meta.advanceUpload(id, rec.size, w.size, this.d.now()))) {
+          throw new RegistryError(ErrorCode.BLOB_UPLOAD_INVALID, 'upload changed concurrently');
+        }
+        return { id, size: w.size };
+      } finally {
+        await w.release().catch(() => {});
+      }
+    });
+  }
+
+  async complete(repo: RepoRef, id: string, digest: Digest, tail: AsyncIterable<Uint8Array> | undefined, length: number | undefined, signal?: AbortSignal): Promise<Descriptor> {
+    return this.exclusive(id, async () => {
+      const rec = await this.session(repo, id);
+      this.checkLength(length, rec.size);
+      const w = await this.writer(rec);
+      try {
+        if (tail) {
+          const before = w.size;
+          await w.write(this.limit(tail, before), signal);
+          if (length !== undefined && w.size - before !== length) throw sizeInvalid(length, w.size - before);
+        }
+        const desc = await w.commit(digest, w.size);
+        await this.access.link(repo, digest, { kind: 'blob', size: desc.size, origin: 'local' });
+        await this.d.meta.deleteUpload(id);
+        return { ...desc, digest };
+      } catch (e) {
+        // DIGEST_INVALID and friends end the session: nothing of it may become visible or linger.
+        await this.drop(rec, w);
+        throw e;
+      } finally {
+        await w.release().catch(() => {});
+      }
+    });
+  }
+
+  async status(repo: RepoRef, id: string): Promise<UploadStatus> {
+    const rec = await this.session(repo, id);
+    return { id, size: rec.size };
+  }
+
+  async cancel(repo: RepoRef, id: string): Promise<void> {
+    return this.exclusive(id, async () => {
+      const rec = await this.session(repo, id);
+      const w = await this.d.store.resume(rec.writerId).catch(() => undefined);
+      await this.drop(rec, w);
+    });
+  }
+
+  private async session(repo: RepoRef, id: string): Promise<UploadRecord> {
+    const rec = await this.d.meta.getUpload(id);
+    if (!rec || rec.repo !== repo.key) throw new RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, undefined, { detail: { uuid: id } });
+    return rec;
+  }
+
+  private async writer(rec: UploadRecord): Promise<BlobWriter> {
+    const w = await this.d.store.resume(rec.writerId);
+    if (!w) {
+      await this.d.meta.deleteUpload(rec.id);
+      throw new RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, 'upload data is gone', { detail: { uuid: rec.id } });
+    }
+    if (w.size !== rec.size) {
+      // A crash between writing and recording the size: trust the session, which is what the client was told.
+      if (w.size < rec.size) {
+        await this.drop(rec, w);
+        throw new RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, 'upload data is incomplete', { detail: { uuid: rec.id } });
+      }
+      await this.d.meta.advanceUpload(rec.id, rec.size, w.size, this.d.now());
+      rec.size = w.size;
+    }
+    return w;
+  }
+
+  private async drop(rec: UploadRecord, w: BlobWriter | undefined): Promise<void> {
+    await w?.cancel().catch(() => {});
+    await this.d.meta.deleteUpload(rec.id);
+  }
+
+  private checkLength(declared: number | undefined, already: number): void {
+    if (declared !== undefined && already + declared > this.d.policy.maxBlobBytes) throw tooLarge(this.d.policy.maxBlobBytes);
+  }
+
+  private limit(body: AsyncIterable<Uint8Array>, already: number): AsyncIterable<Uint8Array> {
+    const max = this.d.policy.maxBlobBytes;
+    return capped(body, max - already, () => tooLarge(max));
+  }
+
+  private async exclusive<T>(id: string, work: () => Promise<T>): Promise<T> {
+    if (this.busy.has(id)) throw new RegistryError(ErrorCode.BLOB_UPLOAD_INVALID, 'another request is writing this upload');
+    this.busy.add(id);
+    try {
+      return await work();
+    } finally {
+      this.busy.delete(id);
+    }
+  }
+}
+
+export function rangeHeader(size: number): string {
+  return `0-${Math.max(0, size - 1)}`;
+}
+
+function sizeInvalid(expected: number, got: number): RegistryError {
+  return new RegistryError(ErrorCode.SIZE_INVALID, 'body length does not match the declared length', { detail: { expected, got } });
+}
+
+function tooLarge(limit: number): RegistryError {
+  return new RegistryError(ErrorCode.SIZE_INVALID, 'blob exceeds the configured size limit', { status: 413, detail: { limit } });
+}
