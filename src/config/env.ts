@@ -68,7 +68,9 @@ export function suggest(word: string, candidates: readonly string[]): string {
   let best: string | undefined;
   let bestD = Math.max(2, Math.floor(word.length / 4)) + 1;
   for (const c of candidates) {
-    const d = distance(word.toLowerCase(), c.toLowerCase());
+    const [w, k] = [word.toLowerCase(), c.toLowerCase()];
+    // a truncated name ("tagFresh") is as good a hint as a typo
+    const d = w.length >= 4 && k.startsWith(w) ? 1 : distance(w, k);
     if (d < bestD) [best, bestD] = [c, d];
   }
   return best === undefined ? '' : ` (did you mean ${best}?)`;

@@ -37,11 +37,12 @@ export async function readYamlFile(file: string, problems: string[]): Promise<Ra
     const reason = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : (e as Error).message;
     throw new ConfigFileError(file, reason);
   }
-  const doc = parseDocument(text, { prettyErrors: false });
+  const doc = parseDocument(text);
   if (doc.errors.length > 0) {
     for (const err of doc.errors) {
       const at = err.linePos?.[0];
-      problems.push(`${file}${at ? `:${at.line}:${at.col}` : ''}: ${err.message.split('\n')[0] ?? err.code}`);
+      const message = (err.message.split('\n')[0] ?? err.code).replace(/ at line \d+, column \d+:?$/, '');
+      problems.push(`${file}${at ? `:${at.line}:${at.col}` : ''}: ${message}`);
     }
     return {};
   }
