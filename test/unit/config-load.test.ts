@@ -343,3 +343,12 @@ test('an unreadable credentials file is a problem', { skip: process.getuid?.() =
   }));
   assert.deepEqual(problems, [`WHARF_UPSTREAMS_0_CREDENTIALS_PASSWORD_FILE: file ${secret} is not readable (EACCES)`]);
 });
+
+test('listen accepts IPv6 and a bare :port, and checks the port range', async () => {
+  assert.equal((await loadConfig({ env: { WHARF_LISTEN: '[::]:5000' } })).listen, '[::]:5000');
+  assert.equal((await loadConfig({ env: { WHARF_LISTEN: ':5000' } })).listen, '0.0.0.0:5000');
+  assert.equal((await loadConfig({ env: { WHARF_METRICS_LISTEN: '127.0.0.1:0' } })).metrics.listen, '127.0.0.1:0');
+  assert.deepEqual(await problemsOf(loadConfig({ env: { WHARF_LISTEN: '0.0.0.0:65536' } })), [
+    'WHARF_LISTEN: must be host:port with port 0-65535, got "0.0.0.0:65536"',
+  ]);
+});
