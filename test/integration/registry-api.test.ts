@@ -29,13 +29,18 @@ const head = (path: string, headers: Record<string, string> = {}): Promise<HttpR
 const del = (path: string): Promise<HttpResponse> => request(`${w.url}${path}`, { method: 'DELETE' });
 
 async function putBlob(repo: string, bytes: Buffer): Promise<string> {
+  // POST + PUT (what docker does), so these tests do not depend on monolithic POST (tested in uploads)
   const digest = sha256(bytes);
-  const res = await request(`${w.url}/v2/${repo}/blobs/uploads/?digest=${digest}`, {
-    method: 'POST',
+  const post = await request(`${w.url}/v2/${repo}/blobs/uploads/`, { method: 'POST' });
+  assert.equal(post.status, 202, `POST upload: ${describeResponse(post)}`);
+  const put = new URL(post.headers.location ?? '', `${w.url}/`);
+  put.searchParams.set('digest', digest);
+  const res = await request(put.toString(), {
+    method: 'PUT',
     headers: { 'content-type': 'application/octet-stream' },
     body: bytes,
   });
-  assert.equal(res.status, 201, `monolithic POST: ${describeResponse(res)}`);
+  assert.equal(res.status, 201, `PUT upload: ${describeResponse(res)}`);
   return digest;
 }
 
@@ -394,7 +399,7 @@ describe('persistence', () => {
     const after = await Promise.all([...paths, refsPath].map((p) => get(p)));
     for (let i = 0; i < before.length; i++) {
       assert.equal(after[i]!.status, before[i]!.status, `${[...paths, refsPath][i]}: ${describeResponse(after[i]!)}`);
-      if (i === before.length - 1) {
+      if (i === before.length - 1 && before[i]!.status === 200) {
         // referrer order is not specified: compare as sets
         const digests = (r: HttpResponse): string[] =>
           (JSON.parse(r.body.toString()) as { manifests: Array<{ digest: string }> }).manifests.map((m) => m.digest).sort();
