@@ -1,0 +1,87 @@
+import type Koa from 'koa';
+import type { WharfConfig } from './config/types.js';
+import { UpstreamNamespaces } from './core/namespaces.js';
+import type { CorePolicy, UpstreamPolicy } from './core/policy.js';
+import { createRegistry } from './core/registry.js';
+import type { Registry } from './core/types.js';
+import { createHttpApp } from './http/server.js';
+import { metricsHandler } from './http/ops.js';
+import { readiness } from './observability/health.js';
+import type { PromMetrics } from './observability/metrics.js';
+import type { Logger } from './observability/types.js';
+import type { BlobStore, MetadataStore } from './store/types.js';
+import type { Upstream } from './upstream/types.js';
+import KoaApp from 'koa';
+
+export interface AppDeps {
+  config: WharfConfig;
+  store: BlobStore;
+  meta: MetadataStore;
+  upstreams: ReadonlyMap<string, Upstream>;
+  metrics: PromMetrics;
+  logger: Logger;
+  now?: () => number;
+}
+
+export interface App {
+  koa: Koa;
+  /** set when metrics.listen gives /metrics its own listener */
+  metricsKoa?: Koa;
+  registry: Registry;
+  close(): Promise<void>;
+}
+
+/** Composition root: wires the implementations to the interfaces. No behaviour of its own. */
+export function createApp(deps: AppDeps): App {
+  const { config, metrics, logger } = deps;
+  const now = deps.now ?? Date.now;
+  const policies = new Map<string, { upstream: Upstream; policy: UpstreamPolicy }>();
+  for (const u of config.upstreams) {
+    const upstream = deps.upstreams.get(u.name);
+    if (upstream) policies.set(u.name, { upstream, policy: { tagFreshness: u.tagFreshness, notFoundTtl: u.notFoundTtl } });
+  }
+  const policy: CorePolicy = {
+    upstreams: policies,
+    overlay: config.push.overlay,
+    maxManifestBytes: config.limits.maxManifestBytes,
+    maxBlobBytes: config.limits.maxBlobBytes,
+    fetchTimeout: config.cache.fetchTimeout,
+    resumeAttempts: config.cache.resumeAttempts,
+  };
+  const namespaces = new UpstreamNamespaces(
+    config.upstreams.map((u) => ({ name: u.name, host: new URL(u.url).host, aliases: u.aliases, default: u.default, libraryPrefix: u.libraryPrefix })),
+  );
+  const registry = createRegistry({ store: deps.store, meta: deps.meta, namespaces, policy, metrics, logger, now });
+  const metricsAuth = config.metrics.username && config.metrics.password ? { username: config.metrics.username, password: config.metrics.password } : undefined;
+  const render = () => metrics.render();
+  const koa = createHttpApp({
+    registry,
+    metrics,
+    logger,
+    maxManifestBytes: config.limits.maxManifestBytes,
+    ops: {
+      readiness: () =>
+        readiness({
+          dataDir: config.dataDir,
+          minFreeBytes: config.health.minFreeBytes,
+          checkRedis: deps.meta.kind === 'redis' ? () => deps.meta.ping() : undefined,
+        }),
+      renderMetrics: config.metrics.listen ? undefined : render,
+      metricsAuth,
+    },
+  });
+  let metricsKoa: Koa | undefined;
+  if (config.metrics.listen) {
+    metricsKoa = new KoaApp();
+    metricsKoa.use(metricsHandler(render, metricsAuth));
+  }
+  return {
+    koa,
+    metricsKoa,
+    registry,
+    async close() {
+      for (const u of deps.upstreams.values()) await u.close().catch(() => {});
+      await deps.meta.close().catch(() => {});
+    },
+  };
+}

@@ -1,0 +1,48 @@
+import { parseDigest, ErrorCode, RegistryError } from '../../oci/index.js';
+import { rangeHeader, repoOf } from '../request.js';
+import { streamBody } from '../respond.js';
+import type { Handler } from './context.js';
+
+function digestOf(ref: string | undefined) {
+  if (ref === undefined) throw new RegistryError(ErrorCode.DIGEST_INVALID, 'missing digest');
+  return parseDigest(ref);
+}
+
+/** end-2: GET/HEAD /v2/<name>/blobs/<digest> (Range supported) */
+export const getBlob: Handler = async (ctx, { registry, metrics }, name, ref) => {
+  const repo = repoOf(ctx, registry, name);
+  const digest = digestOf(ref);
+  ctx.set('Docker-Content-Digest', digest);
+  ctx.set('Accept-Ranges', 'bytes');
+  if (ctx.method === 'HEAD') {
+    const st = await registry.blobs.stat(repo, digest);
+    ctx.state.cache = st.outcome;
+    ctx.status = 200;
+    ctx.type = 'application/octet-stream';
+    ctx.set('Content-Length', String(st.size));
+    ctx.set('ETag', `"${digest}"`);
+    return;
+  }
+  const abort = new AbortController();
+  ctx.req.once('close', () => abort.abort());
+  const body = await registry.blobs.open(repo, digest, rangeHeader(ctx), abort.signal);
+  ctx.state.cache = body.outcome;
+  ctx.type = 'application/octet-stream';
+  ctx.set('ETag', `"${digest}"`);
+  if (body.range) {
+    ctx.status = 206;
+    ctx.set('Content-Range', `bytes ${body.range.start}-${body.range.end}/${body.size}`);
+  } else {
+    ctx.status = 200;
+  }
+  const length = body.range ? body.range.end - body.range.start + 1 : body.size;
+  streamBody(ctx, body.stream, (n) => metrics.bytesServed(body.source, n));
+  ctx.length = length;
+};
+
+/** end-10: DELETE /v2/<name>/blobs/<digest> */
+export const deleteBlob: Handler = async (ctx, { registry }, name, ref) => {
+  await registry.blobs.delete(repoOf(ctx, registry, name), digestOf(ref));
+  ctx.status = 202;
+  ctx.body = null;
+};

@@ -1,0 +1,17 @@
+import type { Context } from 'koa';
+import type { Registry } from '../../core/types.js';
+import type { Metrics } from '../../observability/types.js';
+
+export interface HandlerDeps {
+  registry: Registry;
+  metrics: Metrics;
+  maxManifestBytes: number;
+}
+
+/** What a handler may note for the access log. */
+export interface RequestState {
+  route?: string;
+  cache?: string;
+}
+
+export type Handler = (ctx: Context, deps: HandlerDeps, name: string, ref: string | undefined) => Promise<void>;

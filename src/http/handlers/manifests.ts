@@ -1,0 +1,46 @@
+import { ErrorCode, RegistryError, parseReference } from '../../oci/index.js';
+import { acceptList, readBody, repoOf } from '../request.js';
+import { contentHeaders } from '../respond.js';
+import type { Handler } from './context.js';
+
+function reference(ref: string | undefined) {
+  if (ref === undefined) throw new RegistryError(ErrorCode.MANIFEST_INVALID, 'missing reference');
+  return parseReference(ref);
+}
+
+/** end-3: GET/HEAD /v2/<name>/manifests/<reference> */
+export const getManifest: Handler = async (ctx, { registry }, name, ref) => {
+  const repo = repoOf(ctx, registry, name);
+  const r = reference(ref);
+  const abort = new AbortController();
+  ctx.req.once('close', () => abort.abort());
+  const res = ctx.method === 'HEAD'
+    ? await registry.manifests.head(repo, r, acceptList(ctx), abort.signal)
+    : await registry.manifests.get(repo, r, acceptList(ctx), abort.signal);
+  ctx.state.cache = res.outcome;
+  contentHeaders(ctx, res.descriptor);
+  ctx.status = 200;
+  if (ctx.method === 'HEAD') return;
+  ctx.body = res.bytes;
+  ctx.set('Content-Type', res.descriptor.mediaType);
+};
+
+/** end-7: PUT /v2/<name>/manifests/<reference> */
+export const putManifest: Handler = async (ctx, { registry, maxManifestBytes }, name, ref) => {
+  const repo = repoOf(ctx, registry, name);
+  const r = reference(ref);
+  const bytes = await readBody(ctx, maxManifestBytes);
+  const { descriptor, subject } = await registry.manifests.put(repo, r, ctx.get('content-type') || undefined, bytes);
+  ctx.status = 201;
+  ctx.set('Location', `/v2/${name}/manifests/${descriptor.digest}`);
+  ctx.set('Docker-Content-Digest', descriptor.digest);
+  if (subject) ctx.set('OCI-Subject', subject);
+  ctx.body = null;
+};
+
+/** end-9: DELETE /v2/<name>/manifests/<reference> */
+export const deleteManifest: Handler = async (ctx, { registry }, name, ref) => {
+  await registry.manifests.delete(repoOf(ctx, registry, name), reference(ref));
+  ctx.status = 202;
+  ctx.body = null;
+};

@@ -1,0 +1,38 @@
+import { randomUUID } from 'node:crypto';
+import type { Context, Next } from 'koa';
+import type { Logger, Metrics } from '../../observability/types.js';
+
+/** One JSON line and one metrics observation per request, after the response has gone out. */
+export function accessLog(logger: Logger, metrics: Metrics, now: () => number = () => performance.now()) {
+  return async function logRequest(ctx: Context, next: Next): Promise<void> {
+    const started = now();
+    const id = ctx.get('x-request-id') || randomUUID();
+    ctx.state.requestId = id;
+    ctx.set('X-Request-Id', id);
+    try {
+      await next();
+    } finally {
+      const done = () => {
+        const seconds = (now() - started) / 1000;
+        const route: string = ctx.state.route ?? 'other';
+        metrics.httpRequest(route, ctx.method, ctx.status, seconds);
+        logger.info(
+          {
+            reqId: id,
+            method: ctx.method,
+            route,
+            status: ctx.status,
+            bytes: ctx.response.length ?? undefined,
+            ms: Math.round(seconds * 1000),
+            cache: ctx.state.cache,
+            error: ctx.state.errorCode,
+            ua: ctx.get('user-agent') || undefined,
+          },
+          'request',
+        );
+      };
+      if (ctx.res.writableFinished || ctx.res.destroyed) done();
+      else ctx.res.once('close', done);
+    }
+  };
+}

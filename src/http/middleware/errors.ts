@@ -1,0 +1,48 @@
+import type { Context, Next } from 'koa';
+import { ErrorCode, RegistryError, isRegistryError } from '../../oci/index.js';
+import type { Logger } from '../../observability/types.js';
+
+/** The one place a RegistryError becomes an HTTP response: `{"errors":[{code,message,detail}]}`. */
+export function errors(logger: Logger) {
+  return async function renderErrors(ctx: Context, next: Next): Promise<void> {
+    try {
+      await next();
+    } catch (e) {
+      const err = isRegistryError(e) ? e : unknown(e, logger, ctx);
+      if (ctx.headerSent) {
+        ctx.res.destroy();
+        return;
+      }
+      ctx.status = err.status;
+      for (const [k, v] of Object.entries(err.headers)) ctx.set(k, v);
+      if (err.status === 401 && !ctx.response.get('WWW-Authenticate')) ctx.set('WWW-Authenticate', 'Basic realm="wharf"');
+      ctx.state.errorCode = err.code;
+      const entry: Record<string, unknown> = { code: err.code, message: err.message };
+      if (err.detail !== undefined) entry.detail = err.detail;
+      const body = Buffer.from(JSON.stringify({ errors: [entry] }));
+      ctx.set('Content-Type', 'application/json');
+      if (ctx.method === 'HEAD') {
+        ctx.set('Content-Length', String(body.length));
+        ctx.body = null;
+        ctx.status = err.status;
+      } else {
+        ctx.body = body;
+      }
+      // A request body we never read would otherwise sit in the socket and poison keep-alive.
+      if (!ctx.req.complete) ctx.set('Connection', 'close');
+    }
+  };
+}
+
+function unknown(e: unknown, logger: Logger, ctx: Context): RegistryError {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'ENOSPC') {
+    logger.error({ err: String(e), path: ctx.path }, 'disk full');
+    return new RegistryError(ErrorCode.UNAVAILABLE, 'storage is full', { status: 507 });
+  }
+  if (ctx.req.destroyed || code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE') {
+    return new RegistryError(ErrorCode.BLOB_UPLOAD_INVALID, 'request body ended early');
+  }
+  logger.error({ err: e instanceof Error ? { message: e.message, stack: e.stack } : String(e), method: ctx.method, path: ctx.path }, 'unhandled error');
+  return new RegistryError(ErrorCode.UNKNOWN, 'internal error');
+}

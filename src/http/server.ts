@@ -1,0 +1,29 @@
+import Koa from 'koa';
+import type { Registry } from '../core/types.js';
+import type { Logger, Metrics } from '../observability/types.js';
+import { accessLog } from './middleware/access-log.js';
+import { errors } from './middleware/errors.js';
+import { ociRouter } from './oci.js';
+import { opsRouter, type OpsDeps } from './ops.js';
+
+export interface HttpDeps {
+  registry: Registry;
+  metrics: Metrics;
+  logger: Logger;
+  maxManifestBytes: number;
+  ops: OpsDeps;
+}
+
+/** The Koa application: access log → error rendering → OCI endpoints / ops endpoints. */
+export function createHttpApp(deps: HttpDeps): Koa {
+  const app = new Koa();
+  app.silent = true;
+  app.on('error', (err: Error) => deps.logger.debug({ err: err.message }, 'response error'));
+  const ops = opsRouter(deps.ops);
+  app.use(accessLog(deps.logger, deps.metrics));
+  app.use(errors(deps.logger));
+  app.use(ociRouter({ registry: deps.registry, metrics: deps.metrics, maxManifestBytes: deps.maxManifestBytes }));
+  app.use(ops.routes());
+  app.use(ops.allowedMethods());
+  return app;
+}
