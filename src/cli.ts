@@ -101,6 +101,10 @@ if (isEntryPoint()) {
     stderr: process.stderr,
     exit: (code) => process.exit(code),
     // Loaded on demand: --help and --version need none of the server's dependencies.
-    serve: async (config) => (await import('./main.js')).serve(config),
+    // Exit explicitly once drained: pooled upstream sockets must not keep a stopped server alive.
+    serve: async (config) => {
+      await (await import('./main.js')).serve(config);
+      process.exit(0);
+    },
   }).run(process.argv.slice(2));
 }

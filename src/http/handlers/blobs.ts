@@ -44,5 +44,4 @@ export const getBlob: Handler = async (ctx, { registry, metrics }, name, ref) =>
 export const deleteBlob: Handler = async (ctx, { registry }, name, ref) => {
   await registry.blobs.delete(repoOf(ctx, registry, name), digestOf(ref));
   ctx.status = 202;
-  ctx.body = null;
 };

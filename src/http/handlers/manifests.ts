@@ -35,12 +35,10 @@ export const putManifest: Handler = async (ctx, { registry, maxManifestBytes }, 
   ctx.set('Location', `/v2/${name}/manifests/${descriptor.digest}`);
   ctx.set('Docker-Content-Digest', descriptor.digest);
   if (subject) ctx.set('OCI-Subject', subject);
-  ctx.body = null;
 };
 
 /** end-9: DELETE /v2/<name>/manifests/<reference> */
 export const deleteManifest: Handler = async (ctx, { registry }, name, ref) => {
   await registry.manifests.delete(repoOf(ctx, registry, name), reference(ref));
   ctx.status = 202;
-  ctx.body = null;
 };

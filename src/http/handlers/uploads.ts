@@ -28,7 +28,6 @@ function created(ctx: Context, name: string, d: Descriptor): void {
   ctx.status = 201;
   ctx.set('Location', `/v2/${name}/blobs/${d.digest}`);
   ctx.set('Docker-Content-Digest', d.digest);
-  ctx.body = null;
 }
 
 /** end-4a/4b/11: POST /v2/<name>/blobs/uploads/ — session, monolithic (?digest=), or mount (?mount=&from=) */
@@ -53,7 +52,6 @@ export const startUpload: Handler = async (ctx, { registry }, name) => {
   const s = await registry.uploads.start(repo);
   ctx.status = 202;
   sessionHeaders(ctx, name, s);
-  ctx.body = null;
 };
 
 /** end-5: PATCH — streamed or chunked (Content-Range) */
@@ -62,7 +60,6 @@ export const patchUpload: Handler = async (ctx, { registry }, name, ref) => {
   const s = await registry.uploads.append(repo, uploadId(ref), ctx.req, contentRange(ctx), contentLength(ctx), signalOf(ctx));
   ctx.status = 202;
   sessionHeaders(ctx, name, s);
-  ctx.body = null;
 };
 
 /** end-6: PUT ?digest= — completes, with or without a final chunk */
@@ -79,12 +76,10 @@ export const getUpload: Handler = async (ctx, { registry }, name, ref) => {
   const s = await registry.uploads.status(repoOf(ctx, registry, name), uploadId(ref));
   ctx.status = 204;
   sessionHeaders(ctx, name, s);
-  ctx.body = null;
 };
 
 /** DELETE upload: cancel */
 export const deleteUpload: Handler = async (ctx, { registry }, name, ref) => {
   await registry.uploads.cancel(repoOf(ctx, registry, name), uploadId(ref));
   ctx.status = 204;
-  ctx.body = null;
 };
