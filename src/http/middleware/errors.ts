@@ -28,10 +28,27 @@ export function errors(logger: Logger) {
       } else {
         ctx.body = body;
       }
-      // A request body we never read would otherwise sit in the socket and poison keep-alive.
-      if (!ctx.req.complete) ctx.set('Connection', 'close');
+      // A body we never read: drain a small one so the client sees our answer instead of a reset while it
+      // is still sending; a big one is cut off (Connection: close) rather than read in vain.
+      if (!ctx.req.complete && !(await drained(ctx))) ctx.set('Connection', 'close');
     }
   };
+}
+
+const DRAIN_LIMIT = 16 * 1024 * 1024;
+
+async function drained(ctx: Context): Promise<boolean> {
+  const declared = Number(ctx.get('content-length') || NaN);
+  if (!(declared <= DRAIN_LIMIT) || ctx.req.destroyed) return false;
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), 5000);
+    ctx.req.once('end', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+    ctx.req.once('error', () => resolve(false));
+    ctx.req.resume();
+  });
 }
 
 function unknown(e: unknown, logger: Logger, ctx: Context): RegistryError {
