@@ -1,5 +1,6 @@
 import { ErrorCode, RegistryError, isRegistryError, type Digest } from '../oci/index.js';
 import { BlobFetch } from './blob-fetch.js';
+import type { FetchLease } from './cluster.js';
 import type { CoreDeps } from './deps.js';
 import { resolveRange } from './ranges.js';
 import type { MirrorTarget, RepoAccess } from './repo-access.js';
@@ -93,8 +94,14 @@ export class Blobs implements BlobService {
       await target.upstream.headBlob(repo.path, digest, signal);
     }
     if (!entry) {
+      if (this.d.cluster) {
+        const claimed = await this.claimAcrossCluster(repo, target, digest, req, signal);
+        if ('stream' in claimed) return claimed;
+        entry = claimed.entry;
+      } else {
+        entry = this.startFetch(repo, target, digest);
+      }
       outcome = 'miss';
-      entry = this.startFetch(repo, target, digest);
     }
     const { fetch } = entry;
     await fetch.started;
@@ -109,7 +116,65 @@ export class Blobs implements BlobService {
     return { size, range, stream: fetch.reader(range), source: 'upstream', outcome };
   }
 
-  private startFetch(repo: RepoRef, target: MirrorTarget, digest: Digest): Inflight {
+  /**
+   * Cluster mode: one replica fetches; the others stream from it while it does, or read the shared
+   * store once it has committed. When the holder dies its lease expires and one waiter takes over.
+   */
+  private async claimAcrossCluster(
+    repo: RepoRef,
+    target: MirrorTarget,
+    digest: Digest,
+    req: RangeRequest | undefined,
+    signal?: AbortSignal,
+  ): Promise<BlobBody | { entry: Inflight }> {
+    const cluster = this.d.cluster!;
+    for (;;) {
+      const local = this.inflight.get(digest);
+      if (local) return { entry: local };
+      const claim = await cluster.claimFetch(digest);
+      if (claim.kind === 'mine') {
+        // Another replica may have committed between our miss and the claim.
+        const st = await this.d.store.stat(digest);
+        if (st) {
+          await claim.lease.release();
+          await this.access.link(repo, digest, { kind: 'blob', size: st.size, origin: 'upstream' });
+          const body = await this.fromDisk(digest, st.size, req);
+          if (body) return body;
+        }
+        return { entry: this.startFetch(repo, target, digest, claim.lease) };
+      }
+      const peer = await cluster.streamFromPeer(claim.holder, digest, req, signal).catch(() => undefined);
+      if (peer) {
+        this.d.metrics.cacheRequest('blob', 'coalesced');
+        peer.stream.once('end', () => void this.linkWhenCommitted(repo, digest));
+        return { size: peer.size, range: peer.range, stream: peer.stream, source: 'upstream', outcome: 'coalesced' };
+      }
+      await cluster.waitForRelease(digest, signal);
+      const st = await this.d.store.stat(digest);
+      if (st) {
+        await this.access.link(repo, digest, { kind: 'blob', size: st.size, origin: 'upstream' });
+        const body = await this.fromDisk(digest, st.size, req);
+        if (body) return body;
+      }
+      // Released without a commit (failure or a dead holder): claim again; one waiter wins.
+    }
+  }
+
+  private async linkWhenCommitted(repo: RepoRef, digest: Digest): Promise<void> {
+    await this.d.cluster?.waitForRelease(digest).catch(() => {});
+    const st = await this.d.store.stat(digest);
+    if (st) await this.access.link(repo, digest, { kind: 'blob', size: st.size, origin: 'upstream' });
+  }
+
+  /** The in-flight download of a blob in this process, for a peer replica streaming from us. */
+  inflightBody(digest: Digest, req: RangeRequest | undefined): BlobBody | undefined {
+    const entry = this.inflight.get(digest);
+    if (!entry || entry.fetch.size === undefined || entry.fetch.failed) return undefined;
+    const range = req ? resolveRange(req, entry.fetch.size) : undefined;
+    return { size: entry.fetch.size, range, stream: entry.fetch.reader(range), source: 'upstream', outcome: 'coalesced' };
+  }
+
+  private startFetch(repo: RepoRef, target: MirrorTarget, digest: Digest, lease?: FetchLease): Inflight {
     const fetch = new BlobFetch({
       store: this.d.store,
       upstream: target.upstream,
@@ -137,6 +202,7 @@ export class Blobs implements BlobService {
       .finally(() => {
         this.inflight.delete(digest);
         fetch.close();
+        void lease?.release().catch(() => {});
         this.d.metrics.inflightFetches(-1);
       });
     return entry;

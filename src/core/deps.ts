@@ -1,5 +1,6 @@
 import type { Metrics, Logger } from '../observability/types.js';
 import type { BlobStore, MetadataStore } from '../store/types.js';
+import type { Cluster } from './cluster.js';
 import type { CorePolicy } from './policy.js';
 import type { Namespaces } from './types.js';
 
@@ -12,4 +13,6 @@ export interface CoreDeps {
   metrics: Metrics;
   logger: Logger;
   now: () => number;
+  /** present when replicas share metadata and storage */
+  cluster?: Cluster;
 }

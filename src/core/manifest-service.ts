@@ -110,6 +110,15 @@ export class Manifests implements ManifestService {
     if (!rec && (await this.d.meta.getState(negativeKey(repo, tag)))) {
       throw new RegistryError(ErrorCode.MANIFEST_UNKNOWN, 'manifest unknown upstream (remembered)', { detail: { tag } });
     }
+    if (rec && this.d.cluster && !(await this.d.cluster.claimRevalidation(repo.key, tag, target.policy.tagFreshness))) {
+      // Another replica is revalidating (or just did) this tag in this window: serve what the cluster knows.
+      const current = (await this.d.meta.getTag(repo.key, tag)) ?? rec;
+      const res = await this.fromTag(repo, current, 'hit').catch(() => undefined);
+      if (res) {
+        this.d.metrics.cacheRequest('tag', 'hit');
+        return res;
+      }
+    }
     const { promise, joined } = this.flights.run(`t:${repo.key}:${tag}`, () => this.revalidate(repo, target, tag, rec, signal));
     const res = await promise;
     this.d.metrics.cacheRequest('tag', joined ? 'coalesced' : res.outcome === 'stale' ? 'stale' : res.outcome === 'hit' ? 'hit' : 'miss');
