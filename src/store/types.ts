@@ -25,6 +25,8 @@ export interface BlobStore {
   delete(digest: Digest): Promise<boolean>;
   /** Every committed digest with its size (gc, eviction, start-up accounting). */
   list(): AsyncIterable<BlobStat>;
+  /** When the committed file was last written (ms since epoch); undefined when absent. gc spares young blobs. */
+  statTime?(digest: Digest): Promise<number | undefined>;
 }
 
 /**

@@ -100,6 +100,16 @@ export class FsBlobStore implements BlobStore {
     }
   }
 
+  async statTime(digest: Digest): Promise<number | undefined> {
+    try {
+      const st = await this.fs.stat(this.blobPath(digest));
+      return st.isFile() ? st.mtimeMs : undefined;
+    } catch (e) {
+      if (errnoOf(e) === 'ENOENT') return undefined;
+      throw e;
+    }
+  }
+
   async read(digest: Digest, range?: ByteRange): Promise<Readable | undefined> {
     let fh: BlobFileHandle;
     try {
