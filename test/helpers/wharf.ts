@@ -54,7 +54,7 @@ export interface WharfProcess {
   restart(): Promise<void>;
   /** stdout + stderr of every run so far (the last 1 MiB). */
   logs(): string;
-  /** How the last run ended; undefined while running or never stopped. */
+  /** How the most recent run that has ended ended (kept across restart()); undefined before any has. */
   lastExit(): WharfExit | undefined;
 }
 
@@ -111,8 +111,10 @@ export async function startWharf(opts: StartWharfOptions = {}): Promise<WharfPro
       if (output.length > LOG_KEEP) output = output.slice(-LOG_KEEP);
     };
 
+    // Children stop() had to SIGKILL after SIGTERM was ignored for too long.
+    const forced = new WeakSet<ChildProcess>();
+
     const launch = async (): Promise<void> => {
-      exit = undefined;
       const env = { ...baseEnv(), WHARF_LISTEN: `127.0.0.1:${port}`, WHARF_DATA_DIR: dataDir, ...(opts.env ?? {}) };
       const c = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve', '--config', configPath], {
         cwd: REPO_ROOT,
@@ -127,7 +129,7 @@ export async function startWharf(opts: StartWharfOptions = {}): Promise<WharfPro
       c.once('exit', (code, signal) => {
         exited = true;
         live.delete(c);
-        exit ??= { code, signal, forced: false };
+        exit = { code, signal, forced: forced.has(c) };
       });
       c.once('error', (err) => {
         exited = true;
@@ -159,9 +161,9 @@ export async function startWharf(opts: StartWharfOptions = {}): Promise<WharfPro
       if (c === undefined) return;
       c.kill(signal);
       if (await waitExit(c, signal === 'SIGTERM' ? (opts.stopTimeoutMs ?? 15_000) : 5000)) return;
+      forced.add(c);
       c.kill('SIGKILL');
       await waitExit(c, 5000);
-      exit = { code: c.exitCode, signal: c.signalCode, forced: true };
     };
 
     await start();
