@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdir, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
@@ -284,4 +285,38 @@ export async function filesUnder(dir: string): Promise<string[]> {
 export function describeResponse(res: HttpResponse): string {
   const body = res.body.toString('utf8').slice(0, 400);
   return `HTTP ${res.status} ${JSON.stringify(res.headers)} ${body}`;
+}
+
+/**
+ * HEAD over a bare socket, returning every byte after the header block as `body`. Node's HTTP client
+ * knows HEAD responses have no body and would silently drop one, so only this can see a server send one.
+ */
+export function rawHead(base: { port: number }, path: string, headers: Record<string, string> = {}): Promise<HttpResponse> {
+  return new Promise((resolve, reject) => {
+    const sock = connect(base.port, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    sock.setTimeout(10_000, () => sock.destroy(new Error(`HEAD ${path}: no answer`)));
+    sock.on('data', (c: Buffer) => chunks.push(c));
+    sock.once('error', reject);
+    sock.once('connect', () => {
+      const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+      sock.write(`HEAD ${path} HTTP/1.1\r\nHost: 127.0.0.1:${base.port}\r\nConnection: close\r\n${extra}\r\n`);
+    });
+    // Connection: close makes the server end the stream after its answer, stray body bytes included.
+    sock.once('end', () => {
+      const all = Buffer.concat(chunks);
+      const cut = all.indexOf('\r\n\r\n');
+      if (cut < 0) {
+        reject(new Error(`HEAD ${path}: incomplete response ${JSON.stringify(all.toString('latin1').slice(0, 200))}`));
+        return;
+      }
+      const [statusLine, ...lines] = all.subarray(0, cut).toString('latin1').split('\r\n');
+      const out: Record<string, string> = {};
+      for (const l of lines) {
+        const i = l.indexOf(':');
+        if (i > 0) out[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim();
+      }
+      resolve({ status: Number(/^HTTP\/1\.[01] (\d{3})/.exec(statusLine ?? '')?.[1] ?? 0), headers: out, body: all.subarray(cut + 4) });
+    });
+  });
 }

@@ -8,6 +8,7 @@ import {
   describeResponse,
   errorCodes,
   filesUnder,
+  rawHead,
   rawRequest,
   startWharf,
   type WharfProcess,
@@ -391,6 +392,8 @@ const rows: Row[] = [
   { name: 'HEAD unknown tag (no body)', method: 'HEAD', path: `/v2/${repo}/manifests/nope`, status: 404, codes: [] },
   { name: 'unknown blob', method: 'GET', path: `/v2/${repo}/blobs/${missingDigest}`, status: 404, codes: ['BLOB_UNKNOWN'] },
   { name: 'HEAD unknown blob (no body)', method: 'HEAD', path: `/v2/${repo}/blobs/${missingDigest}`, status: 404, codes: [] },
+  { name: 'HEAD with an invalid name (no body)', method: 'HEAD', path: '/v2/bad/APP/manifests/v1', status: 400, codes: [] },
+  { name: 'HEAD blob by a malformed digest (no body)', method: 'HEAD', path: `/v2/${repo}/blobs/sha256:abc`, status: 400, codes: [] },
   { name: 'blob of another repository', method: 'GET', path: `/v2/${repo}/blobs/${otherOnlyDigest}`, status: 404, codes: ['BLOB_UNKNOWN'] },
   { name: 'tags of an unknown repository', method: 'GET', path: '/v2/bad/nobody/tags/list', status: 404, codes: ['NAME_UNKNOWN'] },
   { name: 'DELETE unknown manifest', method: 'DELETE', path: `/v2/${repo}/manifests/${missingDigest}`, status: 404, codes: ['MANIFEST_UNKNOWN'] },
@@ -406,7 +409,10 @@ describe('bad input gets the right OCI error and changes nothing', () => {
     it(`${row.method} ${row.name}`, async () => {
       const path = typeof row.path === 'string' ? row.path : await row.path();
       const before = await snapshot();
-      const res = await rawRequest(w, row.method, path, { headers: row.headers ?? {}, ...(row.body ? { body: row.body } : {}) });
+      const res =
+        row.method === 'HEAD'
+          ? await rawHead(w, path, row.headers ?? {})
+          : await rawRequest(w, row.method, path, { headers: row.headers ?? {}, ...(row.body ? { body: row.body } : {}) });
       const statuses = Array.isArray(row.status) ? row.status : [row.status];
       assert.ok(statuses.includes(res.status), `${row.method} ${path.slice(0, 120)} → want ${statuses.join('|')}: ${describeResponse(res)}`);
       if (row.method === 'HEAD') {

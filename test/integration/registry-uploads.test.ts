@@ -174,6 +174,8 @@ describe('uploads', () => {
     const s = await startUpload('up/cancel');
     assert.equal((await patch(s, bytes, `0-${bytes.length - 1}`)).status, 202);
     const url = abs(s.location);
+    // otherwise "tmp/ cleaned" below would hold trivially
+    assert.ok((await filesUnder(join(w.dataDir, 'tmp'))).length > tmpBefore.length, 'upload bytes are staged under tmp/');
 
     const del = await request(url, { method: 'DELETE' });
     assert.equal(del.status, 204, describeResponse(del));
