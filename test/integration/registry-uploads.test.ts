@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { access, readFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { request, type HttpResponse } from '../helpers/http.js';
@@ -187,6 +188,33 @@ describe('uploads', () => {
     assert.deepEqual(await filesUnder(join(w.dataDir, 'tmp')), tmpBefore, 'tmp/ cleaned');
     assert.deepEqual(await filesUnder(join(w.dataDir, 'blobs')), blobsBefore, 'nothing published');
     assert.equal((await blob('up/cancel', sha256(bytes))).status, 404);
+  });
+
+  it('a client that hangs up mid-body publishes nothing and the server keeps serving', async () => {
+    const blobsBefore = await filesUnder(join(w.dataDir, 'blobs'));
+    const bytes = randomBytes(64 * 1024);
+    const d = sha256(bytes);
+    const s = await startUpload('up/hangup');
+    const target = new URL(withDigest(s.location, d));
+    for (const [method, path] of [
+      ['PUT', target.pathname + target.search],
+      ['POST', `/v2/up/hangup/blobs/uploads/?digest=${d}`],
+    ] as const) {
+      await new Promise<void>((resolve, reject) => {
+        const sock = connect(w.port, '127.0.0.1', () => {
+          sock.write(`${method} ${path} HTTP/1.1\r\nHost: ${w.host}\r\nContent-Type: application/octet-stream\r\n`);
+          sock.write(`Content-Length: ${bytes.length}\r\n\r\n`);
+          sock.write(bytes.subarray(0, bytes.length / 2), () => setTimeout(() => sock.destroy(), 100));
+        });
+        sock.on('data', () => {});
+        sock.once('close', () => resolve());
+        sock.once('error', reject);
+      });
+    }
+    assert.equal((await request(`${w.url}/v2/`)).status, 200, 'still serving');
+    assert.equal((await request(`${w.url}/v2/up/hangup/blobs/${d}`, { method: 'HEAD' })).status, 404);
+    assert.equal(await exists(blobFile(w.dataDir, d)), false);
+    assert.deepEqual(await filesUnder(join(w.dataDir, 'blobs')), blobsBefore);
   });
 
   it('a digest mismatch on PUT is DIGEST_INVALID and publishes nothing', async () => {
