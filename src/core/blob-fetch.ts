@@ -1,10 +1,12 @@
 import { Readable } from 'node:stream';
-import { ErrorCode, RegistryError, type Descriptor, type Digest } from '../oci/index.js';
+import { Digester, ErrorCode, RegistryError, algorithmOf, type Descriptor, type Digest } from '../oci/index.js';
 import type { BlobStore, BlobWriter, ByteRange } from '../store/types.js';
 import type { Upstream } from '../upstream/types.js';
 import { single } from './streams.js';
 
 const READ_CHUNK = 256 * 1024;
+/** Memory a degraded fetch (cache write failed) may hold for its slowest client before pausing the upstream. */
+const DEGRADED_BUFFER = 8 * 1024 * 1024;
 
 export interface BlobFetchOptions {
   store: BlobStore;
@@ -16,7 +18,11 @@ export interface BlobFetchOptions {
   /** extra upstream requests with Range after a body breaks */
   resumeAttempts: number;
   onBytes?: (n: number) => void;
+  /** the cache write failed (disk full, I/O error): clients are still served, nothing is kept */
+  onCacheWriteError?: (err: Error) => void;
 }
+
+type State = 'running' | 'committed' | 'passed' | 'failed';
 
 /**
  * One upstream download of one blob, shared by every client that asks for it meanwhile.
@@ -25,30 +31,48 @@ export interface BlobFetchOptions {
  * never holds the others back and memory stays flat. The last byte is held back until the digest is
  * verified: a client of a corrupted upstream body is cut off before it has a complete wrong blob.
  * Clients hanging up never cancel the download: it has its own timeout.
+ *
+ * If the cache write fails (ENOSPC), the fetch degrades to a pass-through: bytes after the failure are
+ * kept in a bounded memory window for the clients already reading, the upstream is paused for the
+ * slowest of them, and nothing is cached.
  */
 export class BlobFetch {
-  /** bytes written to the temp file */
+  /** bytes received from upstream (in the temp file, or in memory once degraded) */
   written = 0;
   /** full size, once the upstream has said */
   size?: number;
   private writer?: BlobWriter;
-  private state: 'running' | 'committed' | 'failed' = 'running';
+  private state: State = 'running';
   private error?: Error;
   private readers = 0;
   private closed = false;
   private released = false;
   private wake: Array<() => void> = [];
   private readonly abort = new AbortController();
-  /** resolves when the blob is committed (or rejects when the fetch failed) */
+  private readonly digester: Digester;
+  /** degraded mode: bytes from `base` on, in order */
+  private mem?: { base: number; chunks: Buffer[] };
+  private readonly positions = new Set<{ pos: number }>();
+  /** resolves when the blob is committed (or rejects when the fetch failed or could not be cached) */
   readonly done: Promise<Descriptor>;
   /** resolves once the upstream answered (size known) or the fetch failed */
   readonly started: Promise<void>;
   private markStarted!: () => void;
 
   constructor(private readonly opts: BlobFetchOptions) {
+    this.digester = new Digester(algorithmOf(opts.digest));
     this.started = new Promise((resolve) => (this.markStarted = resolve));
     this.done = this.run();
     this.done.catch(() => {}); // observed through readers and callers
+  }
+
+  get failed(): Error | undefined {
+    return this.state === 'failed' ? this.error : undefined;
+  }
+
+  /** true once the cache write failed: new clients should not join (early bytes may be gone). */
+  get degraded(): boolean {
+    return this.mem !== undefined;
   }
 
   private async run(): Promise<Descriptor> {
@@ -57,45 +81,24 @@ export class BlobFetch {
     timer.unref?.();
     try {
       this.writer = await store.create();
-      let attempts = 0;
-      for (;;) {
-        try {
-          const res = await upstream.blob(repoPath, digest, this.abort.signal, this.written);
-          if (this.size === undefined && res.size !== undefined) this.size = res.size;
-          this.markStarted();
-          // A server that ignored our Range sends the whole blob again: skip what we already have.
-          let skip = this.written - res.offset;
-          for await (const raw of res.body as AsyncIterable<Buffer>) {
-            let chunk = raw;
-            if (skip > 0) {
-              if (chunk.length <= skip) {
-                skip -= chunk.length;
-                continue;
-              }
-              chunk = chunk.subarray(skip);
-              skip = 0;
-            }
-            await this.writer.write(single(chunk), this.abort.signal);
-            this.written += chunk.length;
-            this.opts.onBytes?.(chunk.length);
-            this.notify();
-          }
-          if (this.size !== undefined && this.written < this.size) throw new Error('upstream body ended early');
-          break;
-        } catch (e) {
-          if (this.abort.signal.aborted || e instanceof RegistryError || attempts >= this.opts.resumeAttempts) throw e;
-          if (this.written === 0 && this.size === undefined) throw e;
-          attempts++;
-        }
+      await this.download(upstream, repoPath, digest);
+      if (this.digester.peek() !== digest) {
+        throw new RegistryError(ErrorCode.DIGEST_INVALID, 'upstream content does not match its digest', { detail: { digest } });
+      }
+      if (this.mem) {
+        this.state = 'passed';
+        throw new RegistryError(ErrorCode.UNAVAILABLE, 'blob served but not cached: the cache write failed');
       }
       const desc = await this.writer.commit(digest, this.size);
       this.state = 'committed';
       return desc;
     } catch (e) {
-      this.state = 'failed';
-      this.error = e instanceof Error ? e : new Error(String(e));
-      await this.writer?.cancel().catch(() => {});
-      throw this.error;
+      if (this.state !== 'passed') {
+        this.state = 'failed';
+        this.error = e instanceof Error ? e : new Error(String(e));
+      }
+      if (!this.mem) await this.writer?.cancel().catch(() => {});
+      throw e;
     } finally {
       clearTimeout(timer);
       this.markStarted();
@@ -104,48 +107,128 @@ export class BlobFetch {
     }
   }
 
-  get failed(): Error | undefined {
-    return this.state === 'failed' ? this.error : undefined;
+  private async download(upstream: Upstream, repoPath: string, digest: Digest): Promise<void> {
+    let attempts = 0;
+    for (;;) {
+      try {
+        const res = await upstream.blob(repoPath, digest, this.abort.signal, this.written);
+        if (this.size === undefined && res.size !== undefined) this.size = res.size;
+        this.markStarted();
+        // A server that ignored our Range sends the whole blob again: skip what we already have.
+        let skip = this.written - res.offset;
+        for await (const raw of res.body as AsyncIterable<Buffer>) {
+          let chunk = raw;
+          if (skip > 0) {
+            if (chunk.length <= skip) {
+              skip -= chunk.length;
+              continue;
+            }
+            chunk = chunk.subarray(skip);
+            skip = 0;
+          }
+          await this.append(chunk);
+        }
+        if (this.size !== undefined && this.written < this.size) throw new Error('upstream body ended early');
+        return;
+      } catch (e) {
+        if (this.abort.signal.aborted || e instanceof RegistryError || attempts >= this.opts.resumeAttempts) throw e;
+        if (this.written === 0 && this.size === undefined) throw e;
+        attempts++;
+      }
+    }
+  }
+
+  private async append(chunk: Buffer): Promise<void> {
+    this.digester.update(chunk);
+    if (!this.mem) {
+      try {
+        await this.writer!.write(single(chunk), this.abort.signal);
+      } catch (e) {
+        if (this.abort.signal.aborted) throw e;
+        this.mem = { base: this.written, chunks: [] };
+        this.opts.onCacheWriteError?.(e instanceof Error ? e : new Error(String(e)));
+      }
+    }
+    if (this.mem) {
+      this.mem.chunks.push(chunk);
+      if (this.readers === 0) throw new RegistryError(ErrorCode.UNAVAILABLE, 'cache write failed and no client is waiting');
+    }
+    this.written += chunk.length;
+    this.opts.onBytes?.(chunk.length);
+    this.notify();
+    while (this.mem && this.buffered() > DEGRADED_BUFFER && this.readers > 0) await new Promise<void>((r) => this.wake.push(r));
+  }
+
+  /** Degraded mode: drops the memory no reader needs any more; returns what is still held. */
+  private buffered(): number {
+    const mem = this.mem!;
+    let min = Infinity;
+    for (const p of this.positions) min = Math.min(min, p.pos);
+    while (mem.chunks.length > 0 && mem.base + mem.chunks[0]!.length <= min) mem.base += mem.chunks.shift()!.length;
+    return this.written - mem.base;
+  }
+
+  private async readRange(pos: number, len: number): Promise<Buffer> {
+    const mem = this.mem;
+    if (!mem || pos + len <= mem.base) return this.writer!.readAt(pos, mem ? Math.min(len, mem.base - pos) : len);
+    if (pos < mem.base) return this.writer!.readAt(pos, mem.base - pos);
+    let off = mem.base;
+    for (const c of mem.chunks) {
+      if (pos < off + c.length) return c.subarray(pos - off, Math.min(c.length, pos - off + len));
+      off += c.length;
+    }
+    throw new Error('degraded fetch: bytes no longer buffered');
   }
 
   /** A client's view of the blob (or a range of it), delivered as the download progresses. */
   reader(range?: ByteRange): Readable {
     const self = this;
+    const cursor = { pos: range?.start ?? 0 };
+    // Counted from now, not from the first read: a degraded download must not give up on a client whose
+    // response has not started streaming yet. 'close' fires however the stream ends, even unread.
+    this.readers++;
+    this.positions.add(cursor);
     async function* follow(): AsyncGenerator<Buffer> {
-      self.readers++;
-      let pos = range?.start ?? 0;
       try {
         for (;;) {
-          const end = range ? range.end + 1 : self.size;
-          if (end !== undefined && pos >= end && (range || self.state === 'committed')) return;
           if (self.state === 'failed') throw self.error;
+          const end = range ? range.end + 1 : self.size;
+          const complete = self.state === 'committed' || self.state === 'passed';
+          if (end !== undefined && cursor.pos >= end && (range || complete)) return;
           if (self.released) {
             // The temp file handle is gone, which happens only after commit: the rest is in the store.
-            if (end !== undefined && pos >= end) return;
-            const rest = await self.opts.store.read(self.opts.digest, { start: pos, end: (end ?? self.written) - 1 });
+            if (end !== undefined && cursor.pos >= end) return;
+            const rest = await self.opts.store.read(self.opts.digest, { start: cursor.pos, end: (end ?? self.written) - 1 });
             if (!rest) throw new RegistryError(ErrorCode.BLOB_UNKNOWN, 'blob vanished after commit');
             yield* rest as AsyncIterable<Buffer>;
             return;
           }
           // Hold back the final byte until the digest has been verified.
-          const available = self.state === 'committed' ? self.written : Math.max(0, self.written - 1);
+          const available = complete ? self.written : Math.max(0, self.written - 1);
           const limit = end === undefined ? available : Math.min(available, end);
-          if (pos < limit) {
-            const len = Math.min(limit - pos, READ_CHUNK);
-            const buf = await self.writer!.readAt(pos, len);
-            pos += buf.length;
+          if (cursor.pos < limit) {
+            const buf = await self.readRange(cursor.pos, Math.min(limit - cursor.pos, READ_CHUNK));
+            cursor.pos += buf.length;
+            self.notify(); // a paused degraded download may go on
             yield buf;
             continue;
           }
-          if (self.state === 'committed') return;
+          if (complete) return;
           await new Promise<void>((resolve) => self.wake.push(resolve));
         }
       } finally {
-        self.readers--;
-        void self.maybeRelease();
+        self.positions.delete(cursor);
+        self.notify();
       }
     }
-    return Readable.from(follow(), { objectMode: false });
+    const stream = Readable.from(follow(), { objectMode: false });
+    stream.once('close', () => {
+      this.readers--;
+      this.positions.delete(cursor);
+      this.notify();
+      void this.maybeRelease();
+    });
+    return stream;
   }
 
   private notify(): void {
@@ -154,16 +237,16 @@ export class BlobFetch {
     for (const f of w) f();
   }
 
-  /** No new readers will join (the fetch left the in-flight table): the file handle may go once the last reader ends. */
+  /** No new readers will join (the fetch left the in-flight table): the file may go once the last reader ends. */
   close(): void {
     this.closed = true;
     void this.maybeRelease();
   }
 
   private async maybeRelease(): Promise<void> {
-    if (this.closed && this.readers === 0 && this.state !== 'running' && !this.released) {
-      this.released = true;
-      await this.writer?.release().catch(() => {});
-    }
+    if (!this.closed || this.readers > 0 || this.state === 'running' || this.released) return;
+    this.released = true;
+    if (this.state === 'committed') await this.writer?.release().catch(() => {});
+    else await this.writer?.cancel().catch(() => {});
   }
 }

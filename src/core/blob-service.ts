@@ -88,7 +88,14 @@ export class Blobs implements BlobService {
 
   private async fromUpstream(repo: RepoRef, target: MirrorTarget, digest: Digest, req: RangeRequest | undefined, signal?: AbortSignal): Promise<BlobBody> {
     let entry = this.inflight.get(digest);
+    // A download whose cache write failed keeps only a window of bytes in memory: start afresh instead of joining.
     let outcome: Outcome = 'coalesced';
+    if (entry?.fetch.degraded) {
+      const fetch = this.newFetch(target, repo, digest);
+      fetch.close(); // in no table: its file goes as soon as it settles and its reader is done
+      entry = { fetch, repoKey: repo.key };
+      outcome = 'miss';
+    }
     if (entry && entry.repoKey !== repo.key) {
       // Joining another repository's download: this repository's upstream must vouch for the digest first.
       await target.upstream.headBlob(repo.path, digest, signal);
@@ -174,15 +181,28 @@ export class Blobs implements BlobService {
     return { size: entry.fetch.size, range, stream: entry.fetch.reader(range), source: 'upstream', outcome: 'coalesced' };
   }
 
-  private startFetch(repo: RepoRef, target: MirrorTarget, digest: Digest, lease?: FetchLease): Inflight {
-    const fetch = new BlobFetch({
+  private newFetch(target: MirrorTarget, repo: RepoRef, digest: Digest): BlobFetch {
+    return new BlobFetch({
       store: this.d.store,
       upstream: target.upstream,
       repoPath: repo.path,
       digest,
       timeoutMs: this.d.policy.fetchTimeout,
       resumeAttempts: this.d.policy.resumeAttempts,
+      onCacheWriteError: (err) => {
+        this.d.metrics.cacheWriteError();
+        this.d.logger.error({ digest, err: err.message }, 'cache write failed; serving the blob from upstream without caching it');
+      },
     });
+  }
+
+  /** true while a blob is being downloaded into the cache (eviction must leave it alone). */
+  isBusy(digest: Digest): boolean {
+    return this.inflight.has(digest);
+  }
+
+  private startFetch(repo: RepoRef, target: MirrorTarget, digest: Digest, lease?: FetchLease): Inflight {
+    const fetch = this.newFetch(target, repo, digest);
     const entry = { fetch, repoKey: repo.key };
     this.inflight.set(digest, entry);
     this.d.metrics.inflightFetches(1);
