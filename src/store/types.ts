@@ -27,6 +27,8 @@ export interface BlobStore {
   list(): AsyncIterable<BlobStat>;
   /** When the committed file was last written (ms since epoch); undefined when absent. gc spares young blobs. */
   statTime?(digest: Digest): Promise<number | undefined>;
+  /** Moves committed content out of service but keeps it for inspection (`wharf verify`); true when moved. */
+  quarantine?(digest: Digest): Promise<boolean>;
 }
 
 /**

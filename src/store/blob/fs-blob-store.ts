@@ -168,6 +168,20 @@ export class FsBlobStore implements BlobStore {
     }
   }
 
+  /** Moves a committed blob to `<root>/quarantine/<alg>-<hex>`: no longer served or listed, still there to inspect. */
+  async quarantine(digest: Digest): Promise<boolean> {
+    const d = parseDigest(digest);
+    const dir = join(this.root, 'quarantine');
+    await checkDir(this.fs, dir, true);
+    try {
+      await this.fs.rename(this.blobPath(d), join(dir, `${algorithmOf(d)}-${hexOf(d)}`));
+      return true;
+    } catch (e) {
+      if (errnoOf(e) === 'ENOENT') return false;
+      throw e;
+    }
+  }
+
   async *list(): AsyncIterable<BlobStat> {
     for (const alg of ALGS) {
       const hexLen = alg === 'sha256' ? 64 : 128;

@@ -1,0 +1,84 @@
+import Router from '@koa/router';
+import type { Context, Next } from 'koa';
+import { ErrorCode, RegistryError, parseDigest, type Digest } from '../oci/index.js';
+import { basicAuthorized } from './ops.js';
+
+/** What the admin routes call (core/admin-service implements it); results are sent as JSON. */
+export interface AdminApi {
+  stats(): Promise<object>;
+  repositories(name?: string): Promise<object[]>;
+  gc(opts: { dryRun: boolean; graceMs?: number }): Promise<object>;
+  purge(ref: string): Promise<object>;
+  verify(): Promise<object>;
+  evict(): Promise<object>;
+  cached(digests: Digest[]): Promise<Digest[]>;
+}
+
+export interface AdminRouterDeps {
+  admin: AdminApi;
+  /** `admin.username` / `admin.password`; when absent the admin API is open, like the registry API without auth */
+  credentials?: { username: string; password: string };
+}
+
+export const ADMIN_PREFIX = '/_wharf/admin';
+const MAX_CACHED_QUERY = 10_000;
+
+/** `/_wharf/admin/…`: JSON operator endpoints behind Basic auth when admin credentials are configured. */
+export function adminRouter(deps: AdminRouterDeps): Router {
+  const router = new Router({ prefix: ADMIN_PREFIX });
+  const { admin } = deps;
+  router.use(async (ctx: Context, next: Next) => {
+    ctx.state.route = 'admin';
+    if (!basicAuthorized(ctx, deps.credentials)) {
+      throw new RegistryError(ErrorCode.UNAUTHORIZED, 'admin credentials required', { headers: { 'WWW-Authenticate': 'Basic realm="wharf admin"' } });
+    }
+    await next();
+  });
+  router.get('/stats', async (ctx) => {
+    ctx.body = await admin.stats();
+  });
+  router.get('/repositories', async (ctx) => {
+    const repo = single(ctx, 'repo');
+    ctx.body = { repositories: await admin.repositories(repo === undefined || repo === '' ? undefined : repo) };
+  });
+  router.post('/gc', async (ctx) => {
+    const grace = single(ctx, 'graceMs');
+    let graceMs: number | undefined;
+    if (grace !== undefined) {
+      graceMs = Number(grace);
+      if (!Number.isSafeInteger(graceMs) || graceMs < 0) throw badRequest('graceMs must be a whole number of milliseconds');
+    }
+    ctx.body = await admin.gc({ dryRun: flag(single(ctx, 'dryRun')), ...(graceMs !== undefined ? { graceMs } : {}) });
+  });
+  router.delete('/images', async (ctx) => {
+    const ref = single(ctx, 'ref');
+    if (!ref) throw badRequest('ref is required (name[:tag|@digest])');
+    ctx.body = await admin.purge(ref);
+  });
+  router.post('/verify', async (ctx) => {
+    ctx.body = await admin.verify();
+  });
+  router.post('/evict', async (ctx) => {
+    ctx.body = await admin.evict();
+  });
+  router.get('/cached', async (ctx) => {
+    const raw = ctx.query.digests;
+    const list = (Array.isArray(raw) ? raw : raw === undefined ? [] : [raw]).flatMap((v) => v.split(',')).filter((v) => v !== '');
+    if (list.length > MAX_CACHED_QUERY) throw badRequest(`at most ${MAX_CACHED_QUERY} digests per request`);
+    ctx.body = { cached: await admin.cached(list.map((d) => parseDigest(d))) };
+  });
+  return router;
+}
+
+function single(ctx: Context, name: string): string | undefined {
+  const v = ctx.query[name];
+  return Array.isArray(v) ? v[v.length - 1] : v;
+}
+
+function flag(v: string | undefined): boolean {
+  return v !== undefined && v !== '0' && v.toLowerCase() !== 'false';
+}
+
+function badRequest(message: string): RegistryError {
+  return new RegistryError(ErrorCode.UNSUPPORTED, message, { status: 400 });
+}

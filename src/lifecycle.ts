@@ -1,0 +1,126 @@
+import type { WharfConfig } from './config/types.js';
+import { AccessTracker } from './core/access-tracker.js';
+import { AdminService } from './core/admin-service.js';
+import { Evictor } from './core/eviction.js';
+import type { TempSweeper } from './core/gc.js';
+import type { Namespaces } from './core/types.js';
+import type { Digest } from './oci/index.js';
+import type { Logger, Metrics } from './observability/types.js';
+import type { BlobStore, MetadataStore } from './store/types.js';
+import type { Upstream } from './upstream/types.js';
+
+export interface LifecycleDeps {
+  config: WharfConfig;
+  store: BlobStore & TempSweeper;
+  meta: MetadataStore;
+  logger: Logger;
+  metrics: Metrics;
+  namespaces: Namespaces;
+  upstreams: ReadonlyMap<string, Pick<Upstream, 'name' | 'rateLimit'>>;
+  /**
+   * Being fetched or written right now (blob-service's in-flight map). Looked up on every call, so it may
+   * refer to a registry built after the lifecycle (the registry needs the tracker first).
+   */
+  isBusy?: (digest: Digest) => boolean;
+  now?: () => number;
+  /** how often access times are written (default 10 s) */
+  accessFlushMs?: number;
+}
+
+export interface Lifecycle {
+  tracker: AccessTracker;
+  evictor: Evictor;
+  admin: AdminService;
+  isBusy: (digest: Digest) => boolean;
+  /** what the start-up sweep removed from tmp/ */
+  swept: { removed: string[]; bytes: number };
+  /** Stops the eviction loop (waiting for a pass in progress) and writes pending access times. */
+  stop(): Promise<void>;
+}
+
+/** On a shared store a temp file may belong to a live replica: only one untouched this long is a leftover. */
+const SHARED_TEMP_GRACE_MS = 60 * 60 * 1000;
+/** gc spares blobs and temp files younger than this (a push links its blobs right after commit). */
+const GC_GRACE_MS = 5 * 60 * 1000;
+
+/**
+ * Background cache lifecycle: clears crash leftovers from tmp/ first, then runs the access tracker and the
+ * eviction loop. Nothing here blocks a request.
+ */
+export async function startLifecycle(deps: LifecycleDeps): Promise<Lifecycle> {
+  const { config, store, meta, logger, metrics } = deps;
+  const now = deps.now ?? Date.now;
+  const isBusy = (d: Digest) => deps.isBusy?.(d) ?? false;
+
+  const swept = await sweepLeftovers(deps);
+  if (swept.removed.length > 0) logger.info({ files: swept.removed.length, bytes: swept.bytes }, 'removed leftover temp files from an earlier run');
+
+  const tracker = new AccessTracker(meta, {
+    flushIntervalMs: deps.accessFlushMs ?? 10_000,
+    now,
+    onError: (err) => logger.warn({ err: (err as Error).message }, 'access times not written; retrying'),
+  });
+  const freshness = config.upstreams.map((u) => ({ prefix: `${u.name}/`, ms: u.tagFreshness })).sort((a, b) => b.prefix.length - a.prefix.length);
+  const evictor = new Evictor({
+    store,
+    meta,
+    now,
+    logger,
+    metrics,
+    maxSize: config.cache.maxSize ?? Infinity,
+    highWatermark: config.cache.highWatermark,
+    lowWatermark: config.cache.lowWatermark,
+    // Repository keys are `<upstream name>/<path>`; no match is a plain registry's repo (nothing to refresh).
+    freshnessOf: (key) => freshness.find((f) => key.startsWith(f.prefix))?.ms ?? 0,
+    isBusy,
+    recentAccess: (d) => tracker.peek(d),
+  });
+  evictor.start(config.cache.evictionInterval);
+  const admin = new AdminService({
+    store,
+    meta,
+    namespaces: deps.namespaces,
+    upstreams: deps.upstreams,
+    evictor,
+    cache: { ...(config.cache.maxSize !== undefined ? { maxSize: config.cache.maxSize } : {}), highWatermark: config.cache.highWatermark, lowWatermark: config.cache.lowWatermark },
+    uploadExpiryMs: config.uploads.expiry,
+    gcGraceMs: GC_GRACE_MS,
+    isBusy,
+    recentAccess: (d) => tracker.peek(d),
+    now,
+    logger,
+  });
+  let stopped: Promise<void> | undefined;
+  return {
+    tracker,
+    evictor,
+    admin,
+    isBusy,
+    swept,
+    stop() {
+      stopped ??= (async () => {
+        await evictor.stop();
+        await tracker.close().catch((e: unknown) => logger.warn({ err: (e as Error).message }, 'access times not written at shutdown'));
+      })();
+      return stopped;
+    },
+  };
+}
+
+/**
+ * Temp files no upload session owns are what a killed process left behind. Upload sessions stay resumable
+ * until they expire, so their files are kept. With Redis (replicas sharing the volume) another process may be
+ * writing a temp file right now, so only old ones go.
+ */
+async function sweepLeftovers(deps: LifecycleDeps): Promise<{ removed: string[]; bytes: number }> {
+  if (!deps.store.sweepTemp) return { removed: [], bytes: 0 };
+  const owned = new Set<string>();
+  for await (const u of deps.meta.listUploads()) owned.add(u.writerId);
+  const olderThan = deps.meta.kind === 'embedded' ? 0 : SHARED_TEMP_GRACE_MS;
+  try {
+    return await deps.store.sweepTemp(olderThan, (id) => owned.has(id));
+  } catch (e) {
+    deps.logger.warn({ err: (e as Error).message }, 'could not sweep leftover temp files');
+    return { removed: [], bytes: 0 };
+  }
+}
