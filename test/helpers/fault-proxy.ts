@@ -30,6 +30,8 @@ export interface ProxiedRequest {
   at: number;
   /** The fault applied, if any. */
   fault?: FaultAction['kind'];
+  /** Request headers as received (lower-case names), e.g. to see a Range or Authorization header. */
+  headers?: Record<string, string>;
 }
 
 export interface RequestFilter {
@@ -156,7 +158,9 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
   const server = createServer((req, res) => {
     const method = (req.method ?? 'GET').toUpperCase();
     const path = (req.url ?? '/').split('?')[0]!;
-    const rec: ProxiedRequest = { method, path, status: 0, at: Date.now() };
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(req.headers)) if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(', ') : v;
+    const rec: ProxiedRequest = { method, path, status: 0, at: Date.now(), headers };
     requests.push(rec);
     const fault = take(method, path);
     if (fault !== undefined) rec.fault = fault.kind;
