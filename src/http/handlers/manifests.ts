@@ -9,7 +9,7 @@ function reference(ref: string | undefined) {
 }
 
 /** end-3: GET/HEAD /v2/<name>/manifests/<reference> */
-export const getManifest: Handler = async (ctx, { registry }, name, ref) => {
+export const getManifest: Handler = async (ctx, { registry, metrics }, name, ref) => {
   const repo = repoOf(ctx, registry, name);
   const r = reference(ref);
   const abort = new AbortController();
@@ -23,6 +23,7 @@ export const getManifest: Handler = async (ctx, { registry }, name, ref) => {
   if (ctx.method === 'HEAD') return;
   ctx.body = res.bytes;
   ctx.set('Content-Type', res.descriptor.mediaType);
+  metrics.bytesServed(res.outcome === 'miss' || res.outcome === 'coalesced' ? 'upstream' : 'cache', res.bytes.length);
 };
 
 /** end-7: PUT /v2/<name>/manifests/<reference> */
