@@ -4,6 +4,13 @@ import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { ConfigError, ConfigFileError, loadConfig, type ConfigOverride, type WharfConfig } from './config/index.js';
+import { CliError } from './cli/common.js';
+import { registerGc } from './cli/gc.js';
+import { registerLs } from './cli/ls.js';
+import { registerPurge } from './cli/purge.js';
+import { registerStats } from './cli/stats.js';
+import { registerVerify } from './cli/verify.js';
+import { registerWarm } from './cli/warm.js';
 
 export interface CliIo {
   env: Record<string, string | undefined>;
@@ -66,6 +73,9 @@ export function buildCli(io: CliIo): Cli {
       await io.serve(config);
     });
 
+  // Operator commands: through a running wharf's admin API (--url), some also offline (--data-dir).
+  for (const register of [registerGc, registerLs, registerStats, registerPurge, registerVerify, registerWarm]) register(program, io);
+
   return {
     program,
     async run(args) {
@@ -78,7 +88,7 @@ export function buildCli(io: CliIo): Cli {
           return;
         }
         io.stderr.write(`wharf: ${e instanceof Error ? e.message : String(e)}\n`);
-        io.exit(1);
+        io.exit(e instanceof CliError ? e.exitCode : 1);
       }
     },
   };

@@ -15,12 +15,7 @@ export interface LifecycleDeps {
   meta: MetadataStore;
   logger: Logger;
   metrics: Metrics;
-  namespaces: Namespaces;
-  upstreams: ReadonlyMap<string, Pick<Upstream, 'name' | 'rateLimit'>>;
-  /**
-   * Being fetched or written right now (blob-service's in-flight map). Looked up on every call, so it may
-   * refer to a registry built after the lifecycle (the registry needs the tracker first).
-   */
+  /** Being fetched or written right now; usually set later with setBusyCheck (the registry needs the tracker first). */
   isBusy?: (digest: Digest) => boolean;
   now?: () => number;
   /** how often access times are written (default 10 s) */
@@ -30,8 +25,14 @@ export interface LifecycleDeps {
 export interface Lifecycle {
   tracker: AccessTracker;
   evictor: Evictor;
-  admin: AdminService;
   isBusy: (digest: Digest) => boolean;
+  /** Where busy digests come from (blob-service's in-flight fetches), once the registry exists. */
+  setBusyCheck(check: (digest: Digest) => boolean): void;
+  /** The admin API's service over this lifecycle, with the credentials that guard it (config.admin). */
+  adminRoutes(deps: { namespaces: Namespaces; upstreams: ReadonlyMap<string, Pick<Upstream, 'name' | 'rateLimit'>> }): {
+    admin: AdminService;
+    credentials?: { username: string; password: string };
+  };
   /** what the start-up sweep removed from tmp/ */
   swept: { removed: string[]; bytes: number };
   /** Stops the eviction loop (waiting for a pass in progress) and writes pending access times. */
@@ -50,7 +51,8 @@ const GC_GRACE_MS = 5 * 60 * 1000;
 export async function startLifecycle(deps: LifecycleDeps): Promise<Lifecycle> {
   const { config, store, meta, logger, metrics } = deps;
   const now = deps.now ?? Date.now;
-  const isBusy = (d: Digest) => deps.isBusy?.(d) ?? false;
+  let busyCheck = deps.isBusy;
+  const isBusy = (d: Digest) => busyCheck?.(d) ?? false;
 
   const swept = await sweepLeftovers(deps);
   if (swept.removed.length > 0) logger.info({ files: swept.removed.length, bytes: swept.bytes }, 'removed leftover temp files from an earlier run');
@@ -76,26 +78,34 @@ export async function startLifecycle(deps: LifecycleDeps): Promise<Lifecycle> {
     recentAccess: (d) => tracker.peek(d),
   });
   evictor.start(config.cache.evictionInterval);
-  const admin = new AdminService({
-    store,
-    meta,
-    namespaces: deps.namespaces,
-    upstreams: deps.upstreams,
-    evictor,
-    cache: { ...(config.cache.maxSize !== undefined ? { maxSize: config.cache.maxSize } : {}), highWatermark: config.cache.highWatermark, lowWatermark: config.cache.lowWatermark },
-    uploadExpiryMs: config.uploads.expiry,
-    gcGraceMs: GC_GRACE_MS,
-    isBusy,
-    recentAccess: (d) => tracker.peek(d),
-    now,
-    logger,
-  });
+  const adminService = (namespaces: Namespaces, upstreams: ReadonlyMap<string, Pick<Upstream, 'name' | 'rateLimit'>>) =>
+    new AdminService({
+      store,
+      meta,
+      namespaces,
+      upstreams,
+      evictor,
+      cache: { ...(config.cache.maxSize !== undefined ? { maxSize: config.cache.maxSize } : {}), highWatermark: config.cache.highWatermark, lowWatermark: config.cache.lowWatermark },
+      uploadExpiryMs: config.uploads.expiry,
+      gcGraceMs: GC_GRACE_MS,
+      isBusy,
+      recentAccess: (d) => tracker.peek(d),
+      now,
+      logger,
+    });
+  const { username, password } = config.admin;
   let stopped: Promise<void> | undefined;
   return {
     tracker,
     evictor,
-    admin,
     isBusy,
+    setBusyCheck(check) {
+      busyCheck = check;
+    },
+    adminRoutes({ namespaces, upstreams }) {
+      const admin = adminService(namespaces, upstreams);
+      return username !== undefined && password !== undefined ? { admin, credentials: { username, password } } : { admin };
+    },
     swept,
     stop() {
       stopped ??= (async () => {

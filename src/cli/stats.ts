@@ -1,0 +1,79 @@
+import type { Command } from 'commander';
+import type { AdminStats } from '../core/admin-service.js';
+import { adminClient, human, plural, printJson, remoteOptions, type CommandIo, type RemoteOptions } from './common.js';
+
+export interface TrafficFigures {
+  /** cache requests answered without going upstream (hit + stale) */
+  hits: number;
+  requests: number;
+  bytesFromCache: number;
+  bytesFromUpstream: number;
+}
+
+export function registerStats(program: Command, io: CommandIo): void {
+  remoteOptions(program.command('stats').description('cache size, hit ratio, bytes saved and upstream rate-limit headroom')).action(async (opts: RemoteOptions) => {
+    const client = adminClient(io, opts);
+    const stats = await client.get<AdminStats>('/stats');
+    const text = await client.metrics();
+    const traffic = text === undefined ? undefined : trafficFrom(text);
+    if (opts.json) printJson(io, { ...stats, ...(traffic ? { traffic } : {}) });
+    else io.stdout.write(renderStats(stats, traffic));
+    io.exit(0);
+  });
+}
+
+/** Sums the wharf_cache_requests_total / wharf_bytes_served_total samples of a Prometheus text exposition. */
+export function trafficFrom(text: string): TrafficFigures {
+  const t: TrafficFigures = { hits: 0, requests: 0, bytesFromCache: 0, bytesFromUpstream: 0 };
+  for (const line of text.split('\n')) {
+    const m = /^(wharf_cache_requests_total|wharf_bytes_served_total)\{([^}]*)\}\s+(\S+)/.exec(line);
+    if (!m) continue;
+    const value = Number(m[3]);
+    if (!Number.isFinite(value)) continue;
+    const labels = Object.fromEntries([...m[2]!.matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
+    if (m[1] === 'wharf_cache_requests_total') {
+      t.requests += value;
+      if (labels.outcome === 'hit' || labels.outcome === 'stale') t.hits += value;
+    } else if (labels.source === 'cache') t.bytesFromCache += value;
+    else if (labels.source === 'upstream') t.bytesFromUpstream += value;
+  }
+  return t;
+}
+
+export function renderStats(s: AdminStats, traffic: TrafficFigures | undefined): string {
+  const c = s.cache;
+  const limit =
+    c.maxSize !== undefined
+      ? `limit ${human(c.maxSize)}, eviction from ${human(c.maxSize * c.highWatermark)} down to ${human(c.maxSize * c.lowWatermark)}`
+      : 'no size limit';
+  const lines = [
+    `cache: mirrored ${human(c.mirroredBytes)} in ${plural(c.mirroredBlobs, 'blob')} (${limit})`,
+    `       local ${human(c.localBytes)} in ${plural(c.localBlobs, 'blob')} (never evicted); unreferenced ${human(c.unlinkedBytes)} in ${plural(c.unlinkedBlobs, 'blob')} (wharf gc)`,
+  ];
+  if (traffic) {
+    const ratio = traffic.requests > 0 ? `${((traffic.hits / traffic.requests) * 100).toFixed(1)}% (${traffic.hits} of ${traffic.requests} cache lookups)` : 'no requests yet';
+    lines.push(`hit ratio: ${ratio}`);
+    lines.push(`bytes saved: ${human(traffic.bytesFromCache)} served from cache (${human(traffic.bytesFromUpstream)} passed through from upstream)`);
+  } else {
+    lines.push('hit ratio: unknown (/metrics is not on this address or needs other credentials)');
+  }
+  for (const u of s.upstreams) {
+    const r = u.rateLimit;
+    if (!r || r.limit === undefined) {
+      lines.push(`upstream ${u.name}: no rate-limit reading yet`);
+      continue;
+    }
+    const window = r.windowSeconds !== undefined ? ` per ${span(r.windowSeconds)}` : '';
+    const pct = r.remaining !== undefined && r.limit > 0 ? ` (${Math.round((r.remaining / r.limit) * 100)}% headroom)` : '';
+    lines.push(`upstream ${u.name}: ${r.remaining ?? '?'} of ${r.limit} pulls left${window}${pct}`);
+  }
+  const repos = s.repositories;
+  lines.push(`repositories: ${repos.total} (${repos.local} local, ${repos.mirrored} mirrored); ${plural(s.tags, 'tag')}; ${plural(s.uploads, 'upload')} in progress`);
+  return `${lines.join('\n')}\n`;
+}
+
+function span(seconds: number): string {
+  if (seconds >= 3600 && seconds % 3600 === 0) return `${seconds / 3600}h`;
+  if (seconds >= 60 && seconds % 60 === 0) return `${seconds / 60}m`;
+  return `${seconds}s`;
+}
