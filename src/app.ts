@@ -2,9 +2,11 @@ import type Koa from 'koa';
 import type { WharfConfig } from './config/types.js';
 import { UpstreamNamespaces } from './core/namespaces.js';
 import type { CorePolicy, UpstreamPolicy } from './core/policy.js';
+import type { Cluster } from './core/cluster.js';
 import { createRegistry } from './core/registry.js';
 import type { Registry } from './core/types.js';
 import { createHttpApp } from './http/server.js';
+import { internalEndpoint } from './http/internal.js';
 import { metricsHandler } from './http/ops.js';
 import { readiness } from './observability/health.js';
 import type { PromMetrics } from './observability/metrics.js';
@@ -21,6 +23,10 @@ export interface AppDeps {
   metrics: PromMetrics;
   logger: Logger;
   now?: () => number;
+  /** replicas sharing Redis and the blob volume (cluster.ts) */
+  cluster?: Cluster;
+  /** the secret peers present to the internal endpoint (cluster mode) */
+  peerToken?: () => string | undefined;
 }
 
 export interface App {
@@ -51,7 +57,7 @@ export function createApp(deps: AppDeps): App {
   const namespaces = new UpstreamNamespaces(
     config.upstreams.map((u) => ({ name: u.name, host: new URL(u.url).host, aliases: u.aliases, default: u.default, libraryPrefix: u.libraryPrefix })),
   );
-  const registry = createRegistry({ store: deps.store, meta: deps.meta, namespaces, policy, metrics, logger, now });
+  const registry = createRegistry({ store: deps.store, meta: deps.meta, namespaces, policy, metrics, logger, now, cluster: deps.cluster });
   const metricsAuth = config.metrics.username && config.metrics.password ? { username: config.metrics.username, password: config.metrics.password } : undefined;
   const render = () => metrics.render();
   const koa = createHttpApp({
@@ -70,6 +76,9 @@ export function createApp(deps: AppDeps): App {
       metricsAuth,
     },
   });
+  if (deps.cluster && deps.peerToken) {
+    koa.use(internalEndpoint({ inflightBody: (d, r) => registry.blobService.inflightBody(d, r), token: deps.peerToken }));
+  }
   let metricsKoa: Koa | undefined;
   if (config.metrics.listen) {
     metricsKoa = new KoaApp();

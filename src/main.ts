@@ -1,10 +1,11 @@
 import { createServer, type Server } from 'node:http';
 import { createApp } from './app.js';
+import { defaultAdvertiseUrl, openCluster, type ClusterMode } from './cluster.js';
 import type { WharfConfig } from './config/types.js';
 import { parseHostPort } from './config/index.js';
 import { createLogger } from './observability/logger.js';
 import { createMetrics } from './observability/metrics.js';
-import { FsBlobStore, openMetadataStore } from './store/index.js';
+import { FETCH_LEASE_MS, FsBlobStore, openMetadataStore, type MetadataStore } from './store/index.js';
 import { createUpstream } from './upstream/index.js';
 import type { Upstream } from './upstream/types.js';
 import type { Logger } from './observability/types.js';
@@ -13,7 +14,13 @@ import type { Logger } from './observability/types.js';
 export async function serve(config: WharfConfig): Promise<void> {
   const logger = createLogger({ level: config.log.level });
   const store = await FsBlobStore.open(config.dataDir).catch((e: Error) => fatal(logger, `data directory ${config.dataDir} is not usable: ${e.message}`));
-  const meta = await openMetadataStore({ dataDir: config.dataDir, redis: config.redis }).catch((e: Error) => fatal(logger, e.message));
+  // Redis configured = replicas may share it and the data dir: coordinate fetches, revalidations and memo caches.
+  let clusterMode: ClusterMode | undefined;
+  if (config.redis) {
+    const advertiseUrl = config.advertiseUrl ?? defaultAdvertiseUrl(config.listen);
+    clusterMode = await openCluster({ redis: config.redis, dataDir: config.dataDir, advertiseUrl, logger }).catch((e: Error) => fatal(logger, e.message));
+  }
+  const meta: MetadataStore = clusterMode?.meta ?? (await openMetadataStore({ dataDir: config.dataDir }).catch((e: Error) => fatal(logger, e.message)));
   const metrics = createMetrics({ dataDir: config.dataDir, cacheMaxBytes: config.cache.maxSize });
   const upstreams = new Map<string, Upstream>();
   for (const u of config.upstreams) {
@@ -30,7 +37,7 @@ export async function serve(config: WharfConfig): Promise<void> {
       }),
     );
   }
-  const app = createApp({ config, store, meta, upstreams, metrics, logger });
+  const app = createApp({ config, store, meta, upstreams, metrics, logger, cluster: clusterMode?.cluster, peerToken: clusterMode?.peerToken });
 
   const server = createServer(app.koa.callback());
   // Multi-GiB transfers: no total request timeout; idle and header timeouts instead, and keep-alive
@@ -41,6 +48,8 @@ export async function serve(config: WharfConfig): Promise<void> {
   server.headersTimeout = config.server.headersTimeout;
   await listen(server, config.listen);
   logger.info({ listen: config.listen, dataDir: config.dataDir, metadata: meta.kind, upstreams: config.upstreams.map((u) => u.name) }, 'wharf listening');
+
+  void sweepTemp(store, meta, logger);
 
   let metricsServer: Server | undefined;
   if (app.metricsKoa && config.metrics.listen) {
@@ -57,6 +66,7 @@ export async function serve(config: WharfConfig): Promise<void> {
       logger.info({ signal }, 'draining');
       void drain(server, config.server.drainTimeout)
         .then(() => (metricsServer ? drain(metricsServer, 1000) : undefined))
+        .then(() => clusterMode?.close().catch(() => undefined))
         .then(() => app.close())
         .finally(() => {
           logger.info({}, 'stopped');
@@ -66,6 +76,22 @@ export async function serve(config: WharfConfig): Promise<void> {
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
   });
+}
+
+/**
+ * Start-up cleanup of temp files left by a crash. The volume may be shared: a temp file is spared while an
+ * upload session references it or it was written within a fetch lease's lifetime (another replica's fetch;
+ * uploads started after the listing are that young too).
+ */
+async function sweepTemp(store: FsBlobStore, meta: MetadataStore, logger: Logger): Promise<void> {
+  try {
+    const uploads = new Set<string>();
+    for await (const u of meta.listUploads()) uploads.add(u.writerId);
+    const { removed, bytes } = await store.sweepTemp(FETCH_LEASE_MS, (id) => uploads.has(id));
+    if (removed.length > 0) logger.info({ files: removed.length, bytes }, 'removed stale temp files');
+  } catch (e) {
+    logger.warn({ err: (e as Error).message }, 'temp file sweep failed');
+  }
 }
 
 function listen(server: Server, address: string): Promise<void> {

@@ -16,6 +16,12 @@ export interface MemoOptions {
   ttlMs?: number;
   /** Fired with the cache key after every local write of a cached record (for a cross-replica broadcast). */
   onChange?: (key: string) => void;
+  /**
+   * Turns an inner-store failure into what callers see (Redis: RegistryError UNAVAILABLE). Reads of cached keys
+   * that fail are answered from the last value this cache held, however old (Redis outage: known links and tags
+   * keep being served); everything else fails with the mapped error.
+   */
+  mapError?: (err: unknown) => unknown;
 }
 
 /** Cache keys; exported so an invalidation broadcast can name them. */
@@ -36,20 +42,37 @@ export class MemoMetadataStore implements MetadataStore {
   /** Reads in flight per key; a write removes the token so the racing read does not cache its result. */
   private readonly inflight = new Map<string, object>();
   private readonly onChange: ((key: string) => void) | undefined;
+  private readonly mapError: (err: unknown) => unknown;
+  /** Last value read per key, without expiry: what a failing inner store is answered with. */
+  private readonly lastKnown: LRUCache<string, Entry>;
 
   constructor(
     readonly inner: MetadataStore,
     opts: MemoOptions = {},
   ) {
     this.cache = new LRUCache<string, Entry>({ max: opts.max ?? 10_000, ttl: opts.ttlMs ?? 2_000 });
+    this.lastKnown = new LRUCache<string, Entry>({ max: opts.max ?? 10_000 });
     this.onChange = opts.onChange;
+    this.mapError = opts.mapError ?? ((e) => e);
   }
 
   get kind(): MetadataStore['kind'] {
     return this.inner.kind;
   }
 
+  /** The key changed elsewhere (another replica): forget it entirely. */
   invalidate(key: string): void {
+    this.drop(key);
+    this.lastKnown.delete(key);
+  }
+
+  /** Fresh entries become suspect (missed invalidations): reload each on next read. Outage fallbacks stay. */
+  invalidateAll(): void {
+    this.cache.clear();
+    this.inflight.clear();
+  }
+
+  private drop(key: string): void {
     this.cache.delete(key);
     this.inflight.delete(key);
   }
@@ -59,21 +82,50 @@ export class MemoMetadataStore implements MetadataStore {
     if (hit) return copy(hit.v) as T;
     const token = {};
     this.inflight.set(key, token);
-    const v = await load();
+    let v: T;
+    try {
+      v = await load();
+    } catch (e) {
+      if (this.inflight.get(key) === token) this.inflight.delete(key);
+      const known = this.lastKnown.get(key);
+      if (known) return copy(known.v) as T;
+      throw this.mapError(e);
+    }
     if (this.inflight.get(key) === token) {
       this.inflight.delete(key);
       this.cache.set(key, { v: copy(v) });
+      this.lastKnown.set(key, { v: copy(v) });
     }
     return v;
   }
 
-  private async write<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    this.invalidate(key);
+  /** An inner call whose failure callers see mapped. */
+  private async run<T>(fn: () => Promise<T>): Promise<T> {
     try {
       return await fn();
+    } catch (e) {
+      throw this.mapError(e);
+    }
+  }
+
+  private async *iterate<T>(src: () => AsyncIterable<T>): AsyncIterable<T> {
+    try {
+      yield* src();
+    } catch (e) {
+      throw this.mapError(e);
+    }
+  }
+
+  private async write<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    this.drop(key);
+    try {
+      const res = await this.run(fn);
+      this.lastKnown.delete(key);
+      return res;
     } finally {
-      // Again after the write: a read that started meanwhile may have loaded the old value.
-      this.invalidate(key);
+      // Again after the write: a read that started meanwhile may have loaded the old value. A failed write
+      // keeps lastKnown: during an outage the old value is still the best answer.
+      this.drop(key);
       this.onChange?.(key);
     }
   }
@@ -88,10 +140,10 @@ export class MemoMetadataStore implements MetadataStore {
     return this.write(memoKeys.tag(repo, tag), () => this.inner.deleteTag(repo, tag));
   }
   listTags(repo: string, n?: number, last?: string): Promise<Page<string>> {
-    return this.inner.listTags(repo, n, last);
+    return this.run(() => this.inner.listTags(repo, n, last));
   }
   tagsOf(repo: string, digest: Digest): Promise<string[]> {
-    return this.inner.tagsOf(repo, digest);
+    return this.run(() => this.inner.tagsOf(repo, digest));
   }
 
   getRepo(repo: string): Promise<RepoRecord | undefined> {
@@ -101,7 +153,7 @@ export class MemoMetadataStore implements MetadataStore {
     return this.write(memoKeys.repo(repo), () => this.inner.markRepo(repo, flags));
   }
   listRepos(n?: number, last?: string): Promise<Page<string>> {
-    return this.inner.listRepos(n, last);
+    return this.run(() => this.inner.listRepos(n, last));
   }
   getLink(repo: string, digest: Digest): Promise<LinkRecord | undefined> {
     return this.cached(memoKeys.link(repo, digest), () => this.inner.getLink(repo, digest));
@@ -113,53 +165,54 @@ export class MemoMetadataStore implements MetadataStore {
     return this.write(memoKeys.link(repo, digest), () => this.inner.unlink(repo, digest));
   }
   referrers(repo: string, subject: Digest): Promise<Array<{ digest: Digest; link: LinkRecord }>> {
-    return this.inner.referrers(repo, subject);
+    return this.run(() => this.inner.referrers(repo, subject));
   }
   linksOf(digest: Digest): Promise<Array<{ repo: string; link: LinkRecord }>> {
-    return this.inner.linksOf(digest);
+    return this.run(() => this.inner.linksOf(digest));
   }
   allLinks(): AsyncIterable<{ repo: string; digest: Digest; link: LinkRecord }> {
-    return this.inner.allLinks();
+    return this.iterate(() => this.inner.allLinks());
   }
 
   createUpload(rec: UploadRecord): Promise<void> {
-    return this.inner.createUpload(rec);
+    return this.run(() => this.inner.createUpload(rec));
   }
   getUpload(id: string): Promise<UploadRecord | undefined> {
-    return this.inner.getUpload(id);
+    return this.run(() => this.inner.getUpload(id));
   }
   advanceUpload(id: string, expectedSize: number, newSize: number, now: number): Promise<boolean> {
-    return this.inner.advanceUpload(id, expectedSize, newSize, now);
+    return this.run(() => this.inner.advanceUpload(id, expectedSize, newSize, now));
   }
   deleteUpload(id: string): Promise<boolean> {
-    return this.inner.deleteUpload(id);
+    return this.run(() => this.inner.deleteUpload(id));
   }
   listUploads(): AsyncIterable<UploadRecord> {
-    return this.inner.listUploads();
+    return this.iterate(() => this.inner.listUploads());
   }
 
   recordAccess(times: ReadonlyMap<Digest, number>): Promise<void> {
-    return this.inner.recordAccess(times);
+    return this.run(() => this.inner.recordAccess(times));
   }
   lastAccess(digest: Digest): Promise<number | undefined> {
-    return this.inner.lastAccess(digest);
+    return this.run(() => this.inner.lastAccess(digest));
   }
   forgetAccess(digest: Digest): Promise<void> {
-    return this.inner.forgetAccess(digest);
+    return this.run(() => this.inner.forgetAccess(digest));
   }
 
   getState(key: string): Promise<string | undefined> {
-    return this.inner.getState(key);
+    return this.run(() => this.inner.getState(key));
   }
   setState(key: string, value: string, ttlMs: number): Promise<void> {
-    return this.inner.setState(key, value, ttlMs);
+    return this.run(() => this.inner.setState(key, value, ttlMs));
   }
 
   ping(): Promise<void> {
-    return this.inner.ping();
+    return this.run(() => this.inner.ping());
   }
   async close(): Promise<void> {
     this.cache.clear();
+    this.lastKnown.clear();
     await this.inner.close();
   }
 }
