@@ -6,6 +6,7 @@ import type { TempSweeper } from './core/gc.js';
 import type { Namespaces } from './core/types.js';
 import type { Digest } from './oci/index.js';
 import type { Logger, Metrics } from './observability/types.js';
+import { FETCH_LEASE_MS } from './store/index.js';
 import type { BlobStore, MetadataStore } from './store/types.js';
 import type { Upstream } from './upstream/types.js';
 
@@ -39,8 +40,6 @@ export interface Lifecycle {
   stop(): Promise<void>;
 }
 
-/** On a shared store a temp file may belong to a live replica: only one untouched this long is a leftover. */
-const SHARED_TEMP_GRACE_MS = 60 * 60 * 1000;
 /** gc spares blobs and temp files younger than this (a push links its blobs right after commit). */
 const GC_GRACE_MS = 5 * 60 * 1000;
 
@@ -126,7 +125,8 @@ async function sweepLeftovers(deps: LifecycleDeps): Promise<{ removed: string[];
   if (!deps.store.sweepTemp) return { removed: [], bytes: 0 };
   const owned = new Set<string>();
   for await (const u of deps.meta.listUploads()) owned.add(u.writerId);
-  const olderThan = deps.meta.kind === 'embedded' ? 0 : SHARED_TEMP_GRACE_MS;
+  // On a shared store a temp file may be another replica's fetch: one untouched for a lease's lifetime is a leftover.
+  const olderThan = deps.meta.kind === 'embedded' ? 0 : FETCH_LEASE_MS;
   try {
     return await deps.store.sweepTemp(olderThan, (id) => owned.has(id));
   } catch (e) {
