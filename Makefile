@@ -29,7 +29,7 @@ test: deps test-deps typecheck
 	$(NODE_TEST) $(TESTS)
 
 bench: deps test-deps
-	npx tsx bench/run.ts
+	npx tsx test/bench/run.ts
 
 clean:
 	rm -rf dist node_modules data

@@ -47,6 +47,8 @@ export interface WharfProcess {
   host: string;
   port: number;
   dataDir: string;
+  /** OS pid of the running wharf process (undefined while stopped), e.g. to sample its RSS in /proc. */
+  readonly pid: number | undefined;
   /** SIGTERM and wait for exit (SIGKILL after stopTimeoutMs); removes the temp dir unless dataDir was given. Safe twice. */
   stop(): Promise<void>;
   /** SIGKILL (a crash); port and data are kept so restart() can bring it back. */
@@ -178,6 +180,9 @@ export async function startWharf(opts: StartWharfOptions = {}): Promise<WharfPro
       },
       get port() {
         return port;
+      },
+      get pid() {
+        return child?.pid;
       },
       dataDir,
       async stop() {
