@@ -175,16 +175,19 @@ describe('broken transfers', () => {
     assert.equal(hub.proxy.count({ method: 'GET', path }), 2, 'the clean copy was cached');
   });
 
-  it('upstream body cut mid-blob: resumed with Range, the client gets the right bytes', async () => {
+  it('upstream body cut mid-blob: resumed with Range, clients get the right bytes', async () => {
     const x = makeImage({ layers: 1, layerSize: 1024 * 1024 });
     await hub.push('acme/truncated', '1', x);
     const layer = x.layers[0]!;
     const path = blobPath('acme/truncated', layer.digest);
     hub.proxy.inject({ match: { method: 'GET', path }, times: 1, action: { kind: 'truncate', afterBytes: 300_000 } });
-    const res = await getBlob(w, 'acme/truncated', layer.digest);
-    assert.equal(res.status, 200, show(res));
-    assert.equal(res.body.length, layer.bytes.length);
-    assert.equal(sha256(res.body), layer.digest);
+    // two clients share the broken download; both must get the whole, right blob
+    const both = await Promise.all([getBlob(w, 'acme/truncated', layer.digest), getBlob(w, 'acme/truncated', layer.digest)]);
+    for (const res of both) {
+      assert.equal(res.status, 200, show(res));
+      assert.equal(res.body.length, layer.bytes.length);
+      assert.equal(sha256(res.body), layer.digest);
+    }
     const gets = hub.proxy.requests.filter((r) => r.method === 'GET' && r.path === path);
     assert.ok(gets.some((r) => /^bytes=\d+-/.test(r.headers?.range ?? '') && !/^bytes=0-/.test(r.headers?.range ?? '')), `a resuming Range request:\n${seen(hub.proxy, { path })}`);
     const again = await getBlob(w, 'acme/truncated', layer.digest);
@@ -214,6 +217,10 @@ describe('upstream stopped', () => {
       assertError(await getManifest(w, 'acme/keep', 'never-pulled'), 503, 'UNAVAILABLE', 'a tag never cached while the upstream is down');
       const tags = await request(`${w.url}/v2/acme/keep/tags/list`);
       assert.equal(tags.status, 200, `tag list with the upstream down: ${show(tags)}`);
+      const metrics = (await request(`${w.url}/metrics`)).body.toString('utf8');
+      const stale = /^wharf_cache_requests_total\{[^}]*kind="tag"[^}]*outcome="stale"[^}]*\} (\d+)/m.exec(metrics)
+        ?? /^wharf_cache_requests_total\{[^}]*outcome="stale"[^}]*kind="tag"[^}]*\} (\d+)/m.exec(metrics);
+      assert.ok(stale !== null && Number(stale[1]) >= 2, `tags counted as served stale:\n${metrics.split('\n').filter((l) => l.startsWith('wharf_cache_requests_total')).join('\n')}`);
     } finally {
       await hub.registry.start();
     }

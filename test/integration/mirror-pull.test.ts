@@ -100,6 +100,8 @@ describe('coalescing and freshness', () => {
       const n = hub.proxy.count({ method: 'GET', path: blobPath('acme/crowd', b.digest) });
       assert.equal(n, 1, `upstream GETs of ${b.digest}:\n${seen(hub.proxy, { path: repoPath('acme/crowd') })}`);
     }
+    // the tag is resolved once too (each manifest GET counts against Docker Hub's pull limit)
+    assert.equal(hub.proxy.count({ method: 'GET', path: '/v2/acme/crowd/manifests/1' }), 1, seen(hub.proxy, { path: repoPath('acme/crowd') }));
   });
 
   it('warm pulls within the freshness window make no upstream request; after it only a HEAD for the tag', async () => {
