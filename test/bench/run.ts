@@ -41,6 +41,8 @@ const NOTES = [
   'Distribution: `proxy: { remoteurl, username, password }`, filesystem storage, no other tuning.',
   'Clients hash every body as it streams and check it against the pushed digest; a pull is manifest by tag, then config and layers one after another.',
   'autocannon runs in its own process; the byte counter, fault proxy and token service share the bench process. The machine has few cores, so the load generator, the mirror and the upstream compete for CPU: absolute figures are lower than on a server, the comparison is what matters.',
+  'Scenario 4 runs last for each mirror: after an upstream 429, wharf holds back every request to that upstream until Retry-After has passed, which would otherwise fail the next scenario\'s cold pulls.',
+  'wharf runs under tsx (TypeScript compiled in-process at start), which is part of its RSS baseline; a `make build` deployment would start smaller.',
   'RSS: VmRSS of the mirror process from /proc/<pid>/status, sampled every 100 ms while 8 clients pull the same uncached 64 MiB blob.',
 ];
 
