@@ -27,7 +27,11 @@ export class Blobs implements BlobService {
   async stat(repo: RepoRef, digest: Digest, signal?: AbortSignal): Promise<{ digest: Digest; size: number; outcome: Outcome }> {
     const local = await this.linkedStat(repo, digest);
     if (local) return { digest, size: local, outcome: 'hit' };
-    const target = await this.access.mirror(repo);
+    const rec = await this.d.meta.getRepo(repo.key);
+    // A pull starts with a manifest, so a blob HEAD in a repository wharf has never seen is a push
+    // checking what to upload: asking the upstream would leak a new internal name to it.
+    if (!rec) throw blobUnknown(digest);
+    const target = await this.access.mirror(repo, rec);
     if (!target) throw blobUnknown(digest);
     const running = this.inflight.get(digest);
     if (running?.repoKey === repo.key && running.fetch.size !== undefined) return { digest, size: running.fetch.size, outcome: 'coalesced' };

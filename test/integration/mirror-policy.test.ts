@@ -48,6 +48,13 @@ describe('local repositories', () => {
     await pushImage(w.url, 'team/other', '1', other);
   });
 
+  it('the first push of a new repository name sends nothing upstream (its name never leaks)', async () => {
+    const mark = hub.proxy.requests.length;
+    await pushImage(w.url, 'team/fresh', '1', makeImage({ layers: 2 }));
+    const leaked = hub.proxy.requests.slice(mark).map((r) => `${r.method} ${r.path}`);
+    assert.deepEqual(leaked, [], 'a push of a new name must not reach the upstream (docker checks blobs with HEAD first)');
+  });
+
   it('a tag never pushed to a local repository is MANIFEST_UNKNOWN with no upstream request', async () => {
     const mark = hub.proxy.requests.length;
     assertError(await getManifest(w, 'team/app', '2'), 404, 'MANIFEST_UNKNOWN', 'team/app:2');

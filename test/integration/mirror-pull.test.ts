@@ -127,6 +127,8 @@ describe('coalescing and freshness', () => {
     const x = makeImage({ layers: 1, layerSize: 10_000 });
     await hub.push('acme/headonly', '1', x);
     const layer = x.layers[0]!;
+    // As every client does, the pull starts with the manifest; the layer itself is still uncached.
+    assert.equal((await getManifest(w, 'acme/headonly', '1')).status, 200);
     const res = await getBlob(w, 'acme/headonly', layer.digest, { method: 'HEAD' });
     assert.equal(res.status, 200, show(res));
     assert.equal(res.headers['content-length'], String(layer.bytes.length));
