@@ -22,6 +22,8 @@ export type RegistryAuth =
 
 export interface RegistryOptions {
   auth?: RegistryAuth;
+  /** Runs it as a pull-through cache of another registry (Distribution's `proxy:` section). */
+  proxy?: { remoteurl: string; username?: string; password?: string };
   /** How long to wait for /v2/ to answer (default 10 s). */
   startTimeoutMs?: number;
 }
@@ -34,6 +36,8 @@ export interface RegistryProcess {
   port: number;
   /** The storage root; lets a test damage or inspect upstream content. */
   dataDir: string;
+  /** OS pid of the running process (benchmarks sample its memory). */
+  readonly pid: number | undefined;
   /** Kills the process and removes its config and data. Safe to call twice. */
   stop(): Promise<void>;
   /** Kills and starts again on the same port with the same data (an upstream outage in between). */
@@ -80,6 +84,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
       },
       http: { addr: `127.0.0.1:${port}`, secret: randomBytes(16).toString('hex') },
     };
+    if (opts.proxy) config.proxy = opts.proxy;
     const auth = opts.auth;
     if (auth?.kind === 'token') {
       config.auth = {
@@ -149,6 +154,9 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
       host: `127.0.0.1:${port}`,
       port,
       dataDir,
+      get pid() {
+        return child?.pid;
+      },
       start,
       kill,
       async restart() {
