@@ -116,11 +116,17 @@ export class MemoMetadataStore implements MetadataStore {
     }
   }
 
-  private async write<T>(key: string, fn: () => Promise<T>): Promise<T> {
+  /**
+   * `after` is what the key holds once the write succeeded (when known without a read): the outage fallback
+   * then has the newest value even for keys only ever written here.
+   */
+  private async write<T>(key: string, fn: () => Promise<T>, after?: (res: T) => Entry | undefined): Promise<T> {
     this.drop(key);
     try {
       const res = await this.run(fn);
-      this.lastKnown.delete(key);
+      const known = after?.(res);
+      if (known) this.lastKnown.set(key, { v: copy(known.v) });
+      else this.lastKnown.delete(key);
       return res;
     } finally {
       // Again after the write: a read that started meanwhile may have loaded the old value. A failed write
@@ -134,10 +140,10 @@ export class MemoMetadataStore implements MetadataStore {
     return this.cached(memoKeys.tag(repo, tag), () => this.inner.getTag(repo, tag));
   }
   putTag(repo: string, tag: string, rec: TagRecord): Promise<void> {
-    return this.write(memoKeys.tag(repo, tag), () => this.inner.putTag(repo, tag, rec));
+    return this.write(memoKeys.tag(repo, tag), () => this.inner.putTag(repo, tag, rec), () => ({ v: rec }));
   }
   deleteTag(repo: string, tag: string): Promise<boolean> {
-    return this.write(memoKeys.tag(repo, tag), () => this.inner.deleteTag(repo, tag));
+    return this.write(memoKeys.tag(repo, tag), () => this.inner.deleteTag(repo, tag), () => ({ v: undefined }));
   }
   listTags(repo: string, n?: number, last?: string): Promise<Page<string>> {
     return this.run(() => this.inner.listTags(repo, n, last));
@@ -150,7 +156,11 @@ export class MemoMetadataStore implements MetadataStore {
     return this.cached(memoKeys.repo(repo), () => this.inner.getRepo(repo));
   }
   markRepo(repo: string, flags: Partial<RepoRecord>): Promise<void> {
-    return this.write(memoKeys.repo(repo), () => this.inner.markRepo(repo, flags));
+    const key = memoKeys.repo(repo);
+    const known = this.lastKnown.get(key);
+    // A merge: its result is known only if the record before it was (absent = both flags false).
+    const before = known && ((known.v as RepoRecord | undefined) ?? { local: false, mirrored: false });
+    return this.write(key, () => this.inner.markRepo(repo, flags), () => (before ? { v: { ...before, ...flags } } : undefined));
   }
   listRepos(n?: number, last?: string): Promise<Page<string>> {
     return this.run(() => this.inner.listRepos(n, last));
@@ -159,10 +169,10 @@ export class MemoMetadataStore implements MetadataStore {
     return this.cached(memoKeys.link(repo, digest), () => this.inner.getLink(repo, digest));
   }
   link(repo: string, digest: Digest, rec: LinkRecord): Promise<void> {
-    return this.write(memoKeys.link(repo, digest), () => this.inner.link(repo, digest, rec));
+    return this.write(memoKeys.link(repo, digest), () => this.inner.link(repo, digest, rec), () => ({ v: rec }));
   }
   unlink(repo: string, digest: Digest): Promise<boolean> {
-    return this.write(memoKeys.link(repo, digest), () => this.inner.unlink(repo, digest));
+    return this.write(memoKeys.link(repo, digest), () => this.inner.unlink(repo, digest), () => ({ v: undefined }));
   }
   referrers(repo: string, subject: Digest): Promise<Array<{ digest: Digest; link: LinkRecord }>> {
     return this.run(() => this.inner.referrers(repo, subject));
