@@ -13,6 +13,7 @@ import type { PromMetrics } from './observability/metrics.js';
 import type { Logger } from './observability/types.js';
 import type { BlobStore, MetadataStore } from './store/types.js';
 import type { Upstream } from './upstream/types.js';
+import type { Lifecycle } from './lifecycle.js';
 import KoaApp from 'koa';
 
 export interface AppDeps {
@@ -27,6 +28,7 @@ export interface AppDeps {
   cluster?: Cluster;
   /** the secret peers present to the internal endpoint (cluster mode) */
   peerToken?: () => string | undefined;
+  lifecycle?: Lifecycle;
 }
 
 export interface App {
@@ -57,7 +59,9 @@ export function createApp(deps: AppDeps): App {
   const namespaces = new UpstreamNamespaces(
     config.upstreams.map((u) => ({ name: u.name, host: new URL(u.url).host, aliases: u.aliases, default: u.default, libraryPrefix: u.libraryPrefix })),
   );
-  const registry = createRegistry({ store: deps.store, meta: deps.meta, namespaces, policy, metrics, logger, now, cluster: deps.cluster });
+  const lifecycle = deps.lifecycle;
+  const registry = createRegistry({ store: deps.store, meta: deps.meta, namespaces, policy, metrics, logger, now, cluster: deps.cluster }, { onAccess: lifecycle ? (d) => lifecycle.tracker.touch(d) : undefined });
+  lifecycle?.setBusyCheck((d) => registry.blobService.isBusy(d));
   const metricsAuth = config.metrics.username && config.metrics.password ? { username: config.metrics.username, password: config.metrics.password } : undefined;
   const render = () => metrics.render();
   const koa = createHttpApp({
@@ -65,6 +69,7 @@ export function createApp(deps: AppDeps): App {
     metrics,
     logger,
     maxManifestBytes: config.limits.maxManifestBytes,
+    admin: lifecycle?.adminRoutes({ namespaces, upstreams: deps.upstreams }),
     ops: {
       readiness: () =>
         readiness({

@@ -1,11 +1,12 @@
 import { createServer, type Server } from 'node:http';
 import { createApp } from './app.js';
+import { startLifecycle } from './lifecycle.js';
 import { defaultAdvertiseUrl, openCluster, type ClusterMode } from './cluster.js';
 import type { WharfConfig } from './config/types.js';
 import { parseHostPort } from './config/index.js';
 import { createLogger } from './observability/logger.js';
 import { createMetrics } from './observability/metrics.js';
-import { FETCH_LEASE_MS, FsBlobStore, openMetadataStore, type MetadataStore } from './store/index.js';
+import { FsBlobStore, openMetadataStore, type MetadataStore } from './store/index.js';
 import { createUpstream } from './upstream/index.js';
 import type { Upstream } from './upstream/types.js';
 import type { Logger } from './observability/types.js';
@@ -37,7 +38,8 @@ export async function serve(config: WharfConfig): Promise<void> {
       }),
     );
   }
-  const app = createApp({ config, store, meta, upstreams, metrics, logger, cluster: clusterMode?.cluster, peerToken: clusterMode?.peerToken });
+  const lifecycle = await startLifecycle({ config, store, meta, logger, metrics });
+  const app = createApp({ config, store, meta, upstreams, metrics, logger, cluster: clusterMode?.cluster, peerToken: clusterMode?.peerToken, lifecycle });
 
   const server = createServer(app.koa.callback());
   // Multi-GiB transfers: no total request timeout; idle and header timeouts instead, and keep-alive
@@ -49,7 +51,6 @@ export async function serve(config: WharfConfig): Promise<void> {
   await listen(server, config.listen);
   logger.info({ listen: config.listen, dataDir: config.dataDir, metadata: meta.kind, upstreams: config.upstreams.map((u) => u.name) }, 'wharf listening');
 
-  void sweepTemp(store, meta, logger);
 
   let metricsServer: Server | undefined;
   if (app.metricsKoa && config.metrics.listen) {
@@ -66,6 +67,7 @@ export async function serve(config: WharfConfig): Promise<void> {
       logger.info({ signal }, 'draining');
       void drain(server, config.server.drainTimeout)
         .then(() => (metricsServer ? drain(metricsServer, 1000) : undefined))
+        .then(() => lifecycle.stop())
         .then(() => clusterMode?.close().catch(() => undefined))
         .then(() => app.close())
         .finally(() => {
@@ -76,22 +78,6 @@ export async function serve(config: WharfConfig): Promise<void> {
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
   });
-}
-
-/**
- * Start-up cleanup of temp files left by a crash. The volume may be shared: a temp file is spared while an
- * upload session references it or it was written within a fetch lease's lifetime (another replica's fetch;
- * uploads started after the listing are that young too).
- */
-async function sweepTemp(store: FsBlobStore, meta: MetadataStore, logger: Logger): Promise<void> {
-  try {
-    const uploads = new Set<string>();
-    for await (const u of meta.listUploads()) uploads.add(u.writerId);
-    const { removed, bytes } = await store.sweepTemp(FETCH_LEASE_MS, (id) => uploads.has(id));
-    if (removed.length > 0) logger.info({ files: removed.length, bytes }, 'removed stale temp files');
-  } catch (e) {
-    logger.warn({ err: (e as Error).message }, 'temp file sweep failed');
-  }
 }
 
 function listen(server: Server, address: string): Promise<void> {

@@ -1,6 +1,7 @@
 import Koa from 'koa';
 import type { Registry } from '../core/types.js';
 import type { Logger, Metrics } from '../observability/types.js';
+import { adminRouter, type AdminRouterDeps } from './admin.js';
 import { accessLog } from './middleware/access-log.js';
 import { errors } from './middleware/errors.js';
 import { ociRouter } from './oci.js';
@@ -12,6 +13,8 @@ export interface HttpDeps {
   logger: Logger;
   maxManifestBytes: number;
   ops: OpsDeps;
+  /** /_wharf/admin/… (absent: no admin API) */
+  admin?: AdminRouterDeps;
 }
 
 /** The Koa application: access log → error rendering → OCI endpoints / ops endpoints. */
@@ -22,6 +25,11 @@ export function createHttpApp(deps: HttpDeps): Koa {
   const ops = opsRouter(deps.ops);
   app.use(accessLog(deps.logger, deps.metrics));
   app.use(errors(deps.logger));
+  if (deps.admin) {
+    const admin = adminRouter(deps.admin);
+    app.use(admin.routes());
+    app.use(admin.allowedMethods());
+  }
   app.use(ociRouter({ registry: deps.registry, metrics: deps.metrics, maxManifestBytes: deps.maxManifestBytes }));
   app.use(ops.routes());
   app.use(ops.allowedMethods());
