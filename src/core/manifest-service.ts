@@ -29,11 +29,13 @@ export class Manifests implements ManifestService {
   constructor(
     private readonly d: CoreDeps,
     private readonly access: RepoAccess,
+    private readonly onAccess: (digest: Digest) => void = () => {},
   ) {}
 
   async get(repo: RepoRef, ref: Reference, accept: string[], signal?: AbortSignal): Promise<ManifestResult> {
-    const res = await this.resolve(repo, ref, signal);
-    return this.negotiate(repo, ref, res, accept, signal);
+    const res = await this.negotiate(repo, ref, await this.resolve(repo, ref, signal), accept, signal);
+    this.onAccess(res.descriptor.digest);
+    return res;
   }
 
   head(repo: RepoRef, ref: Reference, accept: string[], signal?: AbortSignal): Promise<ManifestResult> {

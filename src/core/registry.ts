@@ -13,7 +13,7 @@ export function createRegistry(d: CoreDeps, hooks: { onAccess?: (digest: Digest)
   const blobs = new Blobs(d, access, hooks.onAccess);
   return {
     namespaces: d.namespaces,
-    manifests: new Manifests(d, access),
+    manifests: new Manifests(d, access, hooks.onAccess),
     blobs,
     blobService: blobs,
     uploads: new Uploads(d, access),
