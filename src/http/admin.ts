@@ -23,12 +23,24 @@ export interface AdminRouterDeps {
 export const ADMIN_PREFIX = '/_wharf/admin';
 const MAX_CACHED_QUERY = 10_000;
 
-/** `/_wharf/admin/…`: JSON operator endpoints behind Basic auth when admin credentials are configured. */
+function fromLoopback(ctx: Context): boolean {
+  const addr = ctx.req.socket.remoteAddress ?? '';
+  return addr === '::1' || addr.startsWith('127.') || addr.startsWith('::ffff:127.');
+}
+
+/**
+ * `/_wharf/admin/…`: JSON operator endpoints. With admin credentials configured they need Basic auth;
+ * without, they answer loopback callers only (the CLI on the same host, `docker exec`), since purge and
+ * gc must not be open to everyone who can pull.
+ */
 export function adminRouter(deps: AdminRouterDeps): Router {
   const router = new Router({ prefix: ADMIN_PREFIX });
   const { admin } = deps;
   router.use(async (ctx: Context, next: Next) => {
     ctx.state.route = 'admin';
+    if (!deps.credentials && !fromLoopback(ctx)) {
+      throw new RegistryError(ErrorCode.DENIED, 'the admin API answers loopback only; set admin.username and admin.password to use it remotely');
+    }
     if (!basicAuthorized(ctx, deps.credentials)) {
       throw new RegistryError(ErrorCode.UNAUTHORIZED, 'admin credentials required', { headers: { 'WWW-Authenticate': 'Basic realm="wharf admin"' } });
     }
