@@ -23,7 +23,7 @@ export interface AdminRouterDeps {
 export const ADMIN_PREFIX = '/_wharf/admin';
 const MAX_CACHED_QUERY = 10_000;
 
-function fromLoopback(ctx: Context): boolean {
+export function fromLoopback(ctx: Pick<Context, "req">): boolean {
   const addr = ctx.req.socket.remoteAddress ?? '';
   return addr === '::1' || addr.startsWith('127.') || addr.startsWith('::ffff:127.');
 }
