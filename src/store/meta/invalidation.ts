@@ -54,7 +54,7 @@ export async function startInvalidation(opts: InvalidationOptions): Promise<Inva
     },
     async close() {
       await subscriber.unsubscribe(channel).catch(() => undefined);
-      await subscriber.quit().catch(() => undefined);
+      await subscriber.quit().catch(() => subscriber.disconnect());
     },
   };
 }

@@ -229,7 +229,8 @@ export class RedisMetadataStore implements MetadataStore {
   }
   async close(): Promise<void> {
     if (this.redis.status === 'end') return;
-    await this.redis.quit().catch(() => undefined);
+    // quit() fails while Redis is down; disconnect() also stops the reconnect loop, or the process would stay up.
+    await this.redis.quit().catch(() => this.redis.disconnect());
   }
 }
 
