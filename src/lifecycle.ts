@@ -21,6 +21,8 @@ export interface LifecycleDeps {
   now?: () => number;
   /** how often access times are written (default 10 s) */
   accessFlushMs?: number;
+  /** cluster mode: a lease only one replica holds at a time (eviction runs there) */
+  lease?: (name: string, ttlMs: number) => Promise<{ release(): Promise<void> } | undefined>;
 }
 
 export interface Lifecycle {
@@ -39,6 +41,9 @@ export interface Lifecycle {
   /** Stops the eviction loop (waiting for a pass in progress) and writes pending access times. */
   stop(): Promise<void>;
 }
+
+/** an eviction pass's lease (renewed while held): one replica evicts at a time */
+const EVICTION_LEASE_MS = 60_000;
 
 /** gc spares blobs and temp files younger than this (a push links its blobs right after commit). */
 const GC_GRACE_MS = 5 * 60 * 1000;
@@ -75,6 +80,7 @@ export async function startLifecycle(deps: LifecycleDeps): Promise<Lifecycle> {
     freshnessOf: (key) => freshness.find((f) => key.startsWith(f.prefix))?.ms ?? 0,
     isBusy,
     recentAccess: (d) => tracker.peek(d),
+    ...(deps.lease ? { lease: () => deps.lease!('eviction', EVICTION_LEASE_MS) } : {}),
   });
   evictor.start(config.cache.evictionInterval);
   const adminService = (namespaces: Namespaces, upstreams: ReadonlyMap<string, Pick<Upstream, 'name' | 'rateLimit'>>) =>

@@ -42,7 +42,7 @@ export async function serve(config: WharfConfig): Promise<void> {
       }),
     );
   }
-  const lifecycle = await startLifecycle({ config, store, meta, logger, metrics });
+  const lifecycle = await startLifecycle({ config, store, meta, logger, metrics, lease: clusterMode?.lease });
   const app = createApp({ config, store, meta, upstreams, metrics, logger, cluster: clusterMode?.cluster, peerToken: clusterMode?.peerToken, lifecycle });
 
   const server = createServer(app.koa.callback());

@@ -20,6 +20,11 @@ export interface EvictorDeps {
   isBusy: (digest: Digest) => boolean;
   /** access times not yet flushed to the metadata store (AccessTracker.peek) */
   recentAccess?: (digest: Digest) => number | undefined;
+  /**
+   * Replicas sharing one store: a pass runs only on the replica that gets this lease (undefined = another
+   * replica holds it). Absent on a single node.
+   */
+  lease?: () => Promise<{ release(): Promise<void> } | undefined>;
 }
 
 interface Inventory {
@@ -56,7 +61,7 @@ export class Evictor {
   /** One eviction pass; concurrent callers share the pass in progress. */
   runOnce(): Promise<EvictionResult> {
     if (!this.running) {
-      this.running = this.pass().finally(() => {
+      this.running = this.leasedPass().finally(() => {
         this.running = undefined;
       });
     }
@@ -90,6 +95,17 @@ export class Evictor {
 
   private enabled(): boolean {
     return Number.isFinite(this.d.maxSize) && this.d.maxSize > 0;
+  }
+
+  private async leasedPass(): Promise<EvictionResult> {
+    if (!this.d.lease) return this.pass();
+    const lease = await this.d.lease();
+    if (!lease) return { evicted: [], freedBytes: 0 };
+    try {
+      return await this.pass();
+    } finally {
+      await lease.release().catch(() => undefined);
+    }
   }
 
   private async pass(): Promise<EvictionResult> {

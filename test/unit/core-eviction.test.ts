@@ -236,3 +236,27 @@ describe('Evictor', () => {
     assert.throws(() => new Evictor({ ...w.deps, highWatermark: 0.5, lowWatermark: 0.9 }), /watermarks/);
   });
 });
+
+describe('eviction across replicas', () => {
+  it('runs a pass only while this replica holds the eviction lease, and releases it after', async (t) => {
+    let held = false;
+    let granted = 0;
+    let released = 0;
+    // A fake lease in place of Redis: another replica holds it until `held` is cleared.
+    const lease = async () => {
+      if (held) return undefined;
+      granted++;
+      return { release: async () => void released++ };
+    };
+    const w = await world(t, { lease });
+    for (let i = 0; i < 4; i++) await w.blob(`m${i}`, 1 * KiB, MIRROR, 'upstream', i);
+
+    held = true;
+    assert.deepEqual((await w.evictor.runOnce()).evicted, [], 'another replica evicts: this one does nothing');
+    held = false;
+    const { evicted } = await w.evictor.runOnce();
+    assert.equal(evicted.length, 2, 'with the lease the cache goes under the low mark');
+    assert.equal(granted, 1);
+    assert.equal(released, 1, 'the lease is released after the pass');
+  });
+});
