@@ -171,7 +171,7 @@ export class Manifests implements ManifestService {
 
   /** GET from upstream (by tag or digest), store byte-for-byte, link. */
   private async fetch(repo: RepoRef, target: MirrorTarget, ref: string, _signal?: AbortSignal): Promise<ManifestResult> {
-    const m = await target.upstream.manifest(repo.path, ref);
+    const m = await this.quotaGet(target, repo.path, ref);
     let parsed: ParsedManifest | undefined;
     try {
       parsed = parseManifest(m.bytes, m.mediaType);
@@ -182,6 +182,28 @@ export class Manifests implements ManifestService {
     const mediaType = parsed?.mediaType ?? m.mediaType;
     await this.linkManifest(repo, m.digest, m.bytes.byteLength, parsed, 'upstream', mediaType);
     return { descriptor: { mediaType, digest: m.digest, size: m.bytes.byteLength }, bytes: m.bytes, outcome: 'miss' };
+  }
+
+  /**
+   * A manifest GET counts against the upstream's pull quota. Replicas share what they learn of the quota:
+   * after one of them saw a 429 or an exhausted quota, none sends quota-consuming requests until it reopens.
+   */
+  private async quotaGet(target: MirrorTarget, path: string, ref: string) {
+    const key = `throttle:${target.upstream.name}`;
+    const until = Number((await this.d.meta.getState(key)) ?? 0);
+    const now = this.d.now();
+    if (until > now) {
+      this.d.metrics.throttled(target.upstream.name);
+      throw new RegistryError(ErrorCode.TOOMANYREQUESTS, `upstream ${target.upstream.name} is rate-limiting; held back`, {
+        headers: { 'Retry-After': String(Math.ceil((until - now) / 1000)) },
+      });
+    }
+    try {
+      return await target.upstream.manifest(path, ref);
+    } finally {
+      const next = target.upstream.throttledUntil?.();
+      if (next !== undefined && next > now) await this.d.meta.setState(key, String(next), next - now).catch(() => undefined);
+    }
   }
 
   private async fromTag(repo: RepoRef, rec: TagRecord, outcome: Outcome): Promise<ManifestResult> {

@@ -171,6 +171,23 @@ describe('wharf replicas sharing Redis and a data dir', () => {
     }
   });
 
+  it('a 429 seen by one replica holds back manifest GETs on the other until Retry-After', async () => {
+    const img = makeImage({ layers: 1 });
+    await pushImage(registry.url, 'team/limited', 'v1', img);
+    await pushImage(registry.url, 'team/limited2', 'v1', img);
+    proxy.inject({ match: { method: 'GET', path: /\/manifests\// }, times: 1, action: { kind: 'status', status: 429, headers: { 'Retry-After': '2' } } });
+    const first = await getManifest(a, 'team/limited', 'v1');
+    assert.equal(first.status, 429, describeResponse(first));
+    const mark = proxy.count({ method: 'GET', path: /\/manifests\// });
+    const other = await getManifest(b, 'team/limited2', 'v1');
+    assert.equal(other.status, 429, `replica B must know of A's 429: ${describeResponse(other)}`);
+    assert.ok(Number(other.headers['retry-after']) >= 1, 'Retry-After carried');
+    assert.equal(proxy.count({ method: 'GET', path: /\/manifests\// }), mark, 'B sent no manifest GET while throttled');
+    await sleep(2100);
+    const later = await getManifest(b, 'team/limited2', 'v1');
+    assert.equal(later.status, 200, `after Retry-After: ${describeResponse(later)}`);
+  });
+
   it('SIGKILL of the replica holding the lease mid-fetch: the other completes the pull, no partial blob ever visible', async () => {
     const repo = 'team/kill';
     const img = makeImage({ layers: 1, layerSize: 12 << 20 });
