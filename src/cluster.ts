@@ -1,3 +1,4 @@
+import { networkInterfaces } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { RedisConfig } from './config/types.js';
 import { parseHostPort } from './config/index.js';
@@ -41,9 +42,18 @@ export interface OpenClusterOptions {
 }
 
 /** `http://<listen host>:<port>`, with 127.0.0.1 for a wildcard host (right for one machine; set advertiseUrl otherwise). */
-export function defaultAdvertiseUrl(listen: string): string {
+/**
+ * The URL peers reach this replica at when `advertiseUrl` is not set: the listen address, or for a wildcard
+ * listen (0.0.0.0, ::) this host's first non-loopback IPv4 address (the container's address on a Swarm or
+ * Kubernetes network); 127.0.0.1 only when there is none.
+ */
+export function defaultAdvertiseUrl(listen: string, interfaces: ReturnType<typeof networkInterfaces> = networkInterfaces()): string {
   const { host, port } = parseHostPort(listen);
-  const h = host === '' || host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
+  const wildcard = host === '' || host === '0.0.0.0' || host === '::';
+  const external = Object.values(interfaces)
+    .flatMap((list) => list ?? [])
+    .find((a) => a.family === 'IPv4' && !a.internal)?.address;
+  const h = wildcard ? (external ?? '127.0.0.1') : host;
   return `http://${h.includes(':') ? `[${h}]` : h}:${port}`;
 }
 

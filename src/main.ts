@@ -19,9 +19,9 @@ export async function serve(config: WharfConfig): Promise<void> {
   let clusterMode: ClusterMode | undefined;
   if (config.redis) {
     const advertiseUrl = config.advertiseUrl ?? defaultAdvertiseUrl(config.listen);
-    if (!config.advertiseUrl && /^(0\.0\.0\.0|::|\[::\])?:/.test(config.listen)) {
+    if (!config.advertiseUrl && advertiseUrl.includes('//127.0.0.1:')) {
       // Peers on other hosts cannot reach 127.0.0.1: they fall back to waiting for the commit instead of streaming.
-      logger.warn({ advertiseUrl }, 'advertiseUrl not set; replicas on other hosts cannot stream in-flight blobs from this one');
+      logger.warn({ advertiseUrl }, 'advertiseUrl not set and no external address found; replicas on other hosts cannot stream in-flight blobs from this one');
     }
     clusterMode = await openCluster({ redis: config.redis, dataDir: config.dataDir, advertiseUrl, logger }).catch((e: Error) => fatal(logger, e.message));
   }

@@ -165,7 +165,7 @@ export const configSchema = z.strictObject({
   health: z
     .strictObject({ minFreeBytes: def(size(), '1GiB', '/readyz fails below this free space in dataDir') })
     .prefault({}),
-  advertiseUrl: opt(httpUrl(), 'this replica\'s URL for peers (cluster mode)'),
+  advertiseUrl: opt(httpUrl(), 'this replica\'s URL for peers (cluster mode); default: listen address, or the first non-loopback IPv4 for 0.0.0.0'),
   admin: z
     .strictObject({
       username: opt(str(), 'admin API user'),
