@@ -49,7 +49,8 @@ export class BlobFetch {
   private released = false;
   private wake: Array<() => void> = [];
   private readonly abort = new AbortController();
-  private readonly digester: Digester;
+  /** degraded mode only: the writer verifies (and hashes) everything it writes, so a second hash is wasted work */
+  private digester?: Digester;
   /** degraded mode: bytes from `base` on, in order */
   private mem?: { base: number; chunks: Buffer[] };
   private readonly positions = new Set<{ pos: number }>();
@@ -60,7 +61,6 @@ export class BlobFetch {
   private markStarted!: () => void;
 
   constructor(private readonly opts: BlobFetchOptions) {
-    this.digester = new Digester(algorithmOf(opts.digest));
     this.started = new Promise((resolve) => (this.markStarted = resolve));
     this.done = this.run();
     this.done.catch(() => {}); // observed through readers and callers
@@ -82,10 +82,10 @@ export class BlobFetch {
     try {
       this.writer = await store.create();
       await this.download(upstream, repoPath, digest);
-      if (this.digester.peek() !== digest) {
-        throw new RegistryError(ErrorCode.DIGEST_INVALID, 'upstream content does not match its digest', { detail: { digest } });
-      }
       if (this.mem) {
+        if (this.digester!.peek() !== digest) {
+          throw new RegistryError(ErrorCode.DIGEST_INVALID, 'upstream content does not match its digest', { detail: { digest } });
+        }
         this.state = 'passed';
         throw new RegistryError(ErrorCode.UNAVAILABLE, 'blob served but not cached: the cache write failed');
       }
@@ -139,17 +139,16 @@ export class BlobFetch {
   }
 
   private async append(chunk: Buffer): Promise<void> {
-    this.digester.update(chunk);
     if (!this.mem) {
       try {
         await this.writer!.write(single(chunk), this.abort.signal);
       } catch (e) {
         if (this.abort.signal.aborted) throw e;
-        this.mem = { base: this.written, chunks: [] };
-        this.opts.onCacheWriteError?.(e instanceof Error ? e : new Error(String(e)));
+        await this.degrade(e);
       }
     }
     if (this.mem) {
+      this.digester!.update(chunk);
       this.mem.chunks.push(chunk);
       if (this.readers === 0) throw new RegistryError(ErrorCode.UNAVAILABLE, 'cache write failed and no client is waiting');
     }
@@ -157,6 +156,20 @@ export class BlobFetch {
     this.opts.onBytes?.(chunk.length);
     this.notify();
     while (this.mem && this.buffered() > DEGRADED_BUFFER && this.readers > 0) await new Promise<void>((r) => this.wake.push(r));
+  }
+
+  /** The cache write failed: verify from here on ourselves, starting with what reached the temp file. */
+  private async degrade(e: unknown): Promise<void> {
+    const digester = new Digester(algorithmOf(this.opts.digest));
+    for (let pos = 0; pos < this.written; ) {
+      const buf = await this.writer!.readAt(pos, Math.min(READ_CHUNK * 4, this.written - pos));
+      if (buf.length === 0) throw new Error('temp file shorter than what was written');
+      digester.update(buf);
+      pos += buf.length;
+    }
+    this.digester = digester;
+    this.mem = { base: this.written, chunks: [] };
+    this.opts.onCacheWriteError?.(e instanceof Error ? e : new Error(String(e)));
   }
 
   /** Degraded mode: drops the memory no reader needs any more; returns what is still held. */

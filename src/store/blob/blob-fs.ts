@@ -57,7 +57,8 @@ class NodeFileHandle implements BlobFileHandle {
   }
   createReadStream(opts: { start?: number; end?: number }): Readable {
     // Handle-based so a concurrent delete (eviction) cannot break a read that already opened the file.
-    return this.fh.createReadStream({ start: opts.start, end: opts.end, autoClose: true });
+    // 1 MiB reads: layers are large and read front to back; 64 KiB (the default) costs 16× the syscalls.
+    return this.fh.createReadStream({ start: opts.start, end: opts.end, autoClose: true, highWaterMark: 1 << 20 });
   }
 }
 
