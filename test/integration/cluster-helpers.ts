@@ -4,34 +4,13 @@
  * redis-server for outage tests.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { createServer, request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Transform } from 'node:stream';
 import { Redis } from 'ioredis';
 import { freePort } from '../helpers/ports.js';
 
-export const REDIS_URL = 'redis://127.0.0.1:6379';
-
-export function testPrefix(): string {
-  return `wharf-test-${randomBytes(6).toString('hex')}:`;
-}
-
-/** Deletes every key under the prefix (and only those). */
-export async function deleteKeys(url: string, prefix: string): Promise<void> {
-  const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
-  try {
-    await r.connect();
-    let cursor = '0';
-    do {
-      const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500);
-      cursor = next;
-      if (keys.length > 0) await r.del(...keys);
-    } while (cursor !== '0');
-  } finally {
-    r.disconnect();
-  }
-}
+export { deleteKeys, REDIS_URL, testPrefix } from '../helpers/redis.js';
 
 export interface Throttle {
   url: string;
