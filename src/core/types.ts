@@ -2,6 +2,8 @@ import type { Readable } from 'node:stream';
 import type { Descriptor, Digest, Reference } from '../oci/index.js';
 import type { ByteRange, Page } from '../store/types.js';
 
+export type { ByteRange, Page };
+
 /** A repository as wharf knows it: the requested name resolved to one canonical key. */
 export interface RepoRef {
   /** canonical key `<upstream>/<path>` (or just the path when wharf has no upstreams) */

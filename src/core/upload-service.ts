@@ -1,4 +1,4 @@
-import { ErrorCode, RegistryError, type Descriptor, type Digest } from '../oci/index.js';
+import { ErrorCode, RegistryError, uploadRange, type Descriptor, type Digest } from '../oci/index.js';
 import type { BlobWriter, UploadRecord } from '../store/types.js';
 import type { CoreDeps } from './deps.js';
 import type { RepoAccess } from './repo-access.js';
@@ -64,7 +64,7 @@ export class Uploads implements UploadService {
       const rec = await this.session(repo, id);
       if (range && range.start !== rec.size) {
         throw new RegistryError(ErrorCode.RANGE_INVALID, 'chunk does not start where the upload ends', {
-          headers: { Range: rangeHeader(rec.size), 'Docker-Upload-UUID': id },
+          headers: { Range: uploadRange(rec.size), 'Docker-Upload-UUID': id },
           detail: { expectedStart: rec.size, got: range.start },
         });
       }
@@ -175,10 +175,6 @@ export class Uploads implements UploadService {
       this.busy.delete(id);
     }
   }
-}
-
-export function rangeHeader(size: number): string {
-  return `0-${Math.max(0, size - 1)}`;
 }
 
 function sizeInvalid(expected: number, got: number): RegistryError {

@@ -37,3 +37,8 @@ export function referenceString(ref: Reference): string {
 }
 
 export { isDigest };
+
+/** An upload session's `Range` header: the bytes received so far, `0-<last>` (`0-0` when empty, as Distribution sends). */
+export function uploadRange(size: number): string {
+  return `0-${Math.max(0, size - 1)}`;
+}

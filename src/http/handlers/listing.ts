@@ -1,6 +1,6 @@
 import type { Context } from 'koa';
 import { MediaType, parseDigest, ErrorCode, RegistryError } from '../../oci/index.js';
-import type { Page } from '../../store/types.js';
+import type { Page } from '../../core/types.js';
 import { paging, query, repoOf } from '../request.js';
 import { json } from '../respond.js';
 import type { Handler } from './context.js';

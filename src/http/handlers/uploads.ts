@@ -1,7 +1,6 @@
 import type { Context } from 'koa';
-import { ErrorCode, RegistryError, parseName, type Descriptor } from '../../oci/index.js';
+import { ErrorCode, RegistryError, parseName, uploadRange, type Descriptor } from '../../oci/index.js';
 import type { UploadStatus } from '../../core/types.js';
-import { rangeHeader as uploadRange } from '../../core/upload-service.js';
 import { contentLength, contentRange, digestParam, hasBody, query, repoOf } from '../request.js';
 import type { Handler } from './context.js';
 
