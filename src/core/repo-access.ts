@@ -1,3 +1,4 @@
+import { LRUCache } from 'lru-cache';
 import { ErrorCode, RegistryError, type Digest } from '../oci/index.js';
 import type { Upstream } from '../upstream/types.js';
 import type { LinkRecord, RepoRecord } from '../store/types.js';
@@ -15,8 +16,12 @@ export interface MirrorTarget {
  * Who may read and write a repository: whether it can go upstream (a local repository never does,
  * unless it is an overlay), whether a push is allowed, and the one way content gets linked into it.
  */
+/** Manifests are small, immutable by digest and read on every tag request: keep the hot ones in memory. */
+const MANIFEST_CACHE_BYTES = 64 * 1024 * 1024;
+
 export class RepoAccess {
   private readonly overlay: (path: string) => boolean;
+  private readonly small = new LRUCache<Digest, Buffer>({ maxSize: MANIFEST_CACHE_BYTES, sizeCalculation: (b) => Math.max(1, b.length) });
 
   constructor(private readonly d: CoreDeps) {
     this.overlay = overlayMatcher(d.policy.overlay);
@@ -62,11 +67,16 @@ export class RepoAccess {
     }
   }
 
+  /** Bytes of a small blob (a manifest). Callers check the repository's link first: the cache holds content, not access. */
   async readBytes(digest: Digest): Promise<Buffer | undefined> {
+    const hit = this.small.get(digest);
+    if (hit) return hit;
     const s = await this.d.store.read(digest);
     if (!s) return undefined;
     const parts: Buffer[] = [];
     for await (const c of s as AsyncIterable<Buffer>) parts.push(c);
-    return Buffer.concat(parts);
+    const bytes = Buffer.concat(parts);
+    this.small.set(digest, bytes);
+    return bytes;
   }
 }
