@@ -116,7 +116,8 @@ export class Blobs implements BlobService {
     }
     const { fetch } = entry;
     await fetch.started;
-    if (fetch.failed && fetch.written === 0) throw fetch.failed;
+    // Failed before this client got anything: answer with the error rather than a cut-off body.
+    if (fetch.failed) throw fetch.failed;
     if (entry.repoKey !== repo.key) {
       void fetch.done.then((desc) => this.access.link(repo, digest, { kind: 'blob', size: desc.size, origin: 'upstream' })).catch(() => {});
     }
