@@ -32,14 +32,14 @@ export class Manifests implements ManifestService {
     private readonly onAccess: (digest: Digest) => void = () => {},
   ) {}
 
-  async get(repo: RepoRef, ref: Reference, accept: string[], signal?: AbortSignal): Promise<ManifestResult> {
-    const res = await this.negotiate(repo, ref, await this.resolve(repo, ref, signal), accept, signal);
+  async get(repo: RepoRef, ref: Reference, accept: string[]): Promise<ManifestResult> {
+    const res = await this.negotiate(repo, ref, await this.resolve(repo, ref), accept);
     this.onAccess(res.descriptor.digest);
     return res;
   }
 
-  head(repo: RepoRef, ref: Reference, accept: string[], signal?: AbortSignal): Promise<ManifestResult> {
-    return this.get(repo, ref, accept, signal);
+  head(repo: RepoRef, ref: Reference, accept: string[]): Promise<ManifestResult> {
+    return this.get(repo, ref, accept);
   }
 
   async put(repo: RepoRef, ref: Reference, contentType: string | undefined, bytes: Buffer): Promise<{ descriptor: Descriptor; subject?: Digest }> {
@@ -76,11 +76,11 @@ export class Manifests implements ManifestService {
     await this.d.meta.unlink(repo.key, ref.digest);
   }
 
-  private async resolve(repo: RepoRef, ref: Reference, signal?: AbortSignal): Promise<ManifestResult> {
-    return ref.kind === 'digest' ? this.byDigest(repo, ref.digest, signal) : this.byTag(repo, ref.tag, signal);
+  private async resolve(repo: RepoRef, ref: Reference): Promise<ManifestResult> {
+    return ref.kind === 'digest' ? this.byDigest(repo, ref.digest) : this.byTag(repo, ref.tag);
   }
 
-  private async byDigest(repo: RepoRef, digest: Digest, signal?: AbortSignal): Promise<ManifestResult> {
+  private async byDigest(repo: RepoRef, digest: Digest): Promise<ManifestResult> {
     const link = await this.d.meta.getLink(repo.key, digest);
     if (link?.kind === 'manifest') {
       const bytes = await this.access.readBytes(digest);
@@ -91,19 +91,19 @@ export class Manifests implements ManifestService {
     }
     const target = await this.access.mirror(repo);
     if (!target) throw new RegistryError(ErrorCode.MANIFEST_UNKNOWN, undefined, { detail: { digest } });
-    const { promise, joined } = this.flights.run(`m:${repo.key}@${digest}`, () => this.fetch(repo, target, digest, signal));
+    const { promise, joined } = this.flights.run(`m:${repo.key}@${digest}`, () => this.fetch(repo, target, digest));
     const res = await promise;
     this.d.metrics.cacheRequest('manifest', joined ? 'coalesced' : 'miss');
     return joined ? { ...res, outcome: 'coalesced' } : res;
   }
 
-  private async byTag(repo: RepoRef, tag: string, signal?: AbortSignal): Promise<ManifestResult> {
+  private async byTag(repo: RepoRef, tag: string): Promise<ManifestResult> {
     const rec = await this.d.meta.getTag(repo.key, tag);
     const target = await this.access.mirror(repo);
-    if (rec && (rec.origin === 'local' || !target)) return this.fromTag(repo, rec, 'local');
+    if (rec && (rec.origin === 'local' || !target)) return this.fromTag(rec, 'local');
     if (!target) throw new RegistryError(ErrorCode.MANIFEST_UNKNOWN, undefined, { detail: { tag } });
     if (rec && this.d.now() - rec.checkedAt < target.policy.tagFreshness) {
-      const res = await this.fromTag(repo, rec, 'hit').catch(() => undefined);
+      const res = await this.fromTag(rec, 'hit').catch(() => undefined);
       if (res) {
         this.d.metrics.cacheRequest('tag', 'hit');
         return res;
@@ -115,13 +115,13 @@ export class Manifests implements ManifestService {
     if (rec && this.d.cluster && !(await this.d.cluster.claimRevalidation(repo.key, tag, target.policy.tagFreshness))) {
       // Another replica is revalidating (or just did) this tag in this window: serve what the cluster knows.
       const current = (await this.d.meta.getTag(repo.key, tag)) ?? rec;
-      const res = await this.fromTag(repo, current, 'hit').catch(() => undefined);
+      const res = await this.fromTag(current, 'hit').catch(() => undefined);
       if (res) {
         this.d.metrics.cacheRequest('tag', 'hit');
         return res;
       }
     }
-    const { promise, joined } = this.flights.run(`t:${repo.key}:${tag}`, () => this.revalidate(repo, target, tag, rec, signal));
+    const { promise, joined } = this.flights.run(`t:${repo.key}:${tag}`, () => this.revalidate(repo, target, tag, rec));
     const res = await promise;
     this.d.metrics.cacheRequest('tag', joined ? 'coalesced' : res.outcome === 'stale' ? 'stale' : res.outcome === 'hit' ? 'hit' : 'miss');
     return joined ? { ...res, outcome: 'coalesced' } : res;
@@ -131,14 +131,12 @@ export class Manifests implements ManifestService {
    * A tag past its freshness window: HEAD first (free against Docker Hub's pull limit); GET only when
    * the digest moved. Any outage with a cached digest serves that digest (`stale`).
    */
-  private async revalidate(repo: RepoRef, target: MirrorTarget, tag: string, rec: TagRecord | undefined, signal?: AbortSignal): Promise<ManifestResult> {
-    // A shared fetch must not die with the first client's connection.
-    void signal;
+  private async revalidate(repo: RepoRef, target: MirrorTarget, tag: string, rec: TagRecord | undefined): Promise<ManifestResult> {
     try {
       if (rec) {
         const head = await target.upstream.headManifest(repo.path, tag);
         if (head.digest === rec.digest) {
-          const res = await this.fromTag(repo, rec, 'hit').catch(() => undefined);
+          const res = await this.fromTag(rec, 'hit').catch(() => undefined);
           if (res) {
             await this.d.meta.putTag(repo.key, tag, { ...rec, checkedAt: this.d.now() });
             return res;
@@ -154,7 +152,7 @@ export class Manifests implements ManifestService {
     } catch (e) {
       if (rec && isOutage(e)) {
         this.d.logger.warn({ upstream: repo.upstream, err: (e as Error).message }, 'upstream unavailable; serving cached tag');
-        const res = await this.fromTag(repo, rec, 'stale').catch(() => undefined);
+        const res = await this.fromTag(rec, 'stale').catch(() => undefined);
         if (res) return res;
       }
       if (isRegistryError(e) && e.code === ErrorCode.MANIFEST_UNKNOWN) {
@@ -169,8 +167,11 @@ export class Manifests implements ManifestService {
     return { digest: res.descriptor.digest, mediaType: res.descriptor.mediaType, size: res.descriptor.size, checkedAt: this.d.now(), origin: 'upstream' };
   }
 
-  /** GET from upstream (by tag or digest), store byte-for-byte, link. */
-  private async fetch(repo: RepoRef, target: MirrorTarget, ref: string, _signal?: AbortSignal): Promise<ManifestResult> {
+  /**
+   * GET from upstream (by tag or digest), store byte-for-byte, link. Shared by every waiting client, so no
+   * client's signal is passed on: one hanging up must not fail the others.
+   */
+  private async fetch(repo: RepoRef, target: MirrorTarget, ref: string): Promise<ManifestResult> {
     const m = await this.quotaGet(target, repo.path, ref);
     let parsed: ParsedManifest | undefined;
     try {
@@ -206,7 +207,7 @@ export class Manifests implements ManifestService {
     }
   }
 
-  private async fromTag(repo: RepoRef, rec: TagRecord, outcome: Outcome): Promise<ManifestResult> {
+  private async fromTag(rec: TagRecord, outcome: Outcome): Promise<ManifestResult> {
     const bytes = await this.access.readBytes(rec.digest);
     if (!bytes) throw new RegistryError(ErrorCode.MANIFEST_UNKNOWN, 'manifest content missing', { detail: { digest: rec.digest } });
     return { descriptor: { mediaType: rec.mediaType, digest: rec.digest, size: bytes.byteLength }, bytes, outcome };
@@ -243,7 +244,7 @@ export class Manifests implements ManifestService {
    * MANIFEST_UNKNOWN; a manifest list asked for by tag is answered with its linux/amd64 manifest.
    * Docker schema2 is served as-is (wharf does not down-convert to schema1).
    */
-  private async negotiate(repo: RepoRef, ref: Reference, res: ManifestResult, accept: string[], signal?: AbortSignal): Promise<ManifestResult> {
+  private async negotiate(repo: RepoRef, ref: Reference, res: ManifestResult, accept: string[]): Promise<ManifestResult> {
     const type = res.descriptor.mediaType;
     if (accept.length === 0 || accept.includes('*/*') || accept.includes(type)) return res;
     if (OCI_TYPES.has(type)) {
@@ -253,7 +254,7 @@ export class Manifests implements ManifestService {
       const list = parseManifest(res.bytes, type);
       const amd64 = list.manifests.find((m) => m.platform?.os === 'linux' && m.platform.architecture === 'amd64');
       if (!amd64) throw new RegistryError(ErrorCode.MANIFEST_UNKNOWN, 'could not find a matching manifest list platform');
-      return this.resolve(repo, { kind: 'digest', digest: amd64.digest }, signal);
+      return this.resolve(repo, { kind: 'digest', digest: amd64.digest });
     }
     return res;
   }

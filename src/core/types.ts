@@ -38,9 +38,10 @@ export interface UploadStatus {
   size: number;
 }
 
+/** Manifest work is shared by every client asking at once (single-flight), so no client's signal reaches it. */
 export interface ManifestService {
-  get(repo: RepoRef, ref: Reference, accept: string[], signal?: AbortSignal): Promise<ManifestResult>;
-  head(repo: RepoRef, ref: Reference, accept: string[], signal?: AbortSignal): Promise<ManifestResult>;
+  get(repo: RepoRef, ref: Reference, accept: string[]): Promise<ManifestResult>;
+  head(repo: RepoRef, ref: Reference, accept: string[]): Promise<ManifestResult>;
   put(repo: RepoRef, ref: Reference, contentType: string | undefined, bytes: Buffer): Promise<{ descriptor: Descriptor; subject?: Digest }>;
   delete(repo: RepoRef, ref: Reference): Promise<void>;
 }

@@ -12,11 +12,7 @@ function reference(ref: string | undefined) {
 export const getManifest: Handler = async (ctx, { registry, metrics }, name, ref) => {
   const repo = repoOf(ctx, registry, name);
   const r = reference(ref);
-  const abort = new AbortController();
-  ctx.req.once('close', () => abort.abort());
-  const res = ctx.method === 'HEAD'
-    ? await registry.manifests.head(repo, r, acceptList(ctx), abort.signal)
-    : await registry.manifests.get(repo, r, acceptList(ctx), abort.signal);
+  const res = ctx.method === 'HEAD' ? await registry.manifests.head(repo, r, acceptList(ctx)) : await registry.manifests.get(repo, r, acceptList(ctx));
   ctx.state.cache = res.outcome;
   contentHeaders(ctx, res.descriptor);
   ctx.status = 200;
