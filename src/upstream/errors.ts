@@ -41,12 +41,43 @@ export function statusError(
 /** Connection refused, reset, DNS failure, timeouts: the upstream is unavailable. */
 export function networkError(upstream: string, kind: RequestKind, err: unknown): RegistryError {
   if (err instanceof RegistryError) return err;
-  const e = err as { code?: string; name?: string; message?: string };
+  const e = err as { code?: string; name?: string; message?: string; cause?: { code?: string; message?: string } };
   const why = e?.code ?? e?.name ?? 'error';
+  // A refused certificate is a configuration problem, not an outage: say so, and what fixes it.
+  const tls = tlsProblem(e?.code) ?? tlsProblem(e?.cause?.code);
+  if (tls !== undefined) {
+    const code = tlsProblem(e?.code) !== undefined ? e.code : e.cause?.code;
+    const text = (tlsProblem(e?.code) !== undefined ? e.message : e.cause?.message) ?? '';
+    return new RegistryError(ErrorCode.UNAVAILABLE, `upstream ${upstream}: TLS ${tls} (${kind}: ${code}${text ? `: ${text}` : ''})`, {
+      detail: { upstream, tls: code },
+      cause: err,
+    });
+  }
   return new RegistryError(ErrorCode.UNAVAILABLE, `upstream ${upstream} unreachable (${kind}: ${why})`, {
     detail: { upstream },
     cause: err,
   });
+}
+
+/** OpenSSL verification codes Node reports on a refused server certificate. */
+const UNTRUSTED = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'CERT_SIGNATURE_FAILURE',
+  'INVALID_CA',
+]);
+
+function tlsProblem(code: string | undefined): string | undefined {
+  if (code === undefined) return undefined;
+  if (UNTRUSTED.has(code)) return 'certificate not trusted; set tls.caFile to the CA that signed it';
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') return 'certificate does not name this host; check the url, or set tls.servername';
+  if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID') return 'certificate outside its validity period';
+  return undefined;
 }
 
 /** Thrown when upstream content does not hash to the digest it was asked for; core counts these. */

@@ -2,7 +2,7 @@ import { promises as dns } from 'node:dns';
 import { readFileSync } from 'node:fs';
 import { isIP, type LookupFunction } from 'node:net';
 import { rootCertificates } from 'node:tls';
-import { Agent, EnvHttpProxyAgent, Pool, type Dispatcher } from 'undici';
+import { Agent, Dispatcher, EnvHttpProxyAgent, Pool } from 'undici';
 import type { UpstreamConfig } from '../config/types.js';
 
 /** DNS for one host name: every address it resolves to. Injectable so tests can point names at loopback. */
@@ -65,8 +65,9 @@ export interface DispatcherOptions {
 
 /**
  * One dispatcher per upstream. The upstream's own origin gets the configured TLS settings
- * (servername, insecureSkipVerify); every other origin (token realm, CDN) is verified normally and its
- * addresses pass `guard` at connect time.
+ * (servername, insecureSkipVerify); every other origin (token realm, CDN) is verified normally and,
+ * when connected to directly, its addresses pass `guard` at connect time. Both hold whether or not a
+ * proxy is configured, and for NO_PROXY hosts as for proxied ones.
  */
 export function createDispatcher(cfg: UpstreamConfig, opts: DispatcherOptions): Dispatcher {
   const readFile = opts.readFile ?? ((p: string) => readFileSync(p));
@@ -78,28 +79,35 @@ export function createDispatcher(cfg: UpstreamConfig, opts: DispatcherOptions): 
     bodyTimeout: cfg.timeouts.body,
   };
   const common = { timeout: cfg.timeouts.connect, ...(ca ? { ca } : {}) };
-  const upstreamConnect = {
+  const upstreamTls = {
     ...common,
-    lookup: guardedLookup(opts.lookup, undefined),
     rejectUnauthorized: !cfg.tls.insecureSkipVerify,
     ...(cfg.tls.servername !== undefined ? { servername: cfg.tls.servername } : {}),
   };
+  const upstreamConnect = { ...upstreamTls, lookup: guardedLookup(opts.lookup, undefined) };
   const otherConnect = { ...common, lookup: guardedLookup(opts.lookup, opts.guard) };
+  const upstreamOrigin = new URL(cfg.url).origin;
 
   const p = opts.proxyEnv;
   if (p && (p.httpProxy || p.httpsProxy)) {
-    // Through a proxy the proxy resolves names, so the connect-time guard cannot apply; redirects are
-    // still checked by name and DNS before they are followed. '' keeps undici off process.env.
-    return new EnvHttpProxyAgent({
-      ...base,
-      httpProxy: p.httpProxy ?? '',
-      httpsProxy: p.httpsProxy ?? '',
-      noProxy: p.noProxy ?? '',
-      connect: otherConnect,
-      requestTls: { ...common, rejectUnauthorized: !cfg.tls.insecureSkipVerify },
-    });
+    // Through a proxy the proxy resolves names and the guard cannot see addresses (it applies to
+    // NO_PROXY hosts, which are direct); redirects are still checked by name and DNS before they are
+    // followed. Two agents so the upstream's TLS options reach only the upstream, inside the tunnel
+    // (requestTls) and on a NO_PROXY direct connection (connect) alike. '' keeps undici off process.env.
+    const viaProxy = (connect: object, requestTls: object): Dispatcher =>
+      new EnvHttpProxyAgent({
+        ...base,
+        httpProxy: p.httpProxy ?? '',
+        httpsProxy: p.httpsProxy ?? '',
+        noProxy: p.noProxy ?? '',
+        // plain http goes as absolute-form requests, as HTTP_PROXY means everywhere else (curl, Go):
+        // proxies commonly refuse CONNECT to ports other than 443
+        proxyTunnel: false,
+        connect,
+        requestTls,
+      });
+    return new ByOrigin(upstreamOrigin, viaProxy(upstreamConnect, upstreamTls), viaProxy(otherConnect, common));
   }
-  const upstreamOrigin = new URL(cfg.url).origin;
   return new Agent({
     ...base,
     factory: (origin: string | URL, options: object) => {
@@ -107,4 +115,41 @@ export function createDispatcher(cfg: UpstreamConfig, opts: DispatcherOptions): 
       return new Pool(origin, { ...options, connect: o === upstreamOrigin ? upstreamConnect : otherConnect });
     },
   });
+}
+
+/** Sends requests for `origin` to `own` and everything else to `others`. */
+class ByOrigin extends Dispatcher {
+  constructor(
+    private readonly origin: string,
+    private readonly own: Dispatcher,
+    private readonly others: Dispatcher,
+  ) {
+    super();
+  }
+
+  override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    const o = options.origin;
+    const origin = o === undefined ? undefined : typeof o === 'string' ? new URL(o).origin : o.origin;
+    return (origin === this.origin ? this.own : this.others).dispatch(options, handler);
+  }
+
+  override close(): Promise<void>;
+  override close(callback: () => void): void;
+  override close(callback?: () => void): Promise<void> | void {
+    const done = Promise.all([this.own.close(), this.others.close()]).then(() => undefined);
+    if (!callback) return done;
+    done.then(callback, callback);
+  }
+
+  override destroy(): Promise<void>;
+  override destroy(err: Error | null): Promise<void>;
+  override destroy(callback: () => void): void;
+  override destroy(err: Error | null, callback: () => void): void;
+  override destroy(a?: Error | null | (() => void), b?: () => void): Promise<void> | void {
+    const err = typeof a === 'function' ? null : (a ?? null);
+    const callback = typeof a === 'function' ? a : b;
+    const done = Promise.all([this.own.destroy(err), this.others.destroy(err)]).then(() => undefined);
+    if (!callback) return done;
+    done.then(callback, callback);
+  }
 }
