@@ -105,6 +105,9 @@ export function createDispatcher(cfg: UpstreamConfig, opts: DispatcherOptions): 
         proxyTunnel: false,
         connect,
         requestTls,
+        // undici builds the absolute-form client to the proxy from the factory with `connect` alone:
+        // without this it would wait 300 s for headers instead of the upstream's timeouts
+        factory: (origin: string | URL, options: object) => new Pool(origin, { ...base, ...options }),
       });
     return new ByOrigin(upstreamOrigin, viaProxy(upstreamConnect, upstreamTls), viaProxy(otherConnect, common));
   }

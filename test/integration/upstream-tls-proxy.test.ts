@@ -225,6 +225,19 @@ describe('HTTPS_PROXY / HTTP_PROXY / NO_PROXY', () => {
     assert.deepEqual(p.connects, [], 'plain http is not tunnelled');
   });
 
+  it('HTTP_PROXY: the upstream\'s headers timeout holds for absolute-form requests', async (t) => {
+    const fault = await startFaultProxy(plain.url);
+    t.after(() => fault.stop());
+    const p = await proxy();
+    const w = await mirror({ url: fault.url, timeouts: { headers: '1s' } }, { HTTP_PROXY: p.url });
+    fault.inject({ match: { path: `/v2/${REPO}/manifests/1.0` }, action: { kind: 'delay', ms: 6000 } });
+    const started = Date.now();
+    const res = await getManifest(w, REPO, '1.0');
+    assert.equal(res.status, 503, show(res));
+    assert.ok(Date.now() - started < 4000, `answered after ${Date.now() - started} ms`);
+    assert.ok(p.requests.some((r) => r.startsWith(`GET ${fault.url}/v2/${REPO}/manifests/1.0`)), p.requests.join('\n'));
+  });
+
   it('HTTPS_PROXY: a host name only the proxy can resolve works, and the proxy on loopback is not vetoed', async () => {
     const p = await proxy({ hosts: { [REGISTRY_NAME]: '127.0.0.1' } });
     const url = `https://${REGISTRY_NAME}:${secure.port}`;
