@@ -44,12 +44,12 @@ export function networkError(upstream: string, kind: RequestKind, err: unknown):
   const e = err as { code?: string; name?: string; message?: string; cause?: { code?: string; message?: string } };
   const why = e?.code ?? e?.name ?? 'error';
   // A refused certificate is a configuration problem, not an outage: say so, and what fixes it.
-  const tls = tlsProblem(e?.code) ?? tlsProblem(e?.cause?.code);
+  const tlsErr = tlsProblem(e?.code) !== undefined ? e : e?.cause;
+  const tls = tlsProblem(tlsErr?.code);
   if (tls !== undefined) {
-    const code = tlsProblem(e?.code) !== undefined ? e.code : e.cause?.code;
-    const text = (tlsProblem(e?.code) !== undefined ? e.message : e.cause?.message) ?? '';
-    return new RegistryError(ErrorCode.UNAVAILABLE, `upstream ${upstream}: TLS ${tls} (${kind}: ${code}${text ? `: ${text}` : ''})`, {
-      detail: { upstream, tls: code },
+    const text = tlsErr?.message ? `: ${tlsErr.message}` : '';
+    return new RegistryError(ErrorCode.UNAVAILABLE, `upstream ${upstream}: TLS ${tls} (${kind}: ${tlsErr?.code}${text})`, {
+      detail: { upstream, tls: tlsErr?.code },
       cause: err,
     });
   }
