@@ -35,9 +35,9 @@ export async function serve(config: WharfConfig): Promise<void> {
         observer: metrics,
         maxManifestBytes: config.limits.maxManifestBytes,
         proxyEnv: {
-          httpProxy: process.env.HTTP_PROXY ?? process.env.http_proxy,
-          httpsProxy: process.env.HTTPS_PROXY ?? process.env.https_proxy,
-          noProxy: process.env.NO_PROXY ?? process.env.no_proxy,
+          httpProxy: process.env.HTTP_PROXY || process.env.http_proxy || undefined,
+          httpsProxy: process.env.HTTPS_PROXY || process.env.https_proxy || undefined,
+          noProxy: process.env.NO_PROXY || process.env.no_proxy || undefined,
         },
       }),
     );

@@ -26,6 +26,7 @@ export function accessLog(logger: Logger, metrics: Metrics, now: () => number = 
             ms: Math.round(seconds * 1000),
             cache: ctx.state.cache,
             error: ctx.state.errorCode,
+            reason: ctx.state.errorMessage,
             ua: ctx.get('user-agent') || undefined,
           },
           'request',

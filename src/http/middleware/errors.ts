@@ -17,6 +17,8 @@ export function errors(logger: Logger) {
       for (const [k, v] of Object.entries(err.headers)) ctx.set(k, v);
       if (err.status === 401 && !ctx.response.get('WWW-Authenticate')) ctx.set('WWW-Authenticate', 'Basic realm="wharf"');
       ctx.state.errorCode = err.code;
+      // Server-side failures (upstream unreachable, TLS refused, disk full) need their cause in the log line.
+      if (err.status >= 500) ctx.state.errorMessage = err.message;
       const entry: Record<string, unknown> = { code: err.code, message: err.message };
       if (err.detail !== undefined) entry.detail = err.detail;
       const body = Buffer.from(JSON.stringify({ errors: [entry] }));
