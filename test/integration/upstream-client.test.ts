@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import type { UpstreamConfig } from '../../src/config/types.js';
+import { upstreamConfig } from '../helpers/upstream-config.js';
 import { ErrorCode, isRegistryError, parseDigest, type Digest } from '../../src/oci/index.js';
 import { createUpstream, isDigestMismatch, type RateLimitReading, type UpstreamClient, type UpstreamDeps } from '../../src/upstream/index.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
@@ -15,24 +16,7 @@ import { tempDir } from '../helpers/tmp.js';
 
 const alice = { username: 'alice', password: 'wonderland' };
 
-function config(url: string, over: Partial<UpstreamConfig> = {}): UpstreamConfig {
-  return {
-    name: 'test-upstream',
-    url,
-    default: false,
-    aliases: [],
-    libraryPrefix: false,
-    tagFreshness: 60_000,
-    notFoundTtl: 60_000,
-    maxConnections: 4,
-    maxConcurrentFetches: 4,
-    timeouts: { connect: 5_000, headers: 10_000, body: 10_000 },
-    tls: { insecureSkipVerify: false },
-    redirectHosts: [],
-    redirectPublicHttps: false,
-    ...over,
-  };
-}
+const config = upstreamConfig;
 
 /** A clock the test moves by hand. */
 function clock(start = Date.now()): { now: () => number; advance: (ms: number) => void } {

@@ -3,26 +3,12 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import type { UpstreamConfig } from '../../src/config/types.js';
+import { upstreamConfig } from '../helpers/upstream-config.js';
 import { digestOf, ErrorCode, isRegistryError } from '../../src/oci/index.js';
 import { createUpstream } from '../../src/upstream/index.js';
 
 function config(url: string, over: Partial<UpstreamConfig> = {}): UpstreamConfig {
-  return {
-    name: 'fake-up',
-    url,
-    default: false,
-    aliases: [],
-    libraryPrefix: false,
-    tagFreshness: 60_000,
-    notFoundTtl: 60_000,
-    maxConnections: 2,
-    maxConcurrentFetches: 2,
-    timeouts: { connect: 2_000, headers: 5_000, body: 5_000 },
-    tls: { insecureSkipVerify: false },
-    redirectHosts: [],
-    redirectPublicHttps: false,
-    ...over,
-  };
+  return upstreamConfig(url, { name: 'fake-up', maxConnections: 2, maxConcurrentFetches: 2, timeouts: { connect: 2_000, headers: 5_000, body: 5_000 }, ...over });
 }
 
 /** A fake registry: routes by path, records each request. */
