@@ -1,4 +1,5 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { waitExit } from './process.js';
 import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -57,17 +58,6 @@ async function htpasswdFile(path: string, users: Record<string, string>): Promis
     lines.push(stdout.trim());
   }
   await writeFile(path, lines.join('\n') + '\n');
-}
-
-function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const t = setTimeout(() => resolve(false), ms);
-    child.once('exit', () => {
-      clearTimeout(t);
-      resolve(true);
-    });
-  });
 }
 
 /** Starts a real CNCF Distribution 2.8 (`docker-registry serve`) on 127.0.0.1 with filesystem storage. */
