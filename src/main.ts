@@ -34,6 +34,8 @@ export async function serve(config: WharfConfig): Promise<void> {
       createUpstream(u, {
         observer: metrics,
         maxManifestBytes: config.limits.maxManifestBytes,
+        maxBlobBytes: config.limits.maxBlobBytes,
+        onConnect: (attempt) => logger.debug({ upstream: u.name, ...attempt }, 'upstream connect'),
         proxyEnv: {
           httpProxy: process.env.HTTP_PROXY || process.env.http_proxy || undefined,
           httpsProxy: process.env.HTTPS_PROXY || process.env.https_proxy || undefined,

@@ -12,6 +12,11 @@ export interface RegistryProfile {
   /** hosts (wildcards allowed) the registry's blob redirects are known to go to */
   redirectHosts: readonly string[];
   redirectPublicHttps: boolean;
+  /**
+   * hosts its Bearer challenge's token realm may be on besides its own host and registrable domain
+   * (listed even when the domain rule already covers them, so the profile says what it needs)
+   */
+  tokenRealmHosts: readonly string[];
 }
 
 export const PROFILES: readonly RegistryProfile[] = [
@@ -27,6 +32,7 @@ export const PROFILES: readonly RegistryProfile[] = [
       '*.r2.cloudflarestorage.com',
     ],
     redirectPublicHttps: true,
+    tokenRealmHosts: ['auth.docker.io'],
   },
   {
     name: 'ghcr.io',
@@ -35,6 +41,7 @@ export const PROFILES: readonly RegistryProfile[] = [
     libraryPrefix: false,
     redirectHosts: ['pkg-containers.githubusercontent.com', '*.githubusercontent.com'],
     redirectPublicHttps: true,
+    tokenRealmHosts: [],
   },
   {
     name: 'oracle',
@@ -44,6 +51,7 @@ export const PROFILES: readonly RegistryProfile[] = [
     // blobs redirect to Oracle Cloud object storage
     redirectHosts: ['*.oraclecloud.com'],
     redirectPublicHttps: true,
+    tokenRealmHosts: [],
   },
   {
     name: 'quay.io',
@@ -61,6 +69,7 @@ export const PROFILES: readonly RegistryProfile[] = [
       '*.cloudfront.net',
     ],
     redirectPublicHttps: true,
+    tokenRealmHosts: [],
   },
 ];
 

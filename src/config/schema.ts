@@ -45,6 +45,7 @@ export const UPSTREAM_DEFAULTS = {
   tls: { insecureSkipVerify: false },
   redirectHosts: [] as string[],
   redirectPublicHttps: false,
+  tokenRealmHosts: [] as string[],
 };
 
 /** Upstream fields are all optional here: profile values and UPSTREAM_DEFAULTS fill the gaps later. */
@@ -88,6 +89,7 @@ export const upstreamSchema = z.strictObject({
     .optional(),
   redirectHosts: up(z.array(hostPattern()), 'hosts (* wildcards) blob redirects may go to', 'from profile, else []'),
   redirectPublicHttps: up(bool(), 'follow redirects to any public https host', 'true for built-in profiles, else false'),
+  tokenRealmHosts: up(z.array(hostPattern()), 'hosts (* wildcards) a token realm may be on besides the url host and its domain', 'from profile, else []'),
 });
 
 /** `upstreams` absent: the built-in docker.io profile, as the default upstream. */
@@ -150,7 +152,7 @@ export const configSchema = z.strictObject({
   limits: z
     .strictObject({
       maxManifestBytes: def(size(), '4MiB', 'largest manifest accepted or fetched'),
-      maxBlobBytes: def(size(), '64GiB', 'largest blob accepted by upload'),
+      maxBlobBytes: def(size(), '64GiB', 'largest blob accepted by upload or from an upstream'),
     })
     .prefault({}),
   server: z

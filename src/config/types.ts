@@ -58,6 +58,8 @@ export interface UpstreamConfig {
   redirectHosts: string[];
   /** follow redirects to any https host that resolves only to public addresses */
   redirectPublicHttps: boolean;
+  /** hosts (wildcards allowed) a token realm may be on besides the upstream's own host and domain */
+  tokenRealmHosts: string[];
 }
 
 export interface CacheConfig {

@@ -66,6 +66,7 @@ function resolveOne(p: ParsedUpstream, at: string, problems: string[]): { u: Ups
     }),
     redirectHosts: [...(p.redirectHosts ?? profile?.redirectHosts ?? must(G.redirectHosts))],
     redirectPublicHttps: p.redirectPublicHttps ?? profile?.redirectPublicHttps ?? must(G.redirectPublicHttps),
+    tokenRealmHosts: [...(p.tokenRealmHosts ?? profile?.tokenRealmHosts ?? must(G.tokenRealmHosts))],
   };
   if (p.credentials && Object.keys(withoutUndefined(p.credentials)).length > 0) u.credentials = withoutUndefined(p.credentials);
   problems.push(...credentialProblems(p, at));

@@ -17,10 +17,11 @@ import {
 import { createAuthorizer, type UpstreamAuthorizer } from './auth/authorizer.js';
 import { resolveCredentials } from './auth/credentials.js';
 import { headerValue, networkError, retryAfterSeconds, statusError, UpstreamDigestMismatchError, type RequestKind } from './errors.js';
-import { createDispatcher, resolveHost, systemLookup, type LookupFn, type ProxyEnv } from './network.js';
+import { createDispatcher, resolveHost, systemLookup, type ConnectObserver, type LookupFn, type ProxyEnv } from './network.js';
 import { parseRateLimit, Throttle } from './rate-limit.js';
 import {
   classifyAddress,
+  realmNamePolicy,
   redirectAddressPolicy,
   redirectNamePolicy,
   sameOrigin,
@@ -48,6 +49,10 @@ export interface UpstreamDeps {
   readFile?: (path: string) => Buffer | string;
   /** largest manifest accepted from the upstream (default 4 MiB) */
   maxManifestBytes?: number;
+  /** largest blob accepted from the upstream; a longer body is cut (default: unbounded) */
+  maxBlobBytes?: number;
+  /** told of every outbound connection (host, port) before its socket is opened, and of each one refused */
+  onConnect?: ConnectObserver;
 }
 
 export const DEFAULT_MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
@@ -75,6 +80,7 @@ export class UpstreamClient implements Upstream {
   readonly #fetches: Semaphore;
   readonly #throttle = new Throttle();
   readonly #maxManifest: number;
+  readonly #maxBlob: number;
   #reading: RateLimitReading | undefined;
   #upstreamClasses: Promise<Set<AddressClass>> | undefined;
 
@@ -86,6 +92,7 @@ export class UpstreamClient implements Upstream {
     this.#observer = deps.observer;
     this.#lookup = deps.lookup ?? systemLookup;
     this.#maxManifest = deps.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES;
+    this.#maxBlob = deps.maxBlobBytes ?? Number.MAX_SAFE_INTEGER;
     this.#fetches = new Semaphore(cfg.maxConcurrentFetches);
     const readFile = deps.readFile;
     this.#dispatcher = createDispatcher(cfg, {
@@ -93,6 +100,7 @@ export class UpstreamClient implements Upstream {
       ...(deps.proxyEnv ? { proxyEnv: deps.proxyEnv } : {}),
       ...(readFile ? { readFile } : {}),
       guard: (host, addrs) => this.#connectGuard(host, addrs),
+      ...(deps.onConnect ? { observe: deps.onConnect } : {}),
     });
     const creds = resolveCredentials(cfg.name, cfg.credentials, readFile ? (p) => readFile(p).toString() : undefined);
     this.authorizer = createAuthorizer({
@@ -101,9 +109,10 @@ export class UpstreamClient implements Upstream {
       ...(creds ? { credentials: creds } : {}),
       now: this.#now,
       timeout: cfg.timeouts.connect + cfg.timeouts.headers,
+      checkRealm: (realm) => this.#checkRealm(realm),
       transport: async ({ url, headers, signal }) => {
         const res = await this.#send('auth', 'GET', new URL(url), headers, signal);
-        const body = await readCapped(res.body, MAX_AUX_BODY).catch(() => Buffer.alloc(0));
+        const body = await readCapped(res.body, MAX_AUX_BODY, cfg.timeouts.body).catch(() => Buffer.alloc(0));
         return { status: res.statusCode, headers: res.headers, body };
       },
     });
@@ -124,16 +133,22 @@ export class UpstreamClient implements Upstream {
     this.#refuseIfThrottled();
     const res = await this.#authed('manifest', 'GET', repo, `manifests/${ref}`, { accept: upstreamManifestAccept }, signal);
     if (res.statusCode !== 200) throw await this.#fail('manifest', res);
+    const tooLarge = (): RegistryError =>
+      new RegistryError(ErrorCode.MANIFEST_INVALID, `upstream ${this.name} sent a manifest larger than ${this.#maxManifest} bytes`, {
+        status: 502,
+        detail: { upstream: this.name },
+      });
+    // refused on the announced length alone: no point reading what will be thrown away
+    if ((contentLength(res.headers) ?? 0) > this.#maxManifest) {
+      res.body.destroy();
+      throw tooLarge();
+    }
     let bytes: Buffer;
     try {
-      bytes = await readCapped(res.body, this.#maxManifest);
+      bytes = await readCapped(res.body, this.#maxManifest, this.#cfg.timeouts.body);
     } catch (e) {
-      if (e instanceof TooLarge) {
-        throw new RegistryError(ErrorCode.MANIFEST_INVALID, `upstream ${this.name} sent a manifest larger than ${this.#maxManifest} bytes`, {
-          status: 502,
-          detail: { upstream: this.name },
-        });
-      }
+      if (e instanceof TooLarge) throw tooLarge();
+      if (e instanceof TooSlow) throw this.#tooSlow('manifest');
       throw networkError(this.name, 'manifest', e);
     }
     const alg: DigestAlgorithm = parsed.kind === 'digest' ? (parsed.digest.slice(0, parsed.digest.indexOf(':')) as DigestAlgorithm) : 'sha256';
@@ -182,7 +197,11 @@ export class UpstreamClient implements Upstream {
       } else {
         throw await this.#fail('blob', res);
       }
-      const body = this.#countBytes(res.body, release);
+      if (size !== undefined && size > this.#maxBlob) {
+        res.body.destroy();
+        throw this.#blobTooLarge();
+      }
+      const body = this.#countBytes(res.body, offset, release);
       return size === undefined ? { offset, body } : { offset, size, body };
     } catch (e) {
       release();
@@ -211,7 +230,7 @@ export class UpstreamClient implements Upstream {
       const current: URL = url ?? this.#repoUrl(repo, path as string);
       let body: unknown;
       try {
-        body = JSON.parse((await readCapped(res.body, this.#maxManifest)).toString('utf8'));
+        body = JSON.parse((await readCapped(res.body, this.#maxManifest, this.#cfg.timeouts.body)).toString('utf8'));
       } catch (e) {
         throw new RegistryError(ErrorCode.UNAVAILABLE, `upstream ${this.name} sent an unreadable tag list`, { cause: e });
       }
@@ -286,19 +305,28 @@ export class UpstreamClient implements Upstream {
     return res;
   }
 
-  async #checkRedirect(target: URL): Promise<void> {
-    const refuse = (reason: string): never => {
-      throw new RegistryError(ErrorCode.UNAVAILABLE, `upstream ${this.name}: refused to follow a redirect to ${target.host}: ${reason}`, {
-        detail: { upstream: this.name, host: target.host },
-      });
-    };
-    const ctx: RedirectContext = {
+  #checkRedirect(target: URL): Promise<void> {
+    const ctx: Omit<RedirectContext, 'upstreamClasses'> = {
       upstream: this.#base,
       redirectHosts: this.#cfg.redirectHosts,
       redirectPublicHttps: this.#cfg.redirectPublicHttps,
-      upstreamClasses: await this.#ownClasses(),
     };
-    const byName = redirectNamePolicy(target, ctx);
+    return this.#checkTarget(target, redirectNamePolicy(target, ctx), `refused to follow a redirect to ${target.host}`);
+  }
+
+  /** A Bearer challenge's realm is checked like a redirect, before the token request connects anywhere. */
+  #checkRealm(realm: URL): Promise<void> {
+    const byName = realmNamePolicy(realm, { upstream: this.#base, tokenRealmHosts: this.#cfg.tokenRealmHosts });
+    return this.#checkTarget(realm, byName, `refused the token realm ${realm.host} (list it in tokenRealmHosts if it is trusted)`);
+  }
+
+  /** The name verdict, then (unless it is the upstream's own host) every address the target resolves to. */
+  async #checkTarget(target: URL, byName: ReturnType<typeof redirectNamePolicy>, what: string): Promise<void> {
+    const refuse = (reason: string): never => {
+      throw new RegistryError(ErrorCode.UNAVAILABLE, `upstream ${this.name}: ${what}: ${reason}`, {
+        detail: { upstream: this.name, host: target.host },
+      });
+    };
     if (!byName.ok) return refuse(byName.reason);
     if (byName.by === 'origin') return;
     let addrs: string[];
@@ -307,8 +335,14 @@ export class UpstreamClient implements Upstream {
     } catch (e) {
       return refuse(`cannot resolve (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
     }
-    const byAddr = redirectAddressPolicy(addrs, byName.by, ctx);
+    const byAddr = redirectAddressPolicy(addrs, byName.by, { upstreamClasses: await this.#ownClasses() });
     if (!byAddr.ok) refuse(byAddr.reason);
+  }
+
+  #tooSlow(kind: RequestKind): RegistryError {
+    return new RegistryError(ErrorCode.UNAVAILABLE, `upstream ${this.name}: ${kind} body not received within ${this.#cfg.timeouts.body / 1000}s`, {
+      detail: { upstream: this.name },
+    });
   }
 
   /** Address classes of the upstream's own host, resolved once. */
@@ -380,12 +414,26 @@ export class UpstreamClient implements Upstream {
     });
   }
 
-  /** Passes the body through, counting bytes as they stream, and frees the fetch slot when it ends. */
-  #countBytes(src: Readable, release: () => void): Readable {
+  #blobTooLarge(): RegistryError {
+    return new RegistryError(ErrorCode.UNAVAILABLE, `upstream ${this.name} sent a blob larger than limits.maxBlobBytes (${this.#maxBlob} bytes)`, {
+      detail: { upstream: this.name },
+    });
+  }
+
+  /**
+   * Passes the body through, counting bytes as they stream, and frees the fetch slot when it ends.
+   * A body without a length that runs past maxBlobBytes (from `offset`) is cut: it would never end.
+   */
+  #countBytes(src: Readable, offset: number, release: () => void): Readable {
     const name = this.name;
     const observer = this.#observer;
+    let position = offset;
+    const max = this.#maxBlob;
+    const tooLarge = (): RegistryError => this.#blobTooLarge();
     const counter = new Transform({
       transform(chunk: Buffer, _enc, cb) {
+        position += chunk.length;
+        if (position > max) return cb(tooLarge());
         observer?.bytes(name, chunk.length);
         cb(null, chunk);
       },
@@ -414,18 +462,34 @@ export class UpstreamClient implements Upstream {
 // ---- helpers ----------------------------------------------------------------------------------
 
 class TooLarge extends Error {}
+class TooSlow extends Error {}
 
-async function readCapped(body: Readable, max: number): Promise<Buffer> {
+/**
+ * A small body (manifest, tag list, token) read whole: at most `max` bytes, all within `deadlineMs`.
+ * The per-chunk body timeout alone would let a drip of one byte a minute hold a fetch for days.
+ */
+async function readCapped(body: Readable, max: number, deadlineMs: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let total = 0;
-  for await (const chunk of body) {
-    const b = chunk as Buffer;
-    total += b.length;
-    if (total > max) {
-      body.destroy();
-      throw new TooLarge();
+  let late = false;
+  const timer = setTimeout(() => {
+    late = true;
+    body.destroy(new TooSlow());
+  }, deadlineMs);
+  try {
+    for await (const chunk of body) {
+      const b = chunk as Buffer;
+      total += b.length;
+      if (total > max) {
+        body.destroy();
+        throw new TooLarge();
+      }
+      chunks.push(b);
     }
-    chunks.push(b);
+  } catch (e) {
+    throw late ? new TooSlow() : e;
+  } finally {
+    clearTimeout(timer);
   }
   return Buffer.concat(chunks, total);
 }

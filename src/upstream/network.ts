@@ -2,7 +2,7 @@ import { promises as dns } from 'node:dns';
 import { readFileSync } from 'node:fs';
 import { isIP, type LookupFunction } from 'node:net';
 import { rootCertificates } from 'node:tls';
-import { Agent, Dispatcher, EnvHttpProxyAgent, Pool } from 'undici';
+import { Agent, buildConnector, Dispatcher, EnvHttpProxyAgent, Pool } from 'undici';
 import type { UpstreamConfig } from '../config/types.js';
 
 /** DNS for one host name: every address it resolves to. Injectable so tests can point names at loopback. */
@@ -54,6 +54,48 @@ function guardedLookup(lookup: LookupFn, guard: ConnectGuard | undefined): Looku
 /** Returns an Error to refuse connecting to `host` at `addrs`. */
 export type ConnectGuard = (host: string, addrs: string[]) => Promise<Error | undefined>;
 
+/** One outbound connection wharf is about to open (or refused to open), reported before any socket exists. */
+export interface ConnectAttempt {
+  host: string;
+  port: number;
+  /** why the address policy vetoed it; absent when the socket is being opened */
+  refused?: string;
+}
+
+export type ConnectObserver = (attempt: ConnectAttempt) => void;
+
+/**
+ * A connector that settles the guard before any socket is opened and reports every attempt.
+ * Literal IP hosts never reach a `lookup` (net.connect skips it), so they are checked here; names are
+ * checked here and again by the guarded lookup, whose answer is what the socket really connects to.
+ */
+function guardedConnector(
+  build: buildConnector.BuildOptions,
+  lookup: LookupFn,
+  guard: ConnectGuard | undefined,
+  observe: ConnectObserver | undefined,
+): buildConnector.connector {
+  const inner = buildConnector({ ...build, lookup: guardedLookup(lookup, guard) } as buildConnector.BuildOptions);
+  return (options, callback) => {
+    const host = options.hostname;
+    const port = Number(options.port) || (options.protocol === 'https:' ? 443 : 80);
+    const verdict = guard
+      ? resolveHost(host, lookup).then(
+          (addrs) => guard(host, addrs),
+          (e: NodeJS.ErrnoException) => Object.assign(new Error(`cannot resolve ${host} (${e.code ?? 'error'})`), { code: e.code ?? 'ENOTFOUND' }),
+        )
+      : Promise.resolve(undefined);
+    verdict.then(
+      (veto) => {
+        observe?.(veto ? { host, port, refused: veto.message } : { host, port });
+        if (veto) callback(veto, null);
+        else inner(options, callback);
+      },
+      (e: unknown) => callback(e instanceof Error ? e : new Error(String(e)), null),
+    );
+  };
+}
+
 export interface DispatcherOptions {
   lookup: LookupFn;
   proxyEnv?: ProxyEnv;
@@ -61,6 +103,8 @@ export interface DispatcherOptions {
   readFile?: (path: string) => Buffer | string;
   /** vetoes connections to hosts other than the upstream's own (address-class policy) */
   guard: ConnectGuard;
+  /** told of every direct connection before it is opened (through a proxy: NO_PROXY hosts only) */
+  observe?: ConnectObserver;
 }
 
 /**
@@ -84,8 +128,8 @@ export function createDispatcher(cfg: UpstreamConfig, opts: DispatcherOptions): 
     rejectUnauthorized: !cfg.tls.insecureSkipVerify,
     ...(cfg.tls.servername !== undefined ? { servername: cfg.tls.servername } : {}),
   };
-  const upstreamConnect = { ...upstreamTls, lookup: guardedLookup(opts.lookup, undefined) };
-  const otherConnect = { ...common, lookup: guardedLookup(opts.lookup, opts.guard) };
+  const upstreamConnect = guardedConnector(upstreamTls, opts.lookup, undefined, opts.observe);
+  const otherConnect = guardedConnector(common, opts.lookup, opts.guard, opts.observe);
   const upstreamOrigin = new URL(cfg.url).origin;
 
   const p = opts.proxyEnv;

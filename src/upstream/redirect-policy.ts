@@ -131,7 +131,7 @@ export interface RedirectContext {
 }
 
 /** Decides before any DNS lookup whether `target` could be allowed; `addresses` settles it afterwards. */
-export function redirectNamePolicy(target: URL, ctx: RedirectContext): { ok: true; by: 'origin' | 'list' | 'public' } | { ok: false; reason: string } {
+export function redirectNamePolicy(target: URL, ctx: Omit<RedirectContext, 'upstreamClasses'>): { ok: true; by: 'origin' | 'list' | 'public' } | { ok: false; reason: string } {
   if (target.protocol !== 'http:' && target.protocol !== 'https:') {
     return { ok: false, reason: `scheme ${target.protocol} is not http(s)` };
   }
@@ -161,4 +161,52 @@ export function redirectAddressPolicy(
     return { ok: false, reason: `host resolves to a ${cls} address (${a})` };
   }
   return { ok: true };
+}
+
+/**
+ * Second-level labels under which country TLDs sell names (`example.co.uk`): enough to tell
+ * `example.co.uk` from `co.uk` without shipping the Public Suffix List.
+ */
+const COMMON_SLDS = new Set(['ac', 'co', 'com', 'edu', 'go', 'gob', 'gov', 'ltd', 'mil', 'ne', 'net', 'nic', 'or', 'org', 'plc', 'sch']);
+
+/**
+ * The "registrable domain" of a host name, approximated: its last two labels, or three when the TLD is
+ * a two-letter country code under a common second level (`example.co.uk`). An IP literal is only itself.
+ * Without the Public Suffix List, hosting suffixes such as `s3.amazonaws.com` count as one domain: an
+ * upstream there shares it with other tenants (the address policy still keeps internal addresses out).
+ */
+export function registrableDomain(hostname: string): string {
+  const h = normHost(hostname.startsWith('[') ? hostname.slice(1, -1) : hostname);
+  if (isIP(h)) return h;
+  const labels = h.split('.');
+  if (labels.length <= 2) return h;
+  const tld = labels.at(-1) as string;
+  const sld = labels.at(-2) as string;
+  const keep = tld.length === 2 && COMMON_SLDS.has(sld) ? 3 : 2;
+  return labels.slice(-keep).join('.');
+}
+
+export interface RealmContext {
+  upstream: URL;
+  /** extra hosts (same pattern syntax as redirectHosts) the upstream's token realm may be on */
+  tokenRealmHosts: readonly string[];
+}
+
+/**
+ * Where a Bearer challenge's realm may send wharf: the upstream's own host (any port), a host under the
+ * upstream's registrable domain (`auth.docker.io` for `registry-1.docker.io`), or a listed one. The
+ * result's `by` feeds redirectAddressPolicy: only the upstream's own host skips the address check.
+ */
+export function realmNamePolicy(target: URL, ctx: RealmContext): { ok: true; by: 'origin' | 'list' } | { ok: false; reason: string } {
+  if (target.protocol !== 'http:' && target.protocol !== 'https:') {
+    return { ok: false, reason: `scheme ${target.protocol} is not http(s)` };
+  }
+  if (target.username !== '' || target.password !== '') return { ok: false, reason: 'realm URL carries userinfo' };
+  const host = normHost(target.hostname);
+  const own = normHost(ctx.upstream.hostname);
+  if (host === own) return { ok: true, by: 'origin' };
+  if (matchesAny(ctx.tokenRealmHosts, target)) return { ok: true, by: 'list' };
+  const domain = registrableDomain(own);
+  if (!isIP(domain) && registrableDomain(host) === domain) return { ok: true, by: 'list' };
+  return { ok: false, reason: `host ${target.host} is not ${own}, not under ${domain} and not in tokenRealmHosts` };
 }

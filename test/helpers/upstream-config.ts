@@ -16,6 +16,7 @@ export function upstreamConfig(url: string, over: Partial<UpstreamConfig> = {}):
     tls: { insecureSkipVerify: false },
     redirectHosts: [],
     redirectPublicHttps: false,
+    tokenRealmHosts: [],
     ...over,
   };
 }

@@ -3,7 +3,9 @@ import { test } from 'node:test';
 import {
   classifyAddress,
   hostMatches,
+  realmNamePolicy,
   redirectAddressPolicy,
+  registrableDomain,
   redirectNamePolicy,
   type AddressClass,
   type RedirectContext,
@@ -111,4 +113,39 @@ test('redirectAddressPolicy: internal addresses refused unless the upstream live
   // opt-in public https means public: no exception for the upstream's class
   assert.equal(redirectAddressPolicy(['127.0.0.1'], 'public', loop).ok, false);
   assert.equal(redirectAddressPolicy(['8.8.8.8'], 'public', loop).ok, true);
+});
+
+test('registrableDomain: last two labels, three under a country SLD, an IP only itself', () => {
+  const cases: Array<[string, string]> = [
+    ['registry-1.docker.io', 'docker.io'],
+    ['auth.docker.io', 'docker.io'],
+    ['ghcr.io', 'ghcr.io'],
+    ['container-registry.oracle.com', 'oracle.com'],
+    ['registry.example.co.uk', 'example.co.uk'],
+    ['evil.co.uk', 'evil.co.uk'],
+    ['Auth.Docker.IO.', 'docker.io'],
+    ['localhost', 'localhost'],
+    ['127.0.0.1', '127.0.0.1'],
+    ['[::1]', '::1'],
+  ];
+  for (const [host, want] of cases) assert.equal(registrableDomain(host), want, host);
+});
+
+test('realmNamePolicy: own host (any port), same registrable domain, or tokenRealmHosts; nothing else', () => {
+  const hub = { upstream: u('https://registry-1.docker.io'), tokenRealmHosts: [] };
+  assert.deepEqual(realmNamePolicy(u('https://auth.docker.io/token'), hub), { ok: true, by: 'list' });
+  assert.deepEqual(realmNamePolicy(u('https://registry-1.docker.io:8443/token'), hub), { ok: true, by: 'origin' });
+  for (const bad of ['https://auth.docker.io.evil.test/token', 'https://docker.io.evil.test/token', 'https://evil.test/token', 'https://127.0.0.1/token', 'file:///etc/passwd', 'https://u:p@auth.docker.io/token']) {
+    assert.equal(realmNamePolicy(u(bad), hub).ok, false, bad);
+  }
+  // an IP upstream has no domain: only its own address, or what the operator lists
+  const ip = { upstream: u('http://127.0.0.1:5000'), tokenRealmHosts: ['localhost:6000'] };
+  assert.deepEqual(realmNamePolicy(u('http://127.0.0.1:5001/token'), ip), { ok: true, by: 'origin' });
+  assert.equal(realmNamePolicy(u('http://127.0.0.2:5001/token'), ip).ok, false);
+  assert.equal(realmNamePolicy(u('http://169.254.169.254/token'), ip).ok, false);
+  assert.deepEqual(realmNamePolicy(u('http://localhost:6000/token'), ip), { ok: true, by: 'list' });
+  assert.equal(realmNamePolicy(u('http://localhost:6001/token'), ip).ok, false);
+  const uk = { upstream: u('https://registry.example.co.uk'), tokenRealmHosts: [] };
+  assert.equal(realmNamePolicy(u('https://auth.example.co.uk/t'), uk).ok, true);
+  assert.equal(realmNamePolicy(u('https://evil.co.uk/t'), uk).ok, false, 'co.uk is not a shared domain');
 });

@@ -22,6 +22,8 @@ export interface AuthorizerOptions {
   now?: () => number;
   /** how long one ping or token request may take (ms) */
   timeout?: number;
+  /** rejects a realm wharf must not contact; called before any token request is sent */
+  checkRealm?: (realm: URL) => Promise<void>;
 }
 
 /** What the ping told us: the challenge to answer, or none when `/v2/` is open. */
@@ -129,6 +131,7 @@ class ChallengeAuthorizer implements UpstreamAuthorizer {
     if (url.protocol !== 'https:' && url.protocol !== 'http:') {
       throw new RegistryError(ErrorCode.UNAVAILABLE, `upstream ${name}: token realm must be http(s)`);
     }
+    await this.#opts.checkRealm?.(url);
     if (service !== undefined) url.searchParams.set('service', service);
     url.searchParams.set('scope', scope);
     const headers: Record<string, string> = {};
