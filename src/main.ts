@@ -1,9 +1,8 @@
-import { createServer, type Server } from 'node:http';
 import { createApp } from './app.js';
 import { startLifecycle } from './lifecycle.js';
 import { defaultAdvertiseUrl, openCluster, type ClusterMode } from './cluster.js';
 import type { WharfConfig } from './config/types.js';
-import { parseHostPort } from './config/index.js';
+import { createListener, drain, listen, type WharfServer } from './listener.js';
 import { createLogger } from './observability/logger.js';
 import { createMetrics } from './observability/metrics.js';
 import { FsBlobStore, openMetadataStore, type MetadataStore } from './store/index.js';
@@ -18,7 +17,8 @@ export async function serve(config: WharfConfig): Promise<void> {
   // Redis configured = replicas may share it and the data dir: coordinate fetches, revalidations and memo caches.
   let clusterMode: ClusterMode | undefined;
   if (config.redis) {
-    const advertiseUrl = config.advertiseUrl ?? defaultAdvertiseUrl(config.listen);
+    const derived = defaultAdvertiseUrl(config.listen);
+    const advertiseUrl = config.advertiseUrl ?? (config.tls ? derived.replace(/^http:/, 'https:') : derived);
     if (!config.advertiseUrl && advertiseUrl.includes('//127.0.0.1:')) {
       // Peers on other hosts cannot reach 127.0.0.1: they fall back to waiting for the commit instead of streaming.
       logger.warn({ advertiseUrl }, 'advertiseUrl not set and no external address found; replicas on other hosts cannot stream in-flight blobs from this one');
@@ -47,20 +47,20 @@ export async function serve(config: WharfConfig): Promise<void> {
   const lifecycle = await startLifecycle({ config, store, meta, logger, metrics, lease: clusterMode?.lease });
   const app = createApp({ config, store, meta, upstreams, metrics, logger, cluster: clusterMode?.cluster, peerToken: clusterMode?.peerToken, lifecycle });
 
-  const server = createServer(app.koa.callback());
-  // Multi-GiB transfers: no total request timeout; idle and header timeouts instead, and keep-alive
-  // longer than common load-balancer idle timeouts (60 s) so the balancer closes first.
-  server.requestTimeout = 0;
-  server.timeout = config.server.idleTimeout;
-  server.keepAliveTimeout = config.server.keepAliveTimeout;
-  server.headersTimeout = config.server.headersTimeout;
+  const main = await createListener(app.koa.callback(), { timeouts: config.server, tls: config.tls, logger }).catch((e: Error) =>
+    fatal(logger, `tls: cannot load ${config.tls?.cert} / ${config.tls?.key}: ${e.message}`),
+  );
+  const server = main.server;
   await listen(server, config.listen);
-  logger.info({ listen: config.listen, dataDir: config.dataDir, metadata: meta.kind, upstreams: config.upstreams.map((u) => u.name) }, 'wharf listening');
+  logger.info({ listen: config.listen, https: config.tls !== undefined, dataDir: config.dataDir, metadata: meta.kind, upstreams: config.upstreams.map((u) => u.name) }, 'wharf listening');
+  // Certificate renewal (certbot, cert-manager) ends with a SIGHUP: new connections get the new pair.
+  if (config.tls) process.on('SIGHUP', () => void main.reloadTls());
 
 
-  let metricsServer: Server | undefined;
+  // The metrics listener stays plain HTTP: scrapers sit on the internal network.
+  let metricsServer: WharfServer | undefined;
   if (app.metricsKoa && config.metrics.listen) {
-    metricsServer = createServer(app.metricsKoa.callback());
+    metricsServer = (await createListener(app.metricsKoa.callback(), { timeouts: config.server, logger })).server;
     await listen(metricsServer, config.metrics.listen);
     logger.info({ listen: config.metrics.listen }, 'metrics listening');
   }
@@ -84,26 +84,6 @@ export async function serve(config: WharfConfig): Promise<void> {
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
   });
-}
-
-function listen(server: Server, address: string): Promise<void> {
-  const { host, port } = parseHostPort(address);
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-}
-
-/** Stops accepting, lets in-flight requests finish (bounded), then closes what is left. */
-async function drain(server: Server, timeoutMs: number): Promise<void> {
-  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-  server.closeIdleConnections();
-  const timer = setTimeout(() => server.closeAllConnections(), timeoutMs);
-  await closed;
-  clearTimeout(timer);
 }
 
 function fatal(logger: Logger, message: string): never {

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { formatHostPort, parseHostPort } from './address.js';
 import { parseDuration, parseSize } from './units.js';
@@ -144,6 +145,21 @@ export const repoPattern = () =>
     const s = text(v);
     if (!/^[a-z0-9*][a-z0-9._/*-]*$/.test(s)) throw new Error(`must be a repository name pattern such as library/*, got "${s}"`);
     return s;
+  });
+
+/** An IP address or CIDR range (`10.0.0.0/8`, `fd00::/8`, `192.0.2.7`), as written (IPv4-mapped IPv6 unwrapped). */
+export const ipRange = () =>
+  leaf((v) => {
+    const s = text(v, 'an IP address or CIDR range').trim();
+    const [addr = '', bits, extra] = s.split('/');
+    const ip = addr.toLowerCase().replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, '');
+    const family = isIP(ip);
+    const max = family === 4 ? 32 : 128;
+    const prefix = bits === undefined ? max : /^\d{1,3}$/.test(bits) ? Number(bits) : NaN;
+    if (family === 0 || extra !== undefined || !(prefix >= 0 && prefix <= max)) {
+      throw new Error(`must be an IP address or CIDR range such as 10.0.0.0/8, got "${s}"`);
+    }
+    return bits === undefined ? ip : `${ip}/${prefix}`;
   });
 
 export const oneOf = <const T extends readonly string[]>(values: T) =>

@@ -90,6 +90,7 @@ export async function loadConfig(opts: LoadOptions): Promise<WharfConfig> {
 
   // Parsed one section (and one upstream) at a time so a mistake in one never hides the others'.
   const listen = section('listen');
+  const serverTls = section('tls');
   const dataDir = section('dataDir');
   const redis = section('redis');
   const cache = section('cache');
@@ -133,6 +134,10 @@ export async function loadConfig(opts: LoadOptions): Promise<WharfConfig> {
   const files: Array<{ path: Path; get: () => string | undefined; set: (v: string) => void }> = [];
   if (redis?.tls) {
     const tls = redis.tls;
+  if (serverTls) {
+    files.push({ path: ['tls', 'cert'], get: () => serverTls.cert, set: (v) => (serverTls.cert = v) });
+    files.push({ path: ['tls', 'key'], get: () => serverTls.key, set: (v) => (serverTls.key = v) });
+  }
     files.push({ path: ['redis', 'tls', 'caFile'], get: () => tls.caFile, set: (v) => (tls.caFile = v) });
   }
   upstreams.forEach((u, i) => {
@@ -180,6 +185,7 @@ export async function loadConfig(opts: LoadOptions): Promise<WharfConfig> {
 function schemaAt(schema: z.ZodType, path: Path): z.ZodType {
   let s = schema;
   for (const seg of path) {
+  if (serverTls) config.tls = serverTls;
     const node = inspect(s);
     if (node.kind === 'array') s = (node.schema as z.ZodArray<z.ZodType>).element;
     else s = childrenOf(node).find(([k]) => k === seg)?.[1] ?? s;

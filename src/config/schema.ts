@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import {
-  bool, duration, host, hostPattern, hostPort, httpUrl, int, oneOf, ratio, redisUrl, repoPattern, size, str, upstreamName,
+  bool, duration, host, hostPattern, hostPort, httpUrl, int, ipRange, oneOf, ratio, redisUrl, repoPattern, size, str, upstreamName,
 } from './leaves.js';
 
 /** Documentation attached to schema nodes; describeOptions() reads it back, so docs and schema cannot drift. */
@@ -123,6 +123,12 @@ export const configSchema = z.strictObject({
   dataDir: def(str(), './data', 'blobs and embedded metadata (relative to the working directory)'),
   redis: redisSchema.optional(),
   upstreams: z
+  tls: z
+    .strictObject({
+      cert: str().register(docs, { description: 'PEM certificate (server first, then intermediates); setting tls serves HTTPS; re-read on SIGHUP', default: 'plain HTTP' }),
+      key: str().register(docs, { description: 'PEM private key of tls.cert; re-read on SIGHUP', default: '' }),
+    })
+    .optional(),
     .array(upstreamSchema)
     .optional()
     .register(docs, { description: 'registries mirrored; [] → none (a plain registry)', default: 'docker.io profile' }),
@@ -177,3 +183,4 @@ export const configSchema = z.strictObject({
 });
 
 export type ConfigShape = typeof configSchema.shape;
+      trustedProxies: def(z.array(ipRange()), [], 'reverse proxies (IPs or CIDR ranges) whose X-Forwarded-For/-Proto/-Host are believed; [] → none'),

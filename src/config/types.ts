@@ -5,6 +5,8 @@
 export interface WharfConfig {
   /** host:port of the registry API */
   listen: string;
+  /** absent: plain HTTP */
+  tls?: TlsConfig;
   dataDir: string;
   redis?: RedisConfig;
   upstreams: UpstreamConfig[];
@@ -96,3 +98,13 @@ export interface ServerConfig {
   /** graceful shutdown waits this long for in-flight requests */
   drainTimeout: number;
 }
+  /** peers (IPs, CIDR ranges) whose X-Forwarded-* headers are believed; [] = nobody's */
+  trustedProxies: string[];
+}
+
+/** HTTPS on the main listener; both files re-read on SIGHUP. */
+export interface TlsConfig {
+  /** PEM certificate chain, absolute path */
+  cert: string;
+  /** PEM private key, absolute path */
+  key: string;

@@ -1,4 +1,7 @@
 import { execFile } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
+import { request as httpsRequest, type Agent } from 'node:https';
+import type { TLSSocket } from 'node:tls';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -68,4 +71,35 @@ export async function makeServerCert(ca: TestCa, opts: ServerCertOptions = {}): 
     '-out', certPath, '-days', '1', '-extfile', extPath,
   ]);
   return { certPath, keyPath, pem: await readFile(certPath, 'utf8') };
+}
+
+export interface TlsResponse {
+  status: number;
+  body: Buffer;
+  /** SHA-256 fingerprint of the certificate the server presented (`AB:CD:…`) */
+  fingerprint256: string;
+  /** the request went over a connection an earlier request had opened (keep-alive) */
+  reusedSocket: boolean;
+}
+
+/** One HTTPS GET trusting `ca`; with `agent` (keep-alive) connections are reused across calls. */
+export function tlsGet(url: string, opts: { ca?: string[]; agent?: Agent; timeoutMs?: number } = {}): Promise<TlsResponse> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(url, { ca: opts.ca, agent: opts.agent ?? false }, (res) => {
+      const fingerprint256 = (res.socket as TLSSocket).getPeerCertificate().fingerprint256;
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.once('error', reject);
+      res.once('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks), fingerprint256, reusedSocket: req.reusedSocket }));
+    });
+    const timeout = opts.timeoutMs ?? 10_000;
+    req.setTimeout(timeout, () => req.destroy(new Error(`GET ${url}: no answer within ${timeout} ms`)));
+    req.once('error', reject);
+    req.end();
+  });
+}
+
+/** The SHA-256 fingerprint of a PEM certificate, as TLS peers report it. */
+export function fingerprint(pem: string): string {
+  return new X509Certificate(pem).fingerprint256;
 }

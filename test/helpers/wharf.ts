@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { waitExit } from './process.js';
 import { readdir, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
+import { get as httpsGet } from 'node:https';
 import { connect } from 'node:net';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -32,6 +33,11 @@ export interface StartWharfOptions {
   startTimeoutMs?: number;
   /** How long stop() waits after SIGTERM before SIGKILL (default 15 s). */
   stopTimeoutMs?: number;
+  /**
+   * wharf serves HTTPS (config `tls` set by the caller): `url` becomes https://, and readiness is checked
+   * trusting these CA certificates (PEM).
+   */
+  https?: { ca: string[] };
 }
 
 export interface WharfExit {
@@ -42,7 +48,7 @@ export interface WharfExit {
 }
 
 export interface WharfProcess {
-  /** http://127.0.0.1:PORT */
+  /** http://127.0.0.1:PORT (https:// with the `https` option) */
   url: string;
   /** 127.0.0.1:PORT, for image references (`${host}/repo:tag`). */
   host: string;
@@ -71,14 +77,26 @@ function baseEnv(): NodeJS.ProcessEnv {
   return env;
 }
 
-async function ready(url: string, deadline: number, alive: () => boolean): Promise<void> {
+/** GET over TLS trusting `ca`; only the status matters for readiness. */
+function httpsStatus(url: string, ca: string[], timeoutMs: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = httpsGet(url, { ca, agent: false }, (res) => {
+      res.resume();
+      res.once('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.setTimeout(timeoutMs, () => req.destroy(new Error(`GET ${url}: no answer within ${timeoutMs} ms`)));
+    req.once('error', reject);
+  });
+}
+
+async function ready(url: string, deadline: number, alive: () => boolean, ca?: string[]): Promise<void> {
   let last = 'no answer';
   for (;;) {
     if (!alive()) throw new Error(`process exited before ${url} answered (${last})`);
     try {
-      const res = await request(url, { timeoutMs: 2000 });
-      if (res.status === 200) return;
-      last = `HTTP ${res.status}`;
+      const status = ca ? await httpsStatus(url, ca, 2000) : (await request(url, { timeoutMs: 2000 })).status;
+      if (status === 200) return;
+      last = `HTTP ${status}`;
     } catch (err) {
       last = (err as Error).message;
     }
@@ -96,6 +114,7 @@ export async function startWharf(opts: StartWharfOptions = {}): Promise<WharfPro
     await writeFile(configPath, stringify(opts.config ?? { upstreams: [] }));
 
     let port = opts.port ?? (await freePort());
+    const scheme = opts.https ? 'https' : 'http';
     let output = '';
     let child: ChildProcess | undefined;
     let exit: WharfExit | undefined;
@@ -129,7 +148,7 @@ export async function startWharf(opts: StartWharfOptions = {}): Promise<WharfPro
         output += `\n[spawn error] ${String(err)}\n`;
       });
       try {
-        await ready(`http://127.0.0.1:${port}/v2/`, Date.now() + (opts.startTimeoutMs ?? 30_000), () => !exited);
+        await ready(`${scheme}://127.0.0.1:${port}/v2/`, Date.now() + (opts.startTimeoutMs ?? 30_000), () => !exited, opts.https?.ca);
       } catch (err) {
         await terminate('SIGKILL');
         throw new Error(`wharf did not start on port ${port}: ${(err as Error).message}\n--- logs ---\n${output.slice(-4000)}`);
@@ -163,7 +182,7 @@ export async function startWharf(opts: StartWharfOptions = {}): Promise<WharfPro
     let stopped = false;
     const proc: WharfProcess = {
       get url() {
-        return `http://127.0.0.1:${port}`;
+        return `${scheme}://127.0.0.1:${port}`;
       },
       get host() {
         return `127.0.0.1:${port}`;
