@@ -69,6 +69,7 @@ export function createApp(deps: AppDeps): App {
     metrics,
     logger,
     maxManifestBytes: config.limits.maxManifestBytes,
+    trustedProxies: config.server.trustedProxies,
     admin: lifecycle?.adminRoutes({ namespaces, upstreams: deps.upstreams }),
     ops: {
       readiness: () =>

@@ -2,6 +2,7 @@ import Koa from 'koa';
 import type { Registry } from '../core/types.js';
 import type { Logger, Metrics } from '../observability/types.js';
 import { adminRouter, type AdminRouterDeps } from './admin.js';
+import { forwarded } from './forwarded.js';
 import { accessLog } from './middleware/access-log.js';
 import { errors } from './middleware/errors.js';
 import { ociRouter } from './oci.js';
@@ -15,6 +16,8 @@ export interface HttpDeps {
   ops: OpsDeps;
   /** /_wharf/admin/… (absent: no admin API) */
   admin?: AdminRouterDeps;
+  /** reverse proxies (IPs, CIDR ranges) whose X-Forwarded-* headers are believed */
+  trustedProxies?: readonly string[];
 }
 
 /** The Koa application: access log → error rendering → OCI endpoints / ops endpoints. */
@@ -23,6 +26,7 @@ export function createHttpApp(deps: HttpDeps): Koa {
   app.silent = true;
   app.on('error', (err: Error) => deps.logger.debug({ err: err.message }, 'response error'));
   const ops = opsRouter(deps.ops);
+  app.use(forwarded(deps.trustedProxies ?? []));
   app.use(accessLog(deps.logger, deps.metrics));
   app.use(errors(deps.logger));
   if (deps.admin) {

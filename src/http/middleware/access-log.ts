@@ -19,6 +19,8 @@ export function accessLog(logger: Logger, metrics: Metrics, now: () => number = 
         logger.info(
           {
             reqId: id,
+            // The connecting address, or the client behind a trusted proxy (http/forwarded.ts sets ctx.ip).
+            client: ctx.ip,
             method: ctx.method,
             route,
             status: ctx.status,
