@@ -54,7 +54,8 @@ export async function serve(config: WharfConfig): Promise<void> {
   await listen(server, config.listen);
   logger.info({ listen: config.listen, https: config.tls !== undefined, dataDir: config.dataDir, metadata: meta.kind, upstreams: config.upstreams.map((u) => u.name) }, 'wharf listening');
   // Certificate renewal (certbot, cert-manager) ends with a SIGHUP: new connections get the new pair.
-  if (config.tls) process.on('SIGHUP', () => void main.reloadTls());
+  // Handled even without TLS, so `systemctl reload` never kills the process (Node's default for SIGHUP).
+  process.on('SIGHUP', () => void (config.tls ? main.reloadTls() : logger.info({}, 'SIGHUP: no tls configured, nothing to reload')));
 
 
   // The metrics listener stays plain HTTP: scrapers sit on the internal network.
