@@ -8,6 +8,7 @@ command -v prometheus >/dev/null || need+=(prometheus)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
 command -v openssl >/dev/null || need+=(openssl)
 command -v redis-server >/dev/null || need+=(redis-server)
+command -v strace >/dev/null || need+=(strace)   # the fuzz test traces wharf's file access
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing test tools: ${need[*]} (run as root, or: apt-get install -y ${need[*]})" >&2
