@@ -6,6 +6,7 @@ import type { Cluster } from './core/cluster.js';
 import { createRegistry } from './core/registry.js';
 import type { Registry } from './core/types.js';
 import { createHttpApp } from './http/server.js';
+import { createClientAuth } from './http/auth/index.js';
 import { internalEndpoint } from './http/internal.js';
 import { metricsHandler } from './http/ops.js';
 import { readiness } from './observability/health.js';
@@ -29,6 +30,8 @@ export interface AppDeps {
   /** the secret peers present to the internal endpoint (cluster mode) */
   peerToken?: () => string | undefined;
   lifecycle?: Lifecycle;
+  /** key that signs client tokens when auth.token.secretFile is unset (cluster mode: shared through Redis) */
+  authSecret?: () => Uint8Array;
 }
 
 export interface App {
@@ -64,7 +67,9 @@ export function createApp(deps: AppDeps): App {
   lifecycle?.setBusyCheck((d) => registry.blobService.isBusy(d));
   const metricsAuth = config.metrics.username && config.metrics.password ? { username: config.metrics.username, password: config.metrics.password } : undefined;
   const render = () => metrics.render();
+  const clientAuth = config.auth && createClientAuth(config.auth, { registry, logger, secret: deps.authSecret, now });
   const koa = createHttpApp({
+    clientAuth,
     registry,
     metrics,
     logger,

@@ -1,4 +1,5 @@
 import { networkInterfaces } from 'node:os';
+import type { Cluster as RedisCluster, Redis } from 'ioredis';
 import { randomBytes } from 'node:crypto';
 import type { RedisConfig } from './config/types.js';
 import { parseHostPort } from './config/index.js';
@@ -25,6 +26,8 @@ export interface ClusterMode {
   cluster: Cluster;
   /** secret the internal endpoint checks */
   peerToken(): string | undefined;
+  /** key signing client tokens, the same on every replica (a token from one works on all) */
+  authSecret(): Uint8Array;
   /** a named lease held by one replica at a time (eviction) */
   lease(name: string, ttlMs: number): Promise<HeldLease | undefined>;
   /** temp files younger than this may belong to a live fetch on another replica */
@@ -91,6 +94,7 @@ export async function openCluster(opts: OpenClusterOptions): Promise<ClusterMode
   }
   const coord = new RedisCoordinator(coordClient, { keyPrefix: redis.keyPrefix, self });
   await coord.start();
+  const secret = await sharedSecret(coordClient, `${redis.keyPrefix}auth:token-secret`);
   const peers = new PeerClient({ token: () => coord.peerToken() });
   logger.info({ replica: self.id, advertiseUrl: self.url }, 'cluster mode: coordinating replicas through redis');
 
@@ -110,15 +114,38 @@ export async function openCluster(opts: OpenClusterOptions): Promise<ClusterMode
     meta,
     cluster,
     peerToken: () => coord.peerToken(),
+    authSecret: secret.get,
     lease: (name, ttlMs) => unavailable(coord.lease(name, ttlMs)),
     tempGraceMs: FETCH_LEASE_MS,
     async close() {
+      secret.stop();
       await coord.close();
       await bus?.close();
       await peers.close().catch(() => undefined);
       await coordClient.quit().catch(() => coordClient.disconnect());
     },
   };
+}
+
+/**
+ * A random key the first replica proposes (SET NX) and every replica adopts; re-read periodically so
+ * replicas converge again after Redis lost its data. Not the peer token: that one travels between replicas.
+ */
+async function sharedSecret(client: Redis | RedisCluster, key: string): Promise<{ get: () => Uint8Array; stop: () => void }> {
+  let value = randomBytes(32).toString('base64');
+  let bytes = new Uint8Array(Buffer.from(value, 'base64'));
+  const load = async (): Promise<void> => {
+    await client.set(key, value, 'NX');
+    const held = await client.get(key);
+    if (held !== null && held !== value) {
+      value = held;
+      bytes = new Uint8Array(Buffer.from(held, 'base64'));
+    }
+  };
+  await load();
+  const timer = setInterval(() => void load().catch(() => undefined), 30_000);
+  timer.unref();
+  return { get: () => bytes, stop: () => clearInterval(timer) };
 }
 
 async function unavailable<T>(p: Promise<T>): Promise<T> {

@@ -45,7 +45,7 @@ export async function serve(config: WharfConfig): Promise<void> {
     );
   }
   const lifecycle = await startLifecycle({ config, store, meta, logger, metrics, lease: clusterMode?.lease });
-  const app = createApp({ config, store, meta, upstreams, metrics, logger, cluster: clusterMode?.cluster, peerToken: clusterMode?.peerToken, lifecycle });
+  const app = createApp({ config, store, meta, upstreams, metrics, logger, cluster: clusterMode?.cluster, peerToken: clusterMode?.peerToken, lifecycle, authSecret: clusterMode?.authSecret });
 
   const main = await createListener(app.koa.callback(), { timeouts: config.server, tls: config.tls, logger }).catch((e: Error) =>
     fatal(logger, `tls: cannot load ${config.tls?.cert} / ${config.tls?.key}: ${e.message}`),

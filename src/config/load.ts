@@ -103,6 +103,7 @@ export async function loadConfig(opts: LoadOptions): Promise<WharfConfig> {
   const health = section('health');
   const advertiseUrl = section('advertiseUrl');
   const admin = section('admin');
+  const auth = section('auth');
 
   let parsedUpstreams: Array<ParsedUpstream | undefined> = [];
   if (Array.isArray(raw.upstreams)) {
@@ -129,15 +130,16 @@ export async function loadConfig(opts: LoadOptions): Promise<WharfConfig> {
   if (admin && (admin.username === undefined) !== (admin.password === undefined)) {
     problems.push('admin: set both username and password, or neither');
   }
+  if (auth) problems.push(...authProblems(auth));
 
   // Files are resolved against cwd and must be readable now, not at the first pull that needs them.
   const files: Array<{ path: Path; get: () => string | undefined; set: (v: string) => void }> = [];
-  if (redis?.tls) {
-    const tls = redis.tls;
   if (serverTls) {
     files.push({ path: ['tls', 'cert'], get: () => serverTls.cert, set: (v) => (serverTls.cert = v) });
     files.push({ path: ['tls', 'key'], get: () => serverTls.key, set: (v) => (serverTls.key = v) });
   }
+  if (redis?.tls) {
+    const tls = redis.tls;
     files.push({ path: ['redis', 'tls', 'caFile'], get: () => tls.caFile, set: (v) => (tls.caFile = v) });
   }
   upstreams.forEach((u, i) => {
@@ -148,6 +150,11 @@ export async function loadConfig(opts: LoadOptions): Promise<WharfConfig> {
     }
     files.push({ path: ['upstreams', i, 'tls', 'caFile'], get: () => u.tls.caFile, set: (v) => (u.tls.caFile = v) });
   });
+  if (auth) {
+    files.push({ path: ['auth', 'htpasswd'], get: () => auth.htpasswd, set: (v) => (auth.htpasswd = v) });
+    files.push({ path: ['auth', 'token', 'secretFile'], get: () => auth.token.secretFile, set: (v) => (auth.token.secretFile = v) });
+    (auth.tokens ?? []).forEach((t, i) => files.push({ path: ['auth', 'tokens', i, 'tokenFile'], get: () => t.tokenFile, set: (v) => (t.tokenFile = v) }));
+  }
   for (const f of files) {
     const given = f.get();
     if (given === undefined) continue;
@@ -178,14 +185,27 @@ export async function loadConfig(opts: LoadOptions): Promise<WharfConfig> {
     admin,
   };
   if (redis) config.redis = redis;
+  if (serverTls) config.tls = serverTls;
   if (advertiseUrl !== undefined) config.advertiseUrl = advertiseUrl;
+  if (auth) config.auth = auth;
   return config;
+}
+
+/** Auth settings that parse but cannot work: nobody to log in as, a token that is both inline and in a file. */
+function authProblems(auth: NonNullable<WharfConfig['auth']>): string[] {
+  const problems: string[] = [];
+  if (auth.htpasswd === undefined && (auth.tokens ?? []).length === 0) {
+    problems.push('auth: set htpasswd or tokens (with no users, auth can only refuse)');
+  }
+  (auth.tokens ?? []).forEach((t, i) => {
+    if ((t.token === undefined) === (t.tokenFile === undefined)) problems.push(`auth.tokens.${i}: set exactly one of token and tokenFile`);
+  });
+  return problems;
 }
 
 function schemaAt(schema: z.ZodType, path: Path): z.ZodType {
   let s = schema;
   for (const seg of path) {
-  if (serverTls) config.tls = serverTls;
     const node = inspect(s);
     if (node.kind === 'array') s = (node.schema as z.ZodArray<z.ZodType>).element;
     else s = childrenOf(node).find(([k]) => k === seg)?.[1] ?? s;

@@ -118,17 +118,20 @@ export const redisSchema = z.strictObject({
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 
+/** What auth rules grant; `overlay` is pushing into a `push.overlay` repository (over upstream tags). */
+export const AUTH_ACTIONS = ['pull', 'push', 'delete', 'overlay'] as const;
+
 export const configSchema = z.strictObject({
   listen: def(hostPort(), '0.0.0.0:5000', 'host:port of the registry API'),
-  dataDir: def(str(), './data', 'blobs and embedded metadata (relative to the working directory)'),
-  redis: redisSchema.optional(),
-  upstreams: z
   tls: z
     .strictObject({
       cert: str().register(docs, { description: 'PEM certificate (server first, then intermediates); setting tls serves HTTPS; re-read on SIGHUP', default: 'plain HTTP' }),
       key: str().register(docs, { description: 'PEM private key of tls.cert; re-read on SIGHUP', default: '' }),
     })
     .optional(),
+  dataDir: def(str(), './data', 'blobs and embedded metadata (relative to the working directory)'),
+  redis: redisSchema.optional(),
+  upstreams: z
     .array(upstreamSchema)
     .optional()
     .register(docs, { description: 'registries mirrored; [] → none (a plain registry)', default: 'docker.io profile' }),
@@ -147,6 +150,42 @@ export const configSchema = z.strictObject({
       overlay: def(z.array(repoPattern()), [], 'mirrored repositories that accept pushes (local tags win)'),
     })
     .prefault({}),
+  auth: z
+    .strictObject({
+      htpasswd: opt(str(), 'htpasswd file of users (bcrypt entries, `htpasswd -B`); re-read when it changes'),
+      tokens: z
+        .array(
+          z.strictObject({
+            user: str().register(docs, { description: 'user the static token authenticates as', default: '' }),
+            token: opt(str(), 'the token (sent as `Authorization: Bearer <token>` or as the user\'s password)'),
+            tokenFile: opt(str(), 'file holding the token (instead of token)'),
+          }),
+        )
+        .optional()
+        .register(docs, { description: 'static tokens (CI, scripts)', default: 'none' }),
+      anonymousPull: def(bool(), true, 'callers without credentials may pull every repository'),
+      rules: z
+        .array(
+          z.strictObject({
+            repositories: z.array(repoPattern()).register(docs, { description: 'repository globs, matched against the canonical name (see Authentication)', default: '' }),
+            users: z.array(str()).register(docs, { description: 'user names; `*` = any authenticated user, `anonymous` = callers without credentials', default: '' }),
+            actions: z.array(oneOf(AUTH_ACTIONS)).register(docs, { description: `any of ${AUTH_ACTIONS.join(', ')}`, default: '' }),
+          }),
+        )
+        .optional()
+        .register(docs, { description: 'grants; a request is allowed if any rule grants it', default: 'none' }),
+      token: z
+        .strictObject({
+          realm: opt(httpUrl(), 'token endpoint URL sent in the Bearer challenge', '<request origin>/token'),
+          service: def(str(), 'wharf', 'service name in challenges and token audience'),
+          issuer: def(str(), 'wharf', 'issuer of the tokens wharf signs'),
+          expiry: def(duration(), '5m', 'lifetime of an issued token'),
+          secretFile: opt(str(), 'HS256 signing secret (at least 32 bytes)', 'random; shared through Redis when configured'),
+        })
+        .prefault({}),
+    })
+    .optional()
+    .register(docs, { description: 'client authentication and access rules', default: 'open (no auth)' }),
   metrics: z
     .strictObject({
       listen: opt(hostPort(), 'separate host:port for /metrics', 'main port'),
@@ -167,6 +206,7 @@ export const configSchema = z.strictObject({
       headersTimeout: def(duration(), '80s', 'time to receive request headers (> keepAliveTimeout)'),
       idleTimeout: def(duration(), '5m', 'close a connection silent both ways this long'),
       drainTimeout: def(duration(), '30s', 'shutdown waits this long for in-flight requests'),
+      trustedProxies: def(z.array(ipRange()), [], 'reverse proxies (IPs or CIDR ranges) whose X-Forwarded-For/-Proto/-Host are believed; [] → none'),
     })
     .prefault({}),
   uploads: z.strictObject({ expiry: def(duration(), '24h', 'idle upload sessions expire after this') }).prefault({}),
@@ -183,4 +223,3 @@ export const configSchema = z.strictObject({
 });
 
 export type ConfigShape = typeof configSchema.shape;
-      trustedProxies: def(z.array(ipRange()), [], 'reverse proxies (IPs or CIDR ranges) whose X-Forwarded-For/-Proto/-Host are believed; [] → none'),

@@ -22,6 +22,28 @@ export interface WharfConfig {
   /** wharf's own address that peers use to stream an in-flight blob from it (cluster mode) */
   advertiseUrl?: string;
   admin: { username?: string; password?: string };
+  /** client authentication and access rules; absent → open */
+  auth?: AuthConfig;
+}
+
+export type AuthAction = 'pull' | 'push' | 'delete' | 'overlay';
+
+export interface AuthConfig {
+  /** absolute path of an htpasswd file (bcrypt entries) */
+  htpasswd?: string;
+  /** static tokens; tokenFile paths are absolute */
+  tokens?: Array<{ user: string; token?: string; tokenFile?: string }>;
+  anonymousPull: boolean;
+  rules?: Array<{ repositories: string[]; users: string[]; actions: AuthAction[] }>;
+  token: {
+    /** token endpoint URL for challenges; default `<request origin>/token` */
+    realm?: string;
+    service: string;
+    issuer: string;
+    /** token lifetime in milliseconds */
+    expiry: number;
+    secretFile?: string;
+  };
 }
 
 export interface RedisConfig {
@@ -97,7 +119,6 @@ export interface ServerConfig {
   idleTimeout: number;
   /** graceful shutdown waits this long for in-flight requests */
   drainTimeout: number;
-}
   /** peers (IPs, CIDR ranges) whose X-Forwarded-* headers are believed; [] = nobody's */
   trustedProxies: string[];
 }
@@ -108,3 +129,4 @@ export interface TlsConfig {
   cert: string;
   /** PEM private key, absolute path */
   key: string;
+}

@@ -1,3 +1,4 @@
+import { repoMatcher } from '../oci/index.js';
 import type { Upstream } from '../upstream/types.js';
 
 /** Per-upstream freshness rules. */
@@ -18,14 +19,5 @@ export interface CorePolicy {
   resumeAttempts: number;
 }
 
-/** Compiles `push.overlay` globs; `library/*` matches `library/alpine` but not `library/a/b`. */
-export function overlayMatcher(patterns: string[]): (path: string) => boolean {
-  const res = patterns.map((p) => {
-    const src = p
-      .split('**')
-      .map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*'))
-      .join('.*');
-    return new RegExp(`^${src}$`);
-  });
-  return (path) => res.some((r) => r.test(path));
-}
+/** Compiles `push.overlay` globs (the same matcher as auth rules use). */
+export const overlayMatcher = repoMatcher;

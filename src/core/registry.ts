@@ -20,5 +20,6 @@ export function createRegistry(d: CoreDeps, hooks: { onAccess?: (digest: Digest)
     tags: new Tags(d, access),
     catalog: new Catalog(d),
     referrers: new Referrers(d),
+    overlays: (repo) => access.isOverlay(repo),
   };
 }

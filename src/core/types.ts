@@ -99,4 +99,6 @@ export interface Registry {
   tags: TagService;
   catalog: CatalogService;
   referrers: ReferrersService;
+  /** Whether a push into this repository lands over upstream content (`push.overlay`): auth asks for the `overlay` grant. */
+  overlays(repo: RepoRef): boolean;
 }

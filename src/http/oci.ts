@@ -6,7 +6,7 @@ import { base, catalog, listTags, referrers } from './handlers/listing.js';
 import { deleteManifest, getManifest, putManifest } from './handlers/manifests.js';
 import { deleteUpload, getUpload, patchUpload, putUpload, startUpload } from './handlers/uploads.js';
 import { apiVersion } from './respond.js';
-import { matchRoute, type RouteName } from './routes.js';
+import { matchRoute, type RouteMatch, type RouteName } from './routes.js';
 import { rawPath } from './request.js';
 
 /** One line per spec endpoint: route × method → handler. */
@@ -21,7 +21,7 @@ const ENDPOINTS: Record<RouteName, Partial<Record<string, Handler>>> = {
 };
 
 /** Dispatches /v2 requests on the raw path (see routes.ts for why not the decoded one). */
-export function ociRouter(deps: HandlerDeps) {
+export function ociRouter(deps: HandlerDeps & { authorize?: (ctx: Context, m: RouteMatch) => Promise<void> }) {
   return async function dispatch(ctx: Context, next: Next): Promise<void> {
     const path = rawPath(ctx);
     if (path !== '/v2' && !path.startsWith('/v2/')) return next();
@@ -35,6 +35,8 @@ export function ociRouter(deps: HandlerDeps) {
       throw new RegistryError(ErrorCode.UNSUPPORTED, `method ${ctx.method} not allowed here`, { status: 405 });
     }
     if (m.route === 'upload' && ctx.method !== 'POST' && !m.ref) throw new RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, 'missing upload id');
+    // Before the handler: a refused request reads no body and leaves nothing behind.
+    await deps.authorize?.(ctx, m);
     await handler(ctx, deps, m.name ?? '', m.ref);
   };
 }

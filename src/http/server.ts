@@ -2,6 +2,7 @@ import Koa from 'koa';
 import type { Registry } from '../core/types.js';
 import type { Logger, Metrics } from '../observability/types.js';
 import { adminRouter, type AdminRouterDeps } from './admin.js';
+import { tokenEndpoint, type ClientAuth } from './auth/index.js';
 import { forwarded } from './forwarded.js';
 import { accessLog } from './middleware/access-log.js';
 import { errors } from './middleware/errors.js';
@@ -16,6 +17,8 @@ export interface HttpDeps {
   ops: OpsDeps;
   /** /_wharf/admin/… (absent: no admin API) */
   admin?: AdminRouterDeps;
+  /** client authentication and access rules for /v2 and /token (absent: open) */
+  clientAuth?: ClientAuth;
   /** reverse proxies (IPs, CIDR ranges) whose X-Forwarded-* headers are believed */
   trustedProxies?: readonly string[];
 }
@@ -34,7 +37,9 @@ export function createHttpApp(deps: HttpDeps): Koa {
     app.use(admin.routes());
     app.use(admin.allowedMethods());
   }
-  app.use(ociRouter({ registry: deps.registry, metrics: deps.metrics, maxManifestBytes: deps.maxManifestBytes }));
+  const auth = deps.clientAuth;
+  if (auth) app.use(tokenEndpoint(auth, deps.registry.namespaces));
+  app.use(ociRouter({ registry: deps.registry, metrics: deps.metrics, maxManifestBytes: deps.maxManifestBytes, authorize: auth && ((ctx, m) => auth.authorize(ctx, m)) }));
   app.use(ops.routes());
   app.use(ops.allowedMethods());
   return app;

@@ -4,3 +4,4 @@ export * from './descriptor.js';
 export * from './media-types.js';
 export * from './names.js';
 export * from './manifest.js';
+export * from './patterns.js';

@@ -95,7 +95,8 @@ async function ready(url: string, deadline: number, alive: () => boolean, ca?: s
     if (!alive()) throw new Error(`process exited before ${url} answered (${last})`);
     try {
       const status = ca ? await httpsStatus(url, ca, 2000) : (await request(url, { timeoutMs: 2000 })).status;
-      if (status === 200) return;
+      // 401: auth is configured and the anonymous ping gets the login challenge; the server is up either way.
+      if (status === 200 || status === 401) return;
       last = `HTTP ${status}`;
     } catch (err) {
       last = (err as Error).message;

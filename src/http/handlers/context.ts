@@ -1,5 +1,5 @@
 import type { Context } from 'koa';
-import type { Registry } from '../../core/types.js';
+import type { Registry, RepoRef } from '../../core/types.js';
 import type { Metrics } from '../../observability/types.js';
 
 export interface HandlerDeps {
@@ -12,6 +12,8 @@ export interface HandlerDeps {
 export interface RequestState {
   route?: string;
   cache?: string;
+  /** set by client auth: whether the caller may pull a repository (catalog, cross-repo mount); absent = open */
+  mayPull?: (repo: RepoRef) => boolean;
 }
 
 export type Handler = (ctx: Context, deps: HandlerDeps, name: string, ref: string | undefined) => Promise<void>;

@@ -3,7 +3,7 @@ import { MediaType, parseDigest, ErrorCode, RegistryError } from '../../oci/inde
 import type { Page } from '../../core/types.js';
 import { paging, query, repoOf } from '../request.js';
 import { json } from '../respond.js';
-import type { Handler } from './context.js';
+import type { Handler, RequestState } from './context.js';
 
 function linkNext(ctx: Context, path: string, n: number | undefined, p: Page<string>): void {
   if (p.next === undefined || n === undefined) return;
@@ -21,10 +21,25 @@ export const listTags: Handler = async (ctx, { registry }, name) => {
   json(ctx, { name, tags: p.items });
 };
 
+/** One page of the repositories the caller may see (names that no longer resolve are left out). */
+function visiblePage(all: Page<string>, visible: (name: string) => boolean, n: number | undefined): Page<string> {
+  const items = all.items.filter((name) => {
+    try {
+      return visible(name);
+    } catch {
+      return false;
+    }
+  });
+  if (n === undefined || items.length <= n) return { items };
+  const page = items.slice(0, n);
+  return { items: page, next: page[page.length - 1] };
+}
+
 /** GET /v2/_catalog */
 export const catalog: Handler = async (ctx, { registry }) => {
   const { n, last } = paging(ctx);
-  const p = await registry.catalog.list(n, last);
+  const mayPull = (ctx.state as RequestState).mayPull;
+  const p = mayPull ? visiblePage(await registry.catalog.list(undefined, last), (name) => mayPull(registry.namespaces.resolve(name)), n) : await registry.catalog.list(n, last);
   linkNext(ctx, '/v2/_catalog', n, p);
   json(ctx, { repositories: p.items });
 };

@@ -2,7 +2,7 @@ import type { Context } from 'koa';
 import { ErrorCode, RegistryError, parseName, uploadRange, type Descriptor } from '../../oci/index.js';
 import type { UploadStatus } from '../../core/types.js';
 import { contentLength, contentRange, digestParam, hasBody, query, repoOf } from '../request.js';
-import type { Handler } from './context.js';
+import type { Handler, RequestState } from './context.js';
 
 function uploadId(ref: string | undefined): string {
   if (!ref) throw new RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, 'missing upload id');
@@ -39,7 +39,9 @@ export const startUpload: Handler = async (ctx, { registry }, name) => {
     const from = q.get('from');
     if (from) {
       const source = registry.namespaces.resolve(parseName(from), q.get('ns') ?? undefined);
-      const d = await registry.uploads.mount(repo, source, digest);
+      // Without pull on `from` the mount is refused as if the blob were not there: a plain session follows.
+      const state = ctx.state as RequestState;
+      const d = state.mayPull && !state.mayPull(source) ? undefined : await registry.uploads.mount(repo, source, digest);
       if (d) return created(ctx, name, d);
     }
   }

@@ -1,0 +1,63 @@
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { Registry } from '../../core/types.js';
+import type { Logger } from '../../observability/types.js';
+import { ClientAuth } from '../middleware/client-auth.js';
+import { Htpasswd } from './htpasswd.js';
+import { AccessRules, type AccessRule } from './rules.js';
+import { TokenSigner } from './tokens.js';
+import { Users } from './users.js';
+
+export { ClientAuth } from '../middleware/client-auth.js';
+export { tokenEndpoint, TOKEN_PATH } from './token-endpoint.js';
+
+/** The `auth` configuration as http/ needs it (structurally config's AuthConfig; file paths absolute). */
+export interface AuthSettings {
+  htpasswd?: string;
+  tokens?: ReadonlyArray<{ user: string; token?: string; tokenFile?: string }>;
+  anonymousPull: boolean;
+  rules?: readonly AccessRule[];
+  token: { realm?: string; service: string; issuer: string; expiry: number; secretFile?: string };
+}
+
+export interface ClientAuthOptions {
+  registry: Pick<Registry, 'namespaces' | 'overlays'>;
+  logger: Logger;
+  /** the signing key when no secretFile is set (replicas share one through Redis); default random per process */
+  secret?: () => Uint8Array;
+  now?: () => number;
+}
+
+const MIN_SECRET_BYTES = 32;
+
+/** Reads the htpasswd, token and secret files once at start-up (a missing file fails start-up, not logins). */
+export function createClientAuth(s: AuthSettings, o: ClientAuthOptions): ClientAuth {
+  let htpasswd: Htpasswd | undefined;
+  if (s.htpasswd) {
+    htpasswd = new Htpasswd(s.htpasswd, { now: o.now, warn: (msg, detail) => o.logger.warn(detail, msg) });
+    htpasswd.load();
+  }
+  const tokens: Array<{ user: string; token: string }> = [];
+  for (const t of s.tokens ?? []) {
+    const token = t.token ?? (t.tokenFile ? readFileSync(t.tokenFile, 'utf8').trim() : '');
+    if (token !== '') tokens.push({ user: t.user, token });
+  }
+  let secret = o.secret;
+  if (s.token.secretFile) {
+    const key = new Uint8Array(readFileSync(s.token.secretFile));
+    if (key.length < MIN_SECRET_BYTES) throw new Error(`auth.token.secretFile must hold at least ${MIN_SECRET_BYTES} bytes`);
+    secret = () => key;
+  }
+  if (!secret) {
+    const key = new Uint8Array(randomBytes(MIN_SECRET_BYTES));
+    secret = () => key;
+  }
+  return new ClientAuth({
+    registry: o.registry,
+    users: new Users(htpasswd, tokens),
+    rules: new AccessRules(s.rules ?? [], s.anonymousPull),
+    tokens: new TokenSigner({ issuer: s.token.issuer, service: s.token.service, expiryMs: s.token.expiry, secret, now: o.now }),
+    service: s.token.service,
+    realm: s.token.realm,
+  });
+}
