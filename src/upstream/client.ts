@@ -140,7 +140,7 @@ export class UpstreamClient implements Upstream {
       });
     // refused on the announced length alone: no point reading what will be thrown away
     if ((contentLength(res.headers) ?? 0) > this.#maxManifest) {
-      res.body.destroy();
+      discard(res.body);
       throw tooLarge();
     }
     let bytes: Buffer;
@@ -198,7 +198,7 @@ export class UpstreamClient implements Upstream {
         throw await this.#fail('blob', res);
       }
       if (size !== undefined && size > this.#maxBlob) {
-        res.body.destroy();
+        discard(res.body);
         throw this.#blobTooLarge();
       }
       const body = this.#countBytes(res.body, offset, release);
@@ -492,6 +492,12 @@ async function readCapped(body: Readable, max: number, deadlineMs: number): Prom
     clearTimeout(timer);
   }
   return Buffer.concat(chunks, total);
+}
+
+/** Drops a body we refuse to read at all (its connection is closed); its abort error has nowhere to go. */
+function discard(body: Readable): void {
+  body.on('error', () => {});
+  body.destroy();
 }
 
 /** Drops a body we will not read so its connection goes back to the pool. */
