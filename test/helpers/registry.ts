@@ -50,7 +50,8 @@ export interface RegistryProcess {
   start(): Promise<void>;
 }
 
-async function htpasswdFile(path: string, users: Record<string, string>): Promise<void> {
+/** An htpasswd file made by the real `htpasswd -B` (apache2-utils), cost 4. */
+export async function htpasswdFile(path: string, users: Record<string, string>): Promise<void> {
   const lines: string[] = [];
   for (const [user, pass] of Object.entries(users)) {
     // Cost 4 (the minimum) keeps every authenticated request fast; Distribution only accepts bcrypt.
