@@ -31,8 +31,9 @@ export function errors(logger: Logger) {
         ctx.body = body;
       }
       // A body we never read: drain a small one so the client sees our answer instead of a reset while it
-      // is still sending; a big one is cut off (Connection: close) rather than read in vain.
-      if (!ctx.req.complete && !(await drained(ctx))) ctx.set('Connection', 'close');
+      // is still sending; a big one is cut off (Connection: close) rather than read in vain, and so is
+      // one over a size limit (413), which is answered at once rather than after the client sent it all.
+      if (!ctx.req.complete && (err.status === 413 || !(await drained(ctx)))) ctx.set('Connection', 'close');
     }
   };
 }
