@@ -30,7 +30,8 @@ test('documented defaults are the defaults the loader applies', async () => {
   const byKey = new Map(describeOptions().map((o) => [o.key, o.default]));
   const env: Record<string, string> = {};
   for (const o of describeOptions()) {
-    if (/^(cache|server|limits|uploads|health)\.|^listen$|^log\.level$/.test(o.key) && o.default !== 'unbounded') {
+    // lists (server.trustedProxies[]) are set item by item, not from their documented default `[]`
+    if (/^(cache|server|limits|uploads|health)\.|^listen$|^log\.level$/.test(o.key) && o.default !== 'unbounded' && !o.key.endsWith('[]')) {
       env[o.env] = o.default;
     }
   }
