@@ -1,4 +1,5 @@
 import { pino, type Logger as PinoLogger } from 'pino';
+import { scrubSecrets, scrubText } from './scrub.js';
 import type { Logger } from './types.js';
 
 export interface LoggerOptions {
@@ -17,6 +18,17 @@ export const REDACT_PATHS: readonly string[] = [
   '*.authorization',
   'headers.authorization',
   '*.headers.authorization',
+  // fast-redact is case-sensitive: headers built by hand are often capitalised
+  'Authorization',
+  '*.Authorization',
+  'headers.Authorization',
+  '*.headers.Authorization',
+  'access_token',
+  '*.access_token',
+  'refresh_token',
+  '*.refresh_token',
+  'secret',
+  '*.secret',
   'proxy-authorization',
   '*["proxy-authorization"]',
   '*.headers["proxy-authorization"]',
@@ -53,12 +65,19 @@ export function createLogger(opts: LoggerOptions): Logger {
   return adapt(base);
 }
 
+type Level = 'debug' | 'info' | 'warn' | 'error';
+
 function adapt(p: PinoLogger): Logger {
+  // Keys are redacted by pino; secrets inside strings (messages quoting a header or a signed URL) by scrub.
+  const write = (level: Level) => (obj: object, msg?: string) => {
+    if (!p.isLevelEnabled(level)) return;
+    p[level](scrubSecrets(obj) as object, msg === undefined ? undefined : scrubText(msg));
+  };
   return {
-    debug: (obj, msg) => p.debug(obj, msg),
-    info: (obj, msg) => p.info(obj, msg),
-    warn: (obj, msg) => p.warn(obj, msg),
-    error: (obj, msg) => p.error(obj, msg),
-    child: (bindings) => adapt(p.child(bindings)),
+    debug: write('debug'),
+    info: write('info'),
+    warn: write('warn'),
+    error: write('error'),
+    child: (bindings) => adapt(p.child(scrubSecrets(bindings) as object)),
   };
 }

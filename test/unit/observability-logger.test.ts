@@ -79,4 +79,29 @@ describe('createLogger', () => {
     // what is not a secret stays readable
     assert.match(out, /"name":"docker\.io"/);
   });
+
+  it('redacts capitalised header names and token fields', async () => {
+    const { logger, raw } = capture('info');
+    logger.info({ Authorization: 'Bearer SECRET-1', headers: { Authorization: 'Basic SECRET-2' }, body: { access_token: 'SECRET-3', refresh_token: 'SECRET-4' } }, 'caps');
+    await new Promise((r) => setImmediate(r));
+    assert.match(raw(), /caps/);
+    assert.doesNotMatch(raw(), /SECRET-/);
+  });
+
+  it('scrubs credentials quoted inside messages, errors and bindings, and keeps the rest readable', async () => {
+    const { logger, lines, raw } = capture('debug');
+    const jwt = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJtZSJ9.c2lnbmF0dXJlMQ';
+    logger.error({ err: new Error(`GET https://cdn.example/blob?X-Amz-Signature=SECRETsig1&X-Amz-Date=20260101 failed`) }, 'blob fetch failed');
+    logger.warn({ reason: 'sent Authorization: Basic U0VDUkVULTp1c2VyOnBhc3M=' }, `token ${jwt} rejected`);
+    logger.child({ url: 'https://me:SECRETpass@registry.example/v2/' }).info({ redis: 'redis://:SECRETredis@10.0.0.1:6379' }, 'connect');
+    logger.info({ reason: 'upstream basic refused our credentials (manifest: HTTP 401)', challenge: 'Bearer realm="https://auth.example/token",service="x"' }, 'prose');
+    const out = raw();
+    assert.doesNotMatch(out, /SECRET|U0VDUkVU|eyJzdWIi/);
+    const ls = await lines();
+    assert.match(String((ls[0]?.err as { message: string }).message), /X-Amz-Date=20260101 failed/);
+    assert.match(String((ls[0]?.err as { stack: string }).stack), /^Error: GET https:\/\/cdn\.example\/blob\?X-Amz-Signature=\[Redacted\]/);
+    assert.equal(ls[2]?.url, 'https://[Redacted]@registry.example/v2/');
+    assert.equal(ls[3]?.reason, 'upstream basic refused our credentials (manifest: HTTP 401)');
+    assert.equal(ls[3]?.challenge, 'Bearer realm="https://auth.example/token",service="x"');
+  });
 });
