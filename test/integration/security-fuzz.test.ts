@@ -1,7 +1,8 @@
 /**
  * Hostile input from clients (issue 7, inbound): seeded, bounded property tests that throw generated
  * names, references, digests, query parameters, Range/Content-Range and body headers at one running
- * wharf (a local repository plus a real Distribution upstream for the pull-through paths).
+ * wharf (a local repository, a real Distribution upstream for the pull-through paths, and client auth
+ * with rules that let anonymous callers everywhere, so Authorization headers are parsed but rarely block).
  *
  * Every answer must be a valid success for its route or a well-formed OCI error (never a 500, never
  * late), the process must survive, and nothing outside the data directory may be read or written:
@@ -23,12 +24,12 @@ import type { HttpResponse } from '../helpers/http.js';
 import { startTrap, type Trap } from '../helpers/mirror.js';
 import { makeImage, pushImage, sha256 } from '../helpers/oci-image.js';
 import { waitExit } from '../helpers/process.js';
-import { startRegistry, type RegistryProcess } from '../helpers/registry.js';
+import { htpasswdFile, startRegistry, type RegistryProcess } from '../helpers/registry.js';
 import { tempDir, type TempDir } from '../helpers/tmp.js';
 import { describeResponse, startWharf, type WharfProcess } from '../helpers/wharf.js';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20261125);
-const RUNS = Number(process.env.FUZZ_RUNS ?? 400);
+const RUNS = Number(process.env.FUZZ_RUNS ?? 1000);
 /** Each answer within this bound (a hang is a bug as much as a crash). */
 const ANSWER_MS = 5000;
 const MAX_MANIFEST = 16 * 1024;
@@ -48,10 +49,16 @@ const LOCAL_REPO = 'fuzz/app';
 const KEEP_REPO = 'keep__safe/app';
 const UP_ALIAS = 'up.test';
 const UP_REPO = 'lib/img';
+const USER = { name: 'fuzzer', password: 'fuzz-pass-1' };
+const STATIC_TOKEN = 'fuzz-static-token-0123456789';
+const b64 = (s: string): string => Buffer.from(s, 'latin1').toString('base64');
 
 /** A directory next to the data directory that wharf must never touch. */
 const canaryName = 'canary';
 let parent: TempDir;
+/** wharf's own files (htpasswd) live apart from the canary's parent */
+let configDir: TempDir;
+let htpasswd: string;
 let dataDir: string;
 let canaryDir: string;
 let canaryBefore: Map<string, string>;
@@ -181,6 +188,8 @@ interface Route {
   methods: string[];
 }
 const route = (tail: Route['tail'], ...methods: string[]): Route => ({ tail, methods });
+/** The token endpoint (`/token?service=…&scope=<type>:<name>:<actions>`), with the name as the scope's resource. */
+const TOKEN = '@token';
 const tailArb: fc.Arbitrary<Route> = fc.oneof(
   { weight: 4, arbitrary: fc.oneof(tagArb, digestArb).map((r) => route(`manifests/${r}`, 'GET', 'HEAD', 'PUT', 'DELETE')) },
   { weight: 4, arbitrary: digestArb.map((d) => route(`blobs/${d}`, 'GET', 'HEAD', 'DELETE')) },
@@ -189,6 +198,7 @@ const tailArb: fc.Arbitrary<Route> = fc.oneof(
   { weight: 2, arbitrary: fc.constant(route('tags/list', 'GET')) },
   { weight: 1, arbitrary: digestArb.map((d) => route(`referrers/${d}`, 'GET')) },
   { weight: 1, arbitrary: fc.constantFrom('manifests/', 'blobs/', 'tags', 'referrers/', '', 'manifests/v1/extra', '_catalog').map((t) => route(t, 'GET')) },
+  { weight: 1, arbitrary: fc.constant(route(TOKEN, 'GET', 'POST')) },
 );
 const anyMethod = fc.constantFrom('GET', 'HEAD', 'PUT', 'PATCH', 'POST', 'DELETE', 'OPTIONS');
 /** `?digest=BODY` stands for the digest of the generated body (a monolithic upload that can succeed). */
@@ -235,6 +245,24 @@ const bodyArb: fc.Arbitrary<Buffer | undefined> = fc.oneof(
   { weight: 1, arbitrary: fc.constant(Buffer.from('{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"digest":"sha256:../../x","size":-1},"layers":[{}]}')) },
 );
 
+const authArb = fc.oneof(
+  fc.constantFrom(
+    `Basic ${b64(`${USER.name}:${USER.password}`)}`, `Basic ${b64(`${USER.name}:wrong`)}`, `Basic ${b64('nobody:x')}`, `Basic ${b64('nocolon')}`,
+    `Basic ${b64(':')}`, `Basic ${b64(`ci:${STATIC_TOKEN}`)}`, 'Basic', 'Basic ', 'Basic !!!!', 'Basic =', `Basic ${'A'.repeat(6000)}`,
+    `Bearer ${STATIC_TOKEN}`, 'Bearer', 'Bearer x.y.z', 'Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJmdXp6ZXIifQ.', `Bearer ${'e'.repeat(6000)}`,
+    'bearer  a b c', 'Digest username="x"', 'Negotiate YII=', `Basic ${b64(`${USER.name}:${USER.password}`)}, Bearer x`,
+  ),
+  printable.map((p) => `Basic ${b64(p)}`),
+  printable.map((p) => `Bearer ${p}`),
+);
+const tokenQueryArb = fc
+  .tuple(
+    fc.constantFrom('pull', 'push', 'pull,push', 'delete', '*', '', 'pull,pull,overlay', 'x'),
+    fc.constantFrom('service=wharf&', '', 'service=other&', 'service=&'),
+    fc.constantFrom('repository', 'registry', 'repository(plugin)', ''),
+  )
+  .map(([actions, service, type]) => ({ actions, service, type }));
+
 /** Present in one request of `1 / (1 + absent)`: most requests change only a few things at once. */
 const sometimes = <T>(a: fc.Arbitrary<T>, absent = 3): fc.Arbitrary<T | undefined> =>
   fc.oneof({ weight: absent, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: a });
@@ -249,6 +277,8 @@ const specArb = () =>
     contentRange: sometimes(contentRangeArb, 2),
     contentType: sometimes(contentTypeArb, 1),
     accept: sometimes(acceptArb),
+    authorization: sometimes(authArb, 2),
+    tokenQuery: tokenQueryArb,
     body: bodyArb,
     chunked: fc.boolean(),
     badLength: sometimes(fc.constantFrom('-1', 'abc', '1e3', big, '0x10', '1, 2', '18446744073709551616'), 15),
@@ -267,14 +297,21 @@ async function toSpec(g: Generated): Promise<Spec> {
   const t = g.route.tail;
   const tail = typeof t === 'string' ? t : `blobs/uploads/${t.upload === 'session' ? await openSession() : t.upload}`;
   const query = g.query.replaceAll(`=${BODY_DIGEST}`, `=${sha256(g.body ?? Buffer.alloc(0))}`);
-  const path = g.name === '' && tail === '_catalog' ? '/v2/_catalog' : `/v2/${g.name}/${tail}`;
+  const tq = g.tokenQuery;
+  const path =
+    tail === TOKEN
+      ? `/token?${tq.service}scope=${tq.type}:${g.name}:${tq.actions}`
+      : g.name === '' && tail === '_catalog'
+        ? '/v2/_catalog'
+        : `/v2/${g.name}/${tail}`;
   const headers: Record<string, string> = {};
   if (g.range !== undefined) headers.range = g.range;
   if (g.contentRange !== undefined) headers['content-range'] = g.contentRange;
   if (g.contentType !== undefined) headers['content-type'] = g.contentType;
   if (g.accept !== undefined) headers.accept = g.accept;
+  if (g.authorization !== undefined) headers.authorization = g.authorization;
   // Space and control characters cannot be sent at all; other raw bytes are sent as they are.
-  const target = `${path}${query}`.replace(/[\x00-\x20\x7f]/g, pct);
+  const target = `${path}${tail === TOKEN ? query.replace('?', '&') : query}`.replace(/[\x00-\x20\x7f]/g, pct);
   return { method: g.route.method, path: target, headers, body: g.body, chunked: g.chunked, badLength: g.badLength };
 }
 
@@ -282,6 +319,7 @@ async function toSpec(g: Generated): Promise<Spec> {
 
 function routeOf(path: string): string {
   const p = path.split('?')[0]!;
+  if (p === '/token') return 'token';
   if (/\/blobs\/uploads(\/|$)/.test(p)) return 'upload';
   if (/\/blobs\/[^/]+$/.test(p)) return 'blob';
   if (/\/manifests\/[^/]+$/.test(p)) return 'manifest';
@@ -303,6 +341,7 @@ function check(s: Spec, res: HttpResponse & { ms: number }): void {
   }
   if (res.status >= 200 && res.status < 300) return checkSuccess(s, res, what);
   assert.ok(res.status >= 400 && res.status < 600, `neither success nor error: ${what}`);
+  if (res.status === 401) assert.ok(res.headers['www-authenticate'], `401 without a challenge: ${what}`);
   if (s.method === 'HEAD') {
     assert.equal(res.body.length, 0, `HEAD error with a body: ${what}`);
     return;
@@ -310,6 +349,11 @@ function check(s: Spec, res: HttpResponse & { ms: number }): void {
   assert.match(res.headers['content-type'] ?? '', /^application\/json/, what);
   let parsed: unknown;
   assert.doesNotThrow(() => (parsed = JSON.parse(res.body.toString('utf8'))), `error body is not JSON: ${what}`);
+  // The OAuth2 password grant (POST /token) answers errors the OAuth2 way (RFC 6749 §5.2), as Docker's clients expect.
+  if (routeOf(s.path) === 'token' && s.method === 'POST' && typeof (parsed as { error?: unknown }).error === 'string') {
+    assert.ok(res.status === 400 || res.status === 401, `OAuth2 error with status ${res.status}: ${what}`);
+    return;
+  }
   const errs = (parsed as { errors?: unknown }).errors;
   assert.ok(Array.isArray(errs) && errs.length > 0, `no errors[]: ${what}`);
   for (const e of errs as Array<{ code?: unknown; message?: unknown }>) {
@@ -330,6 +374,7 @@ function checkSuccess(s: Spec, res: HttpResponse, what: string): void {
     tags: [200],
     referrers: [200],
     catalog: [200],
+    token: [200],
     other: [200],
   };
   assert.ok(ok[route]!.includes(res.status), `unexpected success status for ${route}: ${what}`);
@@ -347,6 +392,10 @@ function checkSuccess(s: Spec, res: HttpResponse, what: string): void {
     }
   }
   if (res.status === 201 || (route === 'upload' && res.status === 202)) assert.ok(res.headers.location, `no Location: ${what}`);
+  if (route === 'token') {
+    const t = JSON.parse(res.body.toString()) as { token?: unknown };
+    assert.ok(typeof t.token === 'string' && t.token.length > 0, `token answer without a token: ${what}`);
+  }
   if (route === 'tags') {
     const t = JSON.parse(res.body.toString()) as { name?: unknown; tags?: unknown };
     assert.ok(typeof t.name === 'string' && Array.isArray(t.tags), what);
@@ -441,6 +490,9 @@ before(async () => {
   await writeFile(join(canaryDir, 'secret.txt'), randomBytes(64).toString('hex'));
   await writeFile(join(parent.path, 'sibling.txt'), 'must stay as it is');
   canaryBefore = await canaryState();
+  configDir = await tempDir('wharf-fuzz-config-');
+  htpasswd = join(configDir.path, 'htpasswd');
+  await htpasswdFile(htpasswd, { [USER.name]: USER.password });
   trap = await startTrap();
   upstream = await startRegistry();
   await pushImage(upstream.url, UP_REPO, '1', mirrored);
@@ -450,6 +502,12 @@ before(async () => {
       upstreams: [{ name: 'up', url: upstream.url, default: true, aliases: [UP_ALIAS], tagFreshness: '1s', notFoundTtl: '1s' }],
       limits: { maxManifestBytes: MAX_MANIFEST, maxBlobBytes: MAX_BLOB },
       log: { level: 'warn' },
+      auth: {
+        htpasswd,
+        tokens: [{ user: 'ci', token: STATIC_TOKEN }],
+        // what anonymous may do every user may do: credentials are parsed and checked, rarely in the way
+        rules: [{ repositories: ['**'], users: ['anonymous'], actions: ['pull', 'push', 'delete'] }],
+      },
     },
   });
   await pushImage(w.url, LOCAL_REPO, 'v1', local);
@@ -461,6 +519,7 @@ after(async () => {
   await upstream?.stop();
   await trap?.stop();
   await parent?.cleanup();
+  await configDir?.cleanup();
 });
 
 describe('hostile requests against a running wharf (seeded fuzz)', () => {
@@ -492,7 +551,7 @@ describe('hostile requests against a running wharf (seeded fuzz)', () => {
     // still alive and serving
     assert.equal(w.lastExit(), undefined, `wharf exited: ${JSON.stringify(w.lastExit())}\n${w.logs().slice(-3000)}`);
     assert.doesNotThrow(() => process.kill(pid, 0), 'wharf process is gone');
-    const base = await send({ method: 'GET', path: '/v2/', headers: {}, chunked: false });
+    const base = await send({ method: 'GET', path: '/v2/', headers: { authorization: `Basic ${b64(`${USER.name}:${USER.password}`)}` }, chunked: false });
     assert.equal(base.status, 200, describeResponse(base));
     const m = await send({ method: 'GET', path: `/v2/${KEEP_REPO}/manifests/v1`, headers: { accept: local.mediaType }, chunked: false });
     assert.equal(sha256(m.body), local.manifestDigest, 'an image the run never named is intact');
@@ -517,6 +576,8 @@ describe('hostile requests against a running wharf (seeded fuzz)', () => {
       if (t.path.includes(canaryName) || under(t.path, parent.path)) return true;
       // tsx compiles modules loaded lazily on first use into its cache: the test tooling, not wharf
       if (t.path.startsWith(tsxCache)) return false;
+      // the htpasswd file is re-read when it changes
+      if (t.path === htpasswd && !t.write) return false;
       if (t.write) return !t.path.startsWith('/dev/');
       return !['/proc/', '/sys/', '/etc/', '/dev/', '/usr/', '/lib', REPO_ROOT].some((d) => t.path.startsWith(d));
     });
