@@ -525,7 +525,7 @@ after(async () => {
 describe('hostile requests against a running wharf (seeded fuzz)', () => {
   it(`answers every request with a valid success or an OCI error, touching only its data dir (seed ${SEED}, ${RUNS} runs)`, async () => {
     const pid = w.pid!;
-    const trace = await traceFiles(pid, join(tmpdir(), `wharf-fuzz-strace-${pid}-${SEED}.txt`));
+    const trace = await traceFiles(pid, join(configDir.path, 'strace.txt'));
     const tally = new Map<string, number>();
     let failure: unknown;
     try {
