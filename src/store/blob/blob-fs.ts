@@ -1,6 +1,7 @@
 import { constants } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import type { Readable } from 'node:stream';
+import { FileReadable } from './file-readable.js';
 
 /**
  * The slice of the file system the blob store needs. It exists so tests can inject failures
@@ -58,7 +59,7 @@ class NodeFileHandle implements BlobFileHandle {
   createReadStream(opts: { start?: number; end?: number }): Readable {
     // Handle-based so a concurrent delete (eviction) cannot break a read that already opened the file.
     // 1 MiB reads: layers are large and read front to back; 64 KiB (the default) costs 16× the syscalls.
-    return this.fh.createReadStream({ start: opts.start, end: opts.end, autoClose: true, highWaterMark: 1 << 20 });
+    return new FileReadable(this, opts.start ?? 0, opts.end);
   }
 }
 
