@@ -3,7 +3,7 @@ SHELL := /bin/bash
 NODE_TEST := node --import tsx --test --test-concurrency=2 --test-timeout=300000
 TESTS ?= $(shell find test -name '*.test.ts' | sort)
 
-.PHONY: run test typecheck build bench deps test-deps clean
+.PHONY: run test typecheck build bench bench-deps deps test-deps clean
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -28,7 +28,12 @@ build: deps
 test: deps test-deps typecheck
 	$(NODE_TEST) $(TESTS)
 
-bench: deps test-deps
+## nginx, the benchmark's physical reference (its own process and config; the package's service never starts).
+bench-deps:
+	@bash test/setup/install-test-deps.sh nginx
+
+## wharf as deployed (the production build) against Distribution 2.8; ~12 min; writes test/bench/results.json.
+bench: deps test-deps bench-deps build
 	npx tsx test/bench/run.ts
 
 clean:

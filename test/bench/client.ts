@@ -1,3 +1,4 @@
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { manifestAccept } from '../helpers/http.js';
@@ -20,7 +21,7 @@ export interface Fetched {
 const KEEP = 1 << 20;
 
 /**
- * One GET whose body is hashed as it streams, so eight concurrent 64 MiB pulls cost the bench
+ * One GET whose body is hashed as it streams (content checks; throughput runs use curlGets), so it costs the bench
  * almost no memory (and the bench's own RSS cannot be mistaken for the mirror's).
  */
 export function streamGet(url: string, headers: Record<string, string> = {}, timeoutMs = 60_000): Promise<Fetched> {
@@ -58,40 +59,75 @@ export function streamGet(url: string, headers: Record<string, string> = {}, tim
   });
 }
 
-export interface PullTarget {
-  url: string;
-}
-
-export interface PulledImage {
-  manifestDigest: string;
-  blobs: Array<{ digest: string; size: number }>;
-}
-
 export interface PullResult {
   ok: boolean;
   /** Why the pull failed (first problem), when it did. */
   problem?: string;
-  manifestStatus: number;
-  blobStatuses: number[];
   ms: number;
 }
 
+interface ManifestJson {
+  manifests?: Array<{ digest: string }>;
+  config?: { digest: string; size: number };
+  layers?: Array<{ digest: string; size: number }>;
+}
+
 /**
- * What `docker pull` does on the wire, minus the engine: manifest by tag, then every blob, each
- * verified against the digest pushed upstream.
+ * What `docker pull` does on the wire, minus the engine: manifest by tag, the first platform's manifest
+ * when that is an index, then config and layers, each verified against its digest. For small images
+ * (warm-pull counts); large pulls go through skopeo.
  */
-export async function pull(target: PullTarget, repo: string, tag: string, img: PulledImage, timeoutMs = 60_000): Promise<PullResult> {
+export async function pull(base: string, repo: string, tag: string, timeoutMs = 60_000): Promise<PullResult> {
   const started = performance.now();
-  const m = await streamGet(`${target.url}/v2/${repo}/manifests/${tag}`, { accept: manifestAccept }, timeoutMs);
-  const result: PullResult = { ok: false, manifestStatus: m.status, blobStatuses: [], ms: 0 };
-  const fail = (problem: string): PullResult => ({ ...result, problem, ms: performance.now() - started });
-  if (m.status !== 200) return fail(`manifest: HTTP ${m.status} ${m.head.slice(0, 200)}`);
-  if (m.digest !== img.manifestDigest) return fail(`manifest digest ${m.digest}, pushed ${img.manifestDigest}`);
-  for (const b of img.blobs) {
-    const r = await streamGet(`${target.url}/v2/${repo}/blobs/${b.digest}`, {}, timeoutMs);
-    result.blobStatuses.push(r.status);
+  const fail = (problem: string): PullResult => ({ ok: false, problem, ms: performance.now() - started });
+  const getManifest = async (ref: string): Promise<ManifestJson | string> => {
+    const m = await streamGet(`${base}/v2/${repo}/manifests/${ref}`, { accept: manifestAccept }, timeoutMs);
+    if (m.status !== 200 || m.body === undefined) return `manifest ${ref}: HTTP ${m.status} ${m.head.slice(0, 200)}`;
+    const want = m.headers['docker-content-digest'];
+    if (want !== undefined && want !== m.digest) return `manifest ${ref}: body ${m.digest}, header ${want}`;
+    return JSON.parse(m.body.toString('utf8')) as ManifestJson;
+  };
+  let m = await getManifest(tag);
+  if (typeof m === 'string') return fail(m);
+  if (m.manifests !== undefined && m.manifests.length > 0) {
+    m = await getManifest(m.manifests[0]!.digest);
+    if (typeof m === 'string') return fail(m);
+  }
+  for (const b of [...(m.config ? [m.config] : []), ...(m.layers ?? [])]) {
+    const r = await streamGet(`${base}/v2/${repo}/blobs/${b.digest}`, {}, timeoutMs);
     if (r.status !== 200) return fail(`blob ${b.digest.slice(7, 19)}: HTTP ${r.status} ${r.head.slice(0, 200)}`);
     if (r.digest !== b.digest || r.bytes !== b.size) return fail(`blob ${b.digest.slice(7, 19)}: got ${r.bytes} bytes ${r.digest}`);
   }
-  return { ...result, ok: true, ms: performance.now() - started };
+  return { ok: true, ms: performance.now() - started };
+}
+
+export interface CurlRun {
+  /** From spawning the first curl to the last one's exit. */
+  wallMs: number;
+  /** Body bytes all clients received. */
+  bytes: number;
+  statuses: number[];
+}
+
+/**
+ * `n` concurrent curl processes, each GETting `url` into /dev/null: the client costs next to nothing,
+ * so the server is what is measured (content is verified once, separately, with streamGet).
+ */
+export async function curlGets(url: string, n: number, timeoutMs = 120_000): Promise<CurlRun> {
+  const started = performance.now();
+  const one = (): Promise<{ status: number; bytes: number }> =>
+    new Promise((resolve, reject) => {
+      execFile(
+        'curl',
+        ['-s', '-o', '/dev/null', '--max-time', String(timeoutMs / 1000), '-w', '%{http_code} %{size_download}', url],
+        { timeout: timeoutMs + 5000 },
+        (err, stdout) => {
+          if (err) return reject(new Error(`curl ${url}: ${err.message}`));
+          const [status, bytes] = stdout.trim().split(' ').map(Number);
+          resolve({ status: status ?? 0, bytes: bytes ?? 0 });
+        },
+      );
+    });
+  const runs = await Promise.all(Array.from({ length: n }, one));
+  return { wallMs: performance.now() - started, bytes: runs.reduce((a, r) => a + r.bytes, 0), statuses: runs.map((r) => r.status) };
 }

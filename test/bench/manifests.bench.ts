@@ -2,10 +2,13 @@ import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { manifestAccept } from '../helpers/http.js';
 import { streamGet } from './client.js';
-import { settle, type Figures, type ScenarioContext } from './measure.js';
+import type { BenchContext } from './context.js';
+import { settle } from './measure.js';
+import { row, type Row } from './report.js';
+import { KINDS, type TargetKind } from './setup.js';
 
-export const LOAD_SECONDS = 10;
-export const LOAD_CONNECTIONS = 16;
+const LOAD_SECONDS = 5;
+const LOAD_CONNECTIONS = 32;
 
 interface CannonResult {
   requests: { average: number; total: number };
@@ -46,24 +49,37 @@ function autocannon(url: string, headers: Record<string, string>, seconds: numbe
   });
 }
 
-/** 3. Manifest by tag under load, after warm-up: speed, and what each client request costs upstream. */
-export async function manifestThroughput({ target, hub }: ScenarioContext): Promise<Figures> {
-  const url = `${target.url}/v2/bench/tags/manifests/v1`;
+/** 2. Manifest by tag under load, warm: req/s and p99 at 32 connections, alternating runs. */
+export async function manifestThroughput(ctx: BenchContext): Promise<Row[]> {
+  const img = ctx.images.index;
   const headers = { accept: manifestAccept };
-  for (let i = 0; i < 20; i++) {
-    const r = await streamGet(url, headers);
-    if (r.status !== 200) throw new Error(`warm-up GET: HTTP ${r.status} ${r.head.slice(0, 200)}`);
+  const url = (k: TargetKind): string => `${ctx.warm[k].url}/v2/${img.repo}/manifests/${img.tag}`;
+  for (const k of KINDS) {
+    for (let i = 0; i < 20; i++) {
+      const r = await streamGet(url(k), headers);
+      if (r.status !== 200) throw new Error(`${k}: warm-up GET: HTTP ${r.status} ${r.head.slice(0, 200)}`);
+    }
   }
-  const w = hub.mark();
-  const res = await autocannon(url, headers, LOAD_SECONDS, LOAD_CONNECTIONS);
-  await settle(w, 300);
-  const total = res.requests.total;
-  const per1000 = (n: number): string => (total > 0 ? ((n * 1000) / total).toFixed(total >= 10_000 ? 2 : 1) : 'n/a');
-  const f: Figures = new Map();
-  f.set('req/s (mean)', res.requests.average.toFixed(0));
-  f.set('latency p50 / p99', `${res.latency.p50} ms / ${res.latency.p99} ms`);
-  f.set('client requests: total / non-2xx / errors', `${total} / ${res.non2xx} / ${res.errors + res.timeouts}`);
-  f.set('upstream requests per 1000', per1000(w.requests().length));
-  f.set('token requests per 1000', per1000(w.tokens().length));
-  return f;
+  const rps: Record<string, number[]> = { wharf: [], distribution: [] };
+  const p99: Record<string, number[]> = { wharf: [], distribution: [] };
+  const upstream: Record<string, number[]> = { wharf: [], distribution: [] };
+  for (let i = 0; i < ctx.reps; i++) {
+    for (const k of KINDS) {
+      const w = ctx.hub.mark();
+      const res = await autocannon(url(k), headers, LOAD_SECONDS, LOAD_CONNECTIONS);
+      await settle(w, 300);
+      if (res.non2xx > 0 || res.errors + res.timeouts > 0) throw new Error(`${k}: ${res.non2xx} non-2xx, ${res.errors} errors, ${res.timeouts} timeouts`);
+      rps[k]!.push(res.requests.average);
+      p99[k]!.push(res.latency.p99);
+      upstream[k]!.push(res.requests.total > 0 ? (w.requests().length * 1000) / res.requests.total : 0);
+      ctx.log(`manifest rep ${i + 1} ${k}: ${res.requests.average.toFixed(0)} req/s, p99 ${res.latency.p99} ms`);
+    }
+  }
+  const scenario = `2. Warm manifest GET by tag, ${LOAD_CONNECTIONS} connections, ${LOAD_SECONDS} s runs`;
+  const r1 = row({ scenario, measure: 'requests per second', unit: 'req/s', values: rps, ratios: [['wharf', 'distribution']] });
+  r1.target = { text: '≥ 3× Distribution', met: (r1.ratios['wharf/distribution'] ?? 0) >= 3 };
+  const r2 = row({ scenario, measure: 'p99 latency', unit: 'ms', values: p99, ratios: [['wharf', 'distribution']] });
+  r2.target = { text: 'lower than Distribution', met: (r2.ratios['wharf/distribution'] ?? Infinity) < 1 };
+  const r3 = row({ scenario, measure: 'upstream requests per 1000 client requests', unit: '', values: upstream });
+  return [r1, r2, r3];
 }

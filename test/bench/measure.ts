@@ -1,37 +1,7 @@
 import { readFile } from 'node:fs/promises';
-import type { Hub, Target, UpstreamWindow } from './setup.js';
-import type { BenchImage } from './setup.js';
-
-/** One scenario's figures for one mirror: row label → cell text, in display order. */
-export type Figures = Map<string, string>;
-
-export interface BenchImages {
-  one: BenchImage;
-  many: BenchImage;
-  tags: BenchImage;
-  staleV1: BenchImage;
-  staleV2: BenchImage;
-  big1: BenchImage;
-  big2: BenchImage;
-}
-
-export interface ScenarioContext {
-  target: Target;
-  hub: Hub;
-  images: BenchImages;
-}
-
-export const MiB = 1024 * 1024;
+import type { UpstreamWindow } from './setup.js';
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-export function mib(bytes: number): string {
-  return `${(bytes / MiB).toFixed(1)} MiB`;
-}
-
-export function secs(ms: number): string {
-  return `${(ms / 1000).toFixed(2)} s`;
-}
 
 export function isBlobGet(r: { method: string; path: string }): boolean {
   return r.method === 'GET' && /\/blobs\/sha256:[0-9a-f]{64}$/.test(r.path);
@@ -45,7 +15,7 @@ export function isManifest(r: { path: string }): boolean {
  * Waits until the upstream has been quiet for `quietMs`: a mirror may finish (or start) fetches after
  * its client was answered, e.g. Distribution stores a blob in the background; those count too.
  */
-export async function settle(w: UpstreamWindow, quietMs = 700, maxMs = 15_000): Promise<void> {
+export async function settle(w: UpstreamWindow, quietMs = 700, maxMs = 30_000): Promise<void> {
   const deadline = Date.now() + maxMs;
   let last = `${w.requests().length}/${w.bytesDown()}`;
   let since = Date.now();
@@ -62,35 +32,15 @@ export async function settle(w: UpstreamWindow, quietMs = 700, maxMs = 15_000): 
   }
 }
 
-/** VmRSS of a process in bytes, or undefined once it has gone. */
-export async function rss(pid: number): Promise<number | undefined> {
+/** VmRSS and VmHWM (the peak RSS over the process's life) in bytes, or undefined once it has gone. */
+export async function memory(pid: number): Promise<{ rss: number; peak: number } | undefined> {
   try {
     const status = await readFile(`/proc/${pid}/status`, 'utf8');
-    const m = /^VmRSS:\s+(\d+)\s+kB$/m.exec(status);
-    return m === null ? undefined : Number(m[1]) * 1024;
+    const kb = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+)\\s+kB$`, 'm').exec(status)?.[1] ?? NaN) * 1024;
+    return { rss: kb('VmRSS'), peak: kb('VmHWM') };
   } catch {
     return undefined;
   }
-}
-
-/** Samples VmRSS every `everyMs` until stop(); returns the samples (bytes). */
-export function sampleRss(pid: number, everyMs = 100): { stop(): Promise<number[]> } {
-  const samples: number[] = [];
-  let running = true;
-  const loop = (async () => {
-    while (running) {
-      const v = await rss(pid);
-      if (v !== undefined) samples.push(v);
-      await sleep(everyMs);
-    }
-  })();
-  return {
-    async stop() {
-      running = false;
-      await loop;
-      return samples;
-    },
-  };
 }
 
 export function median(xs: number[]): number {

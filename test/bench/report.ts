@@ -1,58 +1,122 @@
-import { cpus, totalmem, release } from 'node:os';
-import { availableParallelism } from 'node:os';
-import type { Figures } from './measure.js';
-import type { TargetKind } from './setup.js';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { availableParallelism, cpus, release, totalmem } from 'node:os';
+import { createRequire } from 'node:module';
+import { median } from './measure.js';
 
-export const KINDS: TargetKind[] = ['wharf', 'distribution'];
-const TITLES: Record<TargetKind, string> = { wharf: 'wharf', distribution: 'Distribution 2.8.2 proxy' };
+/** Who a figure belongs to: the two mirrors, and the references they are held against. */
+export type Subject = 'wharf' | 'distribution' | 'nginx' | 'direct';
+const SUBJECTS: Subject[] = ['wharf', 'distribution', 'nginx', 'direct'];
 
-/** A scenario's outcome per mirror: its figures, an error, or absent (not run for that mirror). */
-export interface SectionResult {
-  title: string;
-  byKind: Map<TargetKind, Figures | Error>;
+export interface Series {
+  median: number;
+  samples: number[];
+}
+
+export interface Target {
+  /** e.g. "≥ 1.0× Distribution" */
+  text: string;
+  met: boolean;
+}
+
+/** One measured quantity, for every subject it was measured on. */
+export interface Row {
+  scenario: string;
+  measure: string;
+  unit: string;
+  values: Partial<Record<Subject, Series>>;
+  /** Named ratios, e.g. { 'wharf/distribution': 1.4 }. */
+  ratios: Record<string, number>;
+  target?: Target;
+  note?: string;
+}
+
+export function series(samples: number[]): Series {
+  return { median: median(samples), samples };
+}
+
+export function row(r: Omit<Row, 'ratios' | 'values'> & { values: Partial<Record<Subject, number[]>>; ratios?: Array<[Subject, Subject]> }): Row {
+  const values: Partial<Record<Subject, Series>> = {};
+  for (const [k, v] of Object.entries(r.values) as Array<[Subject, number[]]>) if (v.length > 0) values[k] = series(v);
+  const ratios: Record<string, number> = {};
+  for (const [a, b] of r.ratios ?? []) {
+    const x = values[a]?.median;
+    const y = values[b]?.median;
+    if (x !== undefined && y !== undefined && y !== 0) ratios[`${a}/${b}`] = x / y;
+  }
+  return { ...r, values, ratios };
+}
+
+function fmt(v: number, unit: string): string {
+  if (unit === 's') return v.toFixed(2);
+  if (unit === 'MiB' || unit === 'ms') return v >= 100 ? v.toFixed(0) : v.toFixed(1);
+  return Math.abs(v) >= 100 || Number.isInteger(v) ? v.toFixed(0) : v.toFixed(2);
 }
 
 function cell(s: string): string {
   return s.replace(/\s+/g, ' ').replace(/\|/g, '\\|').trim();
 }
 
-export function renderTable(sections: SectionResult[]): string {
-  const lines = [`| Scenario | Measure | ${KINDS.map((k) => TITLES[k]).join(' | ')} |`, `|---|---|${KINDS.map(() => '---').join('|')}|`];
-  for (const s of sections) {
-    const labels: string[] = [];
-    for (const r of s.byKind.values()) if (!(r instanceof Error)) for (const l of r.keys()) if (!labels.includes(l)) labels.push(l);
-    if (labels.length === 0) labels.push('result');
-    labels.forEach((label, i) => {
-      const cells = KINDS.map((k) => {
-        const r = s.byKind.get(k);
-        if (r === undefined) return 'not measured';
-        if (r instanceof Error) return i === 0 ? `error: ${r.message.split('\n')[0] ?? ''}` : '';
-        return r.get(label) ?? '';
-      });
-      lines.push(`| ${i === 0 ? cell(s.title) : ''} | ${cell(label)} | ${cells.map(cell).join(' | ')} |`);
-    });
+const HEAD: Record<Subject, string> = { wharf: 'wharf', distribution: 'Distribution 2.8', nginx: 'nginx', direct: 'direct' };
+
+export function renderTable(rows: Row[]): string {
+  const lines = ['| Scenario | Measure (median) | wharf | Distribution 2.8 proxy | reference | wharf ÷ Distribution | target | met |', '|---|---|---|---|---|---|---|---|'];
+  let last = '';
+  for (const r of rows) {
+    const v = (s: Subject): string => (r.values[s] ? fmt(r.values[s].median, r.unit) : '–');
+    const ref = (['nginx', 'direct'] as Subject[])
+      .filter((s) => r.values[s])
+      .map((s) => {
+        const ratio = r.ratios[`wharf/${s}`];
+        return `${HEAD[s]} ${v(s)}${ratio !== undefined ? ` (wharf ${ratio.toFixed(2)}×)` : ''}`;
+      })
+      .join('; ');
+    const ratio = r.ratios['wharf/distribution'];
+    const met = r.target === undefined ? '' : r.target.met ? 'yes' : '**no**';
+    lines.push(
+      `| ${r.scenario === last ? '' : cell(r.scenario)} | ${cell(`${r.measure}${r.unit ? ` (${r.unit})` : ''}`)} | ${v('wharf')} | ${v('distribution')} | ${cell(ref || '–')} | ${ratio === undefined ? '–' : `${ratio.toFixed(2)}×`} | ${cell(r.target?.text ?? '')} | ${met} |`,
+    );
+    last = r.scenario;
   }
   return lines.join('\n');
 }
 
-export function machine(): string {
-  const cpu = cpus()[0]?.model ?? 'unknown CPU';
-  return `nproc ${availableParallelism()} (${cpu.trim()}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Linux ${release()}, Node ${process.version}`;
+function version(cmd: string, args: string[], pattern: RegExp): string {
+  try {
+    const out = execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    return pattern.exec(out)?.[1] ?? out.trim().split('\n')[0]!;
+  } catch (err) {
+    const e = err as { stderr?: string };
+    return pattern.exec(e.stderr ?? '')?.[1] ?? 'unknown';
+  }
 }
 
-export function renderReport(opts: { date: Date; tookMs: number; table: string; notes: string[]; complete: boolean }): string {
-  return [
-    '# wharf benchmarks: wharf vs CNCF Distribution 2.8 in proxy mode',
-    '',
-    `- Date: ${opts.date.toISOString()}`,
-    `- Machine: ${machine()}`,
-    `- Command: \`make bench\` (runs \`npx tsx test/bench/run.ts\`); the run took ${(opts.tookMs / 1000).toFixed(0)} s${opts.complete ? '' : ' and was CUT SHORT (see errors)'}`,
-    '',
-    opts.table,
-    '',
-    '## How it was measured',
-    '',
-    ...opts.notes.map((n) => `- ${n}`),
-    '',
-  ].join('\n');
+export function environment(): Record<string, unknown> {
+  const require = createRequire(import.meta.url);
+  const pkg = (name: string): string => (JSON.parse(readFileSync(require.resolve(`${name}/package.json`), 'utf8')) as { version: string }).version;
+  let commit = 'unknown';
+  try {
+    commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+  } catch {
+    /* not a checkout */
+  }
+  return {
+    machine: {
+      cpus: availableParallelism(),
+      cpu: cpus()[0]?.model.trim() ?? 'unknown',
+      memGiB: Math.round(totalmem() / 2 ** 30),
+      kernel: release(),
+    },
+    versions: {
+      node: process.version,
+      wharf: `${(JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version} (${commit})`,
+      distribution: version('docker-registry', ['--version'], /(v?\d+\.\d+\.\d+\S*)/),
+      nginx: version('nginx', ['-v'], /nginx\/(\S+)/),
+      skopeo: version('skopeo', ['--version'], /version (\S+)/),
+      curl: version('curl', ['--version'], /curl (\S+)/),
+      autocannon: pkg('autocannon'),
+    },
+  };
 }
+
+export { SUBJECTS };

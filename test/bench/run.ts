@@ -1,50 +1,55 @@
 /**
- * `make bench`: wharf and CNCF Distribution 2.8 (proxy mode) in front of the same real upstream,
- * on loopback, one mirror at a time. Prints a markdown table and writes it to test/bench/RESULTS.md.
+ * `make bench`: wharf (production build) and CNCF Distribution 2.8 in proxy mode in front of the same
+ * real upstream registry on loopback, with nginx and direct pulls as physical references. Prints a
+ * table, writes test/bench/results.json and refreshes the table in README.md (between bench markers).
+ *
+ * BENCH_REPS (default 3) repetitions per timed figure; BENCH_ONLY=1,3 runs only those scenarios;
+ * BENCH_CPU_PROF=<dir> starts wharf with --cpu-prof.
  */
-import { writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { pushImage } from '../helpers/oci-image.js';
+import { tempDir, type TempDir } from '../helpers/tmp.js';
 import { basicAuthUpstream } from './basic-auth.bench.js';
-import { bigBlob } from './blob.bench.js';
-import { LOAD_CONNECTIONS, LOAD_SECONDS, manifestThroughput } from './manifests.bench.js';
-import { MiB, type BenchImages, type Figures, type ScenarioContext } from './measure.js';
-import { coldPull, concurrentColdPulls } from './pull.bench.js';
-import { KINDS, renderReport, renderTable, type SectionResult } from './report.js';
-import { bigImage, layeredImage, startHub, startTarget, WHARF_FRESHNESS_S, type Hub, type Target } from './setup.js';
-import { upstream429 } from './throttle.bench.js';
+import { warmBlobThroughput } from './blob-throughput.bench.js';
+import { concurrentColdPulls } from './coalescing.bench.js';
+import { coldPulls } from './cold-pull.bench.js';
+import type { BenchContext, Images } from './context.js';
+import { bigImage, indexImage, layeredImage, MiB } from './images.js';
+import { manifestThroughput } from './manifests.bench.js';
+import { peakRss } from './memory.bench.js';
+import { startNginx, type Server } from './processes.js';
+import { environment, renderTable, type Row } from './report.js';
+import { KINDS, startHub, startTarget, type Hub, type Target, type TargetKind } from './setup.js';
+import { upstream429, type Figures } from './throttle.bench.js';
+import { warmPulls } from './warm-pulls.bench.js';
 
-const BUDGET_MS = 285_000;
-const RESULTS = fileURLToPath(new URL('./RESULTS.md', import.meta.url));
+const RESULTS = fileURLToPath(new URL('./results.json', import.meta.url));
+const README = fileURLToPath(new URL('../../README.md', import.meta.url));
+const DIST = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
+const BEGIN = '<!-- bench:table:begin -->';
+const END = '<!-- bench:table:end -->';
 
 interface Scenario {
-  title: string;
+  id: string;
+  /** Needs the long-running warm mirrors. */
+  warm: boolean;
   timeoutMs: number;
-  run(ctx: ScenarioContext): Promise<Figures>;
+  run(ctx: BenchContext): Promise<Row[]>;
 }
 
 const SCENARIOS: Scenario[] = [
-  { title: '1. One cold pull (3 layers × 8 MiB)', timeoutMs: 60_000, run: coldPull },
-  { title: '2. 8 concurrent cold pulls of one image (3 × 8 MiB)', timeoutMs: 60_000, run: concurrentColdPulls },
-  { title: `3. Manifest by tag, warm, autocannon ${LOAD_SECONDS} s × ${LOAD_CONNECTIONS} connections`, timeoutMs: LOAD_SECONDS * 1000 + 35_000, run: manifestThroughput },
-  { title: '6. 64 MiB blob (brief: wharf; Distribution for reference)', timeoutMs: 90_000, run: bigBlob },
-  // Last: wharf then holds back every request to that upstream for Retry-After, as it should.
-  { title: '4. Upstream answers 429 to manifest requests', timeoutMs: 30_000, run: upstream429 },
+  { id: '1', warm: true, timeoutMs: 180_000, run: warmBlobThroughput },
+  { id: '2', warm: true, timeoutMs: 120_000, run: manifestThroughput },
+  { id: '5', warm: true, timeoutMs: 120_000, run: warmPulls },
+  { id: '3', warm: false, timeoutMs: 480_000, run: coldPulls },
+  { id: '4', warm: false, timeoutMs: 180_000, run: concurrentColdPulls },
+  { id: '6', warm: false, timeoutMs: 240_000, run: peakRss },
 ];
-const BASIC_TITLE = '5. Upstream with Basic auth (htpasswd) only';
 
-const NOTES = [
-  'Upstream: a real Distribution 2.8.2 (`docker-registry`) with token auth, credentials required (Docker Hub\'s shape); its token service is a Node process signing RS256 JWTs. Both mirrors are given the same username/password.',
-  'Chain: mirror → TCP byte counter → fault proxy (counts requests, injects 429) → upstream registry; everything on 127.0.0.1, one mirror running at a time, each with an empty cache. Token requests go straight to the token service and are counted there.',
-  '"Upstream bytes received" is every byte the upstream registry sent the mirror (headers, 401s and bodies), counted on the wire.',
-  `wharf runs \`wharf serve\` (tsx) with tagFreshness ${WHARF_FRESHNESS_S}s (default 5m) so scenario 4 can pass it; in scenario 3 that means a revalidation every ${WHARF_FRESHNESS_S} s. Log level warn for wharf; access log off for Distribution.`,
-  'Distribution: `proxy: { remoteurl, username, password }`, filesystem storage, no other tuning.',
-  'Clients hash every body as it streams and check it against the pushed digest; a pull is manifest by tag, then config and layers one after another.',
-  'autocannon runs in its own process; the byte counter, fault proxy and token service share the bench process. The machine has few cores, so the load generator, the mirror and the upstream compete for CPU: absolute figures are lower than on a server, the comparison is what matters.',
-  'Scenario 4 runs last for each mirror: after an upstream 429, wharf holds back every request to that upstream until Retry-After has passed, which would otherwise fail the next scenario\'s cold pulls.',
-  'wharf runs under tsx (TypeScript compiled in-process at start), which is part of its RSS baseline; a `make build` deployment would start smaller.',
-  'RSS: VmRSS of the mirror process from /proc/<pid>/status, sampled every 100 ms while 8 clients pull the same uncached 64 MiB blob.',
-];
+const log = (msg: string): void => {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+};
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let t: NodeJS.Timeout | undefined;
@@ -54,116 +59,134 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   return Promise.race([p, timer]).finally(() => clearTimeout(t));
 }
 
-const log = (msg: string): void => {
-  process.stderr.write(`[bench] ${msg}\n`);
-};
-
-async function main(): Promise<void> {
-  const started = Date.now();
-  const date = new Date();
-  const sections: SectionResult[] = [
-    ...SCENARIOS.map((s) => ({ title: s.title, byKind: new Map() })),
-    { title: BASIC_TITLE, byKind: new Map() },
-  ];
-  sections.sort((a, b) => a.title.localeCompare(b.title));
-  const section = (title: string): SectionResult => sections.find((s) => s.title === title)!;
-
-  let hub: Hub | undefined;
-  let target: Target | undefined;
-  let finished = false;
-  let cleaning: Promise<void> | undefined;
-  const cleanup = (): Promise<void> =>
-    (cleaning ??= (async () => {
-      await target?.stop().catch(() => undefined);
-      await hub?.stop().catch(() => undefined);
-    })());
-
-  const report = async (complete: boolean): Promise<void> => {
-    const table = renderTable(sections);
-    process.stdout.write(`\n${table}\n\n`);
-    await writeFile(RESULTS, renderReport({ date, tookMs: Date.now() - started, table, notes: NOTES, complete }));
-    log(`wrote ${RESULTS}`);
-  };
-
-  // The whole run must stay under 5 minutes: past the budget, report what there is and stop.
-  const watchdog = setTimeout(() => {
-    if (finished) return;
-    log(`over budget (${BUDGET_MS / 1000} s): reporting what was measured and stopping`);
-    void (async () => {
-      await report(false).catch(() => undefined);
-      await cleanup();
-      process.exit(1);
-    })();
-  }, BUDGET_MS);
-  watchdog.unref();
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(sig, () => {
-      void cleanup().finally(() => process.exit(130));
+function renderExtras(extras: Array<{ title: string; byKind: Map<TargetKind, Figures | string> }>): string {
+  const lines = ['| Scenario | Measure | wharf | Distribution 2.8 proxy |', '|---|---|---|---|'];
+  for (const e of extras) {
+    const labels = [...new Set([...e.byKind.values()].flatMap((f) => (typeof f === 'string' ? ['result'] : [...f.keys()])))];
+    labels.forEach((label, i) => {
+      const cells = KINDS.map((k) => {
+        const f = e.byKind.get(k);
+        return f === undefined ? '–' : typeof f === 'string' ? (i === 0 ? f : '') : (f.get(label) ?? '');
+      });
+      lines.push(`| ${i === 0 ? e.title : ''} | ${label} | ${cells.map((c) => c.replace(/\|/g, '\\|')).join(' | ')} |`);
     });
   }
+  return lines.join('\n');
+}
 
+async function main(): Promise<void> {
+  if (!existsSync(DIST)) throw new Error('dist/cli.js is missing: run `make build` (make bench does)');
+  const started = Date.now();
+  const reps = Number(process.env.BENCH_REPS ?? 3);
+  const only = process.env.BENCH_ONLY?.split(',').map((s) => s.trim());
+  const selected = SCENARIOS.filter((s) => only === undefined || only.includes(s.id));
+  const stops: Array<() => Promise<void>> = [];
+  const cleanup = async (): Promise<void> => {
+    for (const s of stops.splice(0).reverse()) await s().catch(() => undefined);
+  };
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => void cleanup().finally(() => process.exit(130)));
+
+  const rows: Row[] = [];
+  const errors: Record<string, string> = {};
+  const extras: Array<{ title: string; byKind: Map<TargetKind, Figures | string> }> = [];
   try {
-    log('building images');
-    const images: BenchImages = {
-      one: layeredImage(3, 8 * MiB),
-      many: layeredImage(3, 8 * MiB),
-      tags: layeredImage(2, 4096),
-      staleV1: layeredImage(1, 4096),
-      staleV2: layeredImage(1, 4096),
-      big1: bigImage(64 * MiB),
-      big2: bigImage(64 * MiB),
+    log('generating images (incompressible layers written to a temp dir)');
+    const dir: TempDir = await tempDir('wharf-bench-images-');
+    stops.push(() => dir.cleanup());
+    const images: Images = {
+      big256: await bigImage('256 MiB, 1 layer', 'bench/big256', dir.path, 256 * MiB),
+      big1g: await bigImage('1 GiB, 1 layer', 'bench/big1g', dir.path, 1024 * MiB),
+      layers20: layeredImage('20 layers of 1–4 MiB', 'bench/layers20', 20),
+      index: indexImage('two-platform index', 'bench/multi'),
     };
-    log('starting the upstream and pushing images');
-    hub = await startHub();
-    const creds = { username: hub.link.username, password: hub.link.password };
-    const up = hub.registry.registry.url;
-    await pushImage(up, 'bench/one', 'v1', images.one.image, creds);
-    await pushImage(up, 'bench/many', 'v1', images.many.image, creds);
-    await pushImage(up, 'bench/tags', 'v1', images.tags.image, creds);
-    await pushImage(up, 'bench/stale', 'v1', images.staleV1.image, creds);
-    await pushImage(up, 'bench/stale', 'v2', images.staleV2.image, creds);
-    await pushImage(up, 'bench/big1', 'v1', images.big1.image, creds);
-    await pushImage(up, 'bench/big2', 'v1', images.big2.image, creds);
+    log('starting the upstream (Distribution 2.8 → counting proxy → byte counter) and pushing');
+    const hub: Hub = await startHub();
+    stops.push(() => hub.stop());
+    for (const img of Object.values(images)) await img.push(hub.registry.url);
+    const nginx: Server = await startNginx(dir.path);
+    stops.push(() => nginx.stop());
 
-    for (const kind of KINDS) {
-      log(`starting ${kind}`);
+    let warm: Record<TargetKind, Target> | undefined;
+    const ctx = (): BenchContext => ({ hub, images, reps, warm: warm!, nginx, log });
+    for (const s of selected) {
+      if (s.warm && warm === undefined) {
+        log('starting the warm mirrors');
+        const w = { wharf: await startTarget('wharf', hub.link), distribution: await startTarget('distribution', hub.link) };
+        stops.push(async () => {
+          await w.wharf.stop();
+          await w.distribution.stop();
+        });
+        warm = w;
+      }
+      log(`scenario ${s.id}`);
       try {
-        target = await withTimeout(startTarget(kind, hub.link), 60_000, `starting ${kind}`);
+        rows.push(...(await withTimeout(s.run(ctx()), s.timeoutMs, `scenario ${s.id}`)));
       } catch (err) {
-        for (const s of SCENARIOS) section(s.title).byKind.set(kind, err as Error);
-        continue;
+        errors[s.id] = (err as Error).message;
+        log(`scenario ${s.id} failed: ${(err as Error).stack ?? String(err)}`);
+        hub.counter.throttle(undefined);
       }
-      for (const s of SCENARIOS) {
-        log(`${kind}: ${s.title}`);
-        try {
-          section(s.title).byKind.set(kind, await withTimeout(s.run({ target, hub, images }), s.timeoutMs, s.title));
-        } catch (err) {
-          section(s.title).byKind.set(kind, err as Error);
-          hub.proxy.clearFaults();
-        }
+    }
+    if (only === undefined || only.includes('extra')) {
+      log('extra: upstream 429');
+      const e429 = { title: 'Upstream answers 429 to manifest requests', byKind: new Map<TargetKind, Figures | string>() };
+      for (const k of KINDS) e429.byKind.set(k, await withTimeout(upstream429(ctx(), k), 60_000, '429').catch((e: Error) => `error: ${e.message}`));
+      extras.push(e429);
+      log('extra: Basic-auth upstream');
+      const basic = { title: 'Upstream with Basic auth (htpasswd) only', byKind: new Map<TargetKind, Figures | string>() };
+      try {
+        for (const [k, f] of await withTimeout(basicAuthUpstream(KINDS), 90_000, 'basic auth')) basic.byKind.set(k, f);
+      } catch (e) {
+        for (const k of KINDS) basic.byKind.set(k, `error: ${(e as Error).message}`);
       }
-      await target.stop();
-      target = undefined;
+      extras.push(basic);
     }
-
-    log(BASIC_TITLE);
-    try {
-      const basic = await withTimeout(basicAuthUpstream(KINDS), 90_000, BASIC_TITLE);
-      for (const [k, f] of basic) section(BASIC_TITLE).byKind.set(k, f);
-    } catch (err) {
-      for (const k of KINDS) section(BASIC_TITLE).byKind.set(k, err as Error);
-    }
-    finished = true;
-    await cleanup();
-    await report(true);
   } finally {
-    finished = true;
     await cleanup();
   }
+
+  const tookS = Math.round((Date.now() - started) / 1000);
+  const env = environment();
+  const table = renderTable(rows);
+  const extraTable = extras.length > 0 ? renderExtras(extras) : '';
+  const failed = Object.entries(errors).map(([id, e]) => `scenario ${id} failed: ${e.split('\n')[0]}`);
+  const notes = rows.filter((r) => r.note).map((r) => `${r.scenario} — ${r.measure}: ${r.note}`);
+  process.stdout.write(`\n${table}\n\n${notes.map((n) => `- ${n}`).join('\n')}\n\n${extraTable}\n${failed.join('\n')}\n`);
+  await writeFile(
+    RESULTS,
+    `${JSON.stringify(
+      {
+        date: new Date(started).toISOString(),
+        command: 'make bench',
+        tookSeconds: tookS,
+        repetitions: reps,
+        ...env,
+        results: rows,
+        extras: extras.map((e) => ({ title: e.title, byKind: Object.fromEntries([...e.byKind].map(([k, f]) => [k, typeof f === 'string' ? f : Object.fromEntries(f)])) })),
+        errors,
+      },
+      null,
+      2,
+    )}\n`,
+  );
+  log(`wrote ${RESULTS} (${tookS} s)`);
+  if (only === undefined) {
+    const readme = await readFile(README, 'utf8');
+    const a = readme.indexOf(BEGIN);
+    const b = readme.indexOf(END);
+    if (a >= 0 && b > a) {
+      const m = env.machine as { cpus: number; cpu: string };
+      const stamp = `Run of ${new Date(started).toISOString().slice(0, 10)} on ${m.cpus} × ${m.cpu}, Node ${process.version}, ${reps} repetitions, ${tookS} s (\`test/bench/results.json\`):`;
+      const body = [stamp, '', table, '', ...notes.map((n) => `- ${n}`), '', extraTable].join('\n');
+      await writeFile(README, `${readme.slice(0, a + BEGIN.length)}\n${body}\n${readme.slice(b)}`);
+      log('refreshed the table in README.md');
+    }
+  }
+  if (failed.length > 0) process.exitCode = 1;
 }
 
 main().then(
-  () => process.exit(0),
+  () => process.exit(process.exitCode ?? 0),
   (err: unknown) => {
     log(`failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     process.exit(1);

@@ -1,7 +1,15 @@
 import { manifestAccept } from '../helpers/http.js';
 import { streamGet, type Fetched } from './client.js';
-import { errorCode, sleep, type Figures, type ScenarioContext } from './measure.js';
-import { WHARF_FRESHNESS_S, type UpstreamWindow } from './setup.js';
+import { makeImage, pushImage } from '../helpers/oci-image.js';
+import type { BenchContext } from './context.js';
+import { errorCode, sleep } from './measure.js';
+import { startTarget, type TargetKind, type UpstreamWindow } from './setup.js';
+
+/** Extra scenarios' outcomes for one mirror: row label → cell text, in display order. */
+export type Figures = Map<string, string>;
+
+/** wharf's tag freshness in this scenario: short, so a cached tag can be taken past it in seconds. */
+const WHARF_FRESHNESS_S = 2;
 
 const RETRY_AFTER = 3;
 
@@ -14,15 +22,28 @@ function describe(r: Fetched, cachedDigest?: string): string {
   return parts.join(' ');
 }
 
-/** 4. The upstream answers 429 to every manifest request: what does the client see? */
-export async function upstream429({ target, hub, images }: ScenarioContext): Promise<Figures> {
-  const get = (tag: string): Promise<Fetched> => streamGet(`${target.url}/v2/bench/stale/manifests/${tag}`, { accept: manifestAccept });
+/** The upstream answers 429 to every manifest request: what does the client see? */
+export async function upstream429({ hub }: BenchContext, kind: TargetKind): Promise<Figures> {
+  const repo = `bench/stale-${kind}`;
+  const v1 = makeImage({ layers: 1, layerSize: 4096 });
+  await pushImage(hub.registry.url, repo, 'v1', v1);
+  await pushImage(hub.registry.url, repo, 'v2', makeImage({ layers: 1, layerSize: 4096 }));
+  const target = await startTarget(kind, hub.link, { tagFreshness: `${WHARF_FRESHNESS_S}s` });
+  try {
+    return await throttled(hub, target.url, repo, v1.manifestDigest);
+  } finally {
+    await target.stop();
+  }
+}
+
+async function throttled(hub: BenchContext['hub'], base: string, repo: string, cachedDigest: string): Promise<Figures> {
+  const get = (tag: string): Promise<Fetched> => streamGet(`${base}/v2/${repo}/manifests/${tag}`, { accept: manifestAccept });
   const first = await get('v1');
   if (first.status !== 200) throw new Error(`caching bench/stale:v1: HTTP ${first.status} ${first.head.slice(0, 200)}`);
   // Past wharf's freshness window, so it must ask upstream; Distribution asks on every request anyway.
   await sleep(WHARF_FRESHNESS_S * 1000 + 700);
   hub.proxy.inject({
-    match: { path: /^\/v2\/bench\/stale\/manifests\// },
+    match: { path: new RegExp(`^/v2/${repo}/manifests/`) },
     action: {
       kind: 'status',
       status: 429,
@@ -42,7 +63,7 @@ export async function upstream429({ target, hub, images }: ScenarioContext): Pro
     const uncached = await get('v2');
     const sent2 = throttled(w2);
     const f: Figures = new Map();
-    f.set('cached tag past freshness: client sees', describe(cached, images.staleV1.manifestDigest));
+    f.set('cached tag past freshness: client sees', describe(cached, cachedDigest));
     f.set(`uncached tag: client sees (upstream sent Retry-After: ${RETRY_AFTER})`, describe(uncached));
     f.set('upstream 429s sent: cached / uncached case', `${sent1} / ${sent2}`);
     return f;

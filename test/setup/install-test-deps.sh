@@ -8,6 +8,8 @@ command -v prometheus >/dev/null || need+=(prometheus)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
 command -v openssl >/dev/null || need+=(openssl)
 command -v redis-server >/dev/null || need+=(redis-server)
+# Extra packages named on the command line (make bench-deps: nginx), each providing the command of its name.
+for pkg in "$@"; do command -v "$pkg" >/dev/null || need+=("$pkg"); done
 command -v strace >/dev/null || need+=(strace)   # the fuzz test traces wharf's file access
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
@@ -26,7 +28,7 @@ if [ ${#need[@]} -gt 0 ]; then
   [ "$created_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
   # On a systemd host the units may still be enabled for next boot: disable and stop them.
   if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
-    for unit in docker-registry prometheus prometheus-node-exporter redis-server; do
+    for unit in docker-registry prometheus prometheus-node-exporter redis-server nginx; do
       systemctl disable --now "$unit" >/dev/null 2>&1 || true
     done
   fi

@@ -1,0 +1,66 @@
+import { copy } from '../helpers/skopeo.js';
+import { tempDir } from '../helpers/tmp.js';
+import { MB, type BenchContext } from './context.js';
+import type { BenchImage } from './images.js';
+import { row, type Row } from './report.js';
+import { KINDS, startTarget, type TargetKind } from './setup.js';
+
+/** `skopeo copy docker://… dir:…` (the whole index with --all); milliseconds from spawn to exit. */
+export async function skopeoPull(base: string, img: BenchImage): Promise<number> {
+  const dir = await tempDir('wharf-bench-pull-');
+  try {
+    const started = performance.now();
+    await copy(`docker://${new URL(base).host}/${img.repo}:${img.tag}`, `dir:${dir.path}/img`, { all: img.index, timeoutMs: 300_000 });
+    return performance.now() - started;
+  } finally {
+    await dir.cleanup();
+  }
+}
+
+/** One cold pull through a fresh (empty) mirror, which is stopped and removed afterwards. */
+export async function coldPullThrough(ctx: BenchContext, kind: TargetKind, img: BenchImage): Promise<number> {
+  const t = await startTarget(kind, ctx.hub.link);
+  try {
+    return await skopeoPull(t.url, img);
+  } finally {
+    await t.stop();
+  }
+}
+
+const LINKS: Array<{ label: string; rate: number | undefined }> = [
+  { label: 'unthrottled', rate: undefined },
+  { label: '100 MB/s upstream link', rate: 100 * MB },
+];
+
+/**
+ * 3. Cold pull wall time of each image with skopeo: through a fresh wharf, a fresh Distribution, and
+ * directly from the upstream over the same (counted, possibly throttled) link.
+ */
+export async function coldPulls(ctx: BenchContext): Promise<Row[]> {
+  const rows: Row[] = [];
+  const imgs = [ctx.images.big256, ctx.images.big1g, ctx.images.layers20, ctx.images.index];
+  for (const link of LINKS) {
+    ctx.hub.counter.throttle(link.rate);
+    try {
+      for (const img of imgs) {
+        const times: Record<string, number[]> = { wharf: [], distribution: [], direct: [] };
+        for (let i = 0; i < ctx.reps; i++) {
+          for (const k of KINDS) times[k]!.push((await coldPullThrough(ctx, k, img)) / 1000);
+          times.direct!.push((await skopeoPull(ctx.hub.link.url, img)) / 1000);
+          ctx.log(`cold pull ${img.label}, ${link.label}, rep ${i + 1}: ${Object.entries(times).map(([k, v]) => `${k} ${v.at(-1)!.toFixed(2)} s`).join(', ')}`);
+        }
+        const r = row({ scenario: `3. Cold pull (skopeo), ${link.label}`, measure: img.label, unit: 's', values: times, ratios: [['wharf', 'distribution'], ['wharf', 'direct']] });
+        const vsPeer = r.ratios['wharf/distribution'] ?? Infinity;
+        const vsDirect = r.ratios['wharf/direct'] ?? Infinity;
+        r.target =
+          link.rate === undefined
+            ? { text: '≤ 0.8× Distribution', met: vsPeer <= 0.8 }
+            : { text: '≤ 0.8× Distribution, ≤ 1.10× direct', met: vsPeer <= 0.8 && vsDirect <= 1.1 };
+        rows.push(r);
+      }
+    } finally {
+      ctx.hub.counter.throttle(undefined);
+    }
+  }
+  return rows;
+}
