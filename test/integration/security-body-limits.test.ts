@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { Agent, request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -184,6 +185,31 @@ describe('request bodies over the limits are refused while streaming', () => {
     const tmp = (await filesUnder(join(w.dataDir, 'tmp'))).length;
     const after = await request(url.toString().replace(/\?.*/, ''));
     assert.equal(after.status, 404, `the session is gone: ${describeResponse(after)} (${tmp} temp files)`);
+  });
+
+  it('a client that sends a small declared body in full reads the 413, and its connection stays usable', async () => {
+    // Node's client (like most) writes the whole body before it reads: wharf must not reset it meanwhile.
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const send = (method: string, path: string, body?: Buffer) =>
+      new Promise<{ status: number; body: string; reused: boolean }>((resolve, reject) => {
+        const req = httpRequest({ host: '127.0.0.1', port: w.port, method, path, agent, headers: body ? { 'content-type': OCI_MANIFEST, 'content-length': String(body.length) } : {} }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.once('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString(), reused: req.reusedSocket }));
+        });
+        req.once('error', reject);
+        req.end(body);
+      });
+    try {
+      const big = await send('PUT', '/v2/limits/app/manifests/small-big', Buffer.alloc(4 * MAX_MANIFEST, 0x7b));
+      assert.equal(big.status, 413, big.body);
+      assert.match(big.body, /MANIFEST_INVALID/);
+      const next = await send('GET', '/v2/');
+      assert.equal(next.status, 200);
+      assert.equal(next.reused, true, 'the same connection served the next request');
+    } finally {
+      agent.destroy();
+    }
   });
 
   it('still serves after all of the above', async () => {

@@ -31,18 +31,25 @@ export function errors(logger: Logger) {
         ctx.body = body;
       }
       // A body we never read: drain a small one so the client sees our answer instead of a reset while it
-      // is still sending; a big one is cut off (Connection: close) rather than read in vain, and so is
-      // one over a size limit (413), which is answered at once rather than after the client sent it all.
-      if (!ctx.req.complete && (err.status === 413 || !(await drained(ctx)))) ctx.set('Connection', 'close');
+      // is still sending; a big one is cut off (Connection: close) rather than read in vain. A body over a
+      // size limit (413) is answered at once, while the client is still sending: a small declared one is
+      // discarded behind the answer (so the client can read it), anything else cut off.
+      if (!ctx.req.complete) {
+        if (err.status === 413 && declaredSmall(ctx)) ctx.req.resume();
+        else if (!(await drained(ctx))) ctx.set('Connection', 'close');
+      }
     }
   };
 }
 
 const DRAIN_LIMIT = 16 * 1024 * 1024;
 
+function declaredSmall(ctx: Context): boolean {
+  return Number(ctx.get('content-length') || NaN) <= DRAIN_LIMIT && !ctx.req.destroyed;
+}
+
 async function drained(ctx: Context): Promise<boolean> {
-  const declared = Number(ctx.get('content-length') || NaN);
-  if (!(declared <= DRAIN_LIMIT) || ctx.req.destroyed) return false;
+  if (!declaredSmall(ctx)) return false;
   return new Promise((resolve) => {
     const timer = setTimeout(() => resolve(false), 5000);
     ctx.req.once('end', () => {
