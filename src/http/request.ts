@@ -83,8 +83,8 @@ export function hasBody(ctx: Context): boolean {
   return Boolean(ctx.get('transfer-encoding'));
 }
 
-/** Reads a small body (manifests) with a hard cap, never buffering more than the cap. */
-export async function readBody(ctx: Context, limit: number): Promise<Buffer> {
+/** Reads a small body (manifests, token forms) with a hard cap, never buffering more than the cap. */
+export async function readBody(ctx: Context, limit: number, tooLarge: (limit: number) => RegistryError = manifestTooLarge): Promise<Buffer> {
   const declared = contentLength(ctx);
   if (declared !== undefined && declared > limit) throw tooLarge(limit);
   const parts: Buffer[] = [];
@@ -97,6 +97,6 @@ export async function readBody(ctx: Context, limit: number): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-function tooLarge(limit: number): RegistryError {
+function manifestTooLarge(limit: number): RegistryError {
   return new RegistryError(ErrorCode.MANIFEST_INVALID, 'manifest too large', { status: 413, detail: { limit } });
 }

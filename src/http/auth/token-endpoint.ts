@@ -67,10 +67,6 @@ function fail(auth: ClientAuth, ctx: Context): never {
   throw auth.unauthorized(ctx, 'invalid username or password');
 }
 
-async function readForm(ctx: Context): Promise<Buffer> {
-  try {
-    return await readBody(ctx, MAX_FORM_BYTES);
-  } catch {
-    throw new RegistryError(ErrorCode.UNSUPPORTED, 'token request body too large', { status: 413 });
-  }
+function readForm(ctx: Context): Promise<Buffer> {
+  return readBody(ctx, MAX_FORM_BYTES, (limit) => new RegistryError(ErrorCode.UNSUPPORTED, 'token request body too large', { status: 413, detail: { limit } }));
 }
