@@ -8,6 +8,26 @@ const READ_CHUNK = 256 * 1024;
 /** Memory a degraded fetch (cache write failed) may hold for its slowest client before pausing the upstream. */
 const DEGRADED_BUFFER = 8 * 1024 * 1024;
 
+/** Largest write the download hands the cache file at once. */
+const BATCH = 1 << 20;
+
+/**
+ * The body's chunks, with whatever else is already buffered behind each one joined to it (up to 1 MiB):
+ * one file write and one wake-up of the readers per batch instead of per socket read, without waiting
+ * for bytes that have not arrived.
+ */
+export async function* batched(body: Readable): AsyncGenerator<Buffer> {
+  for await (const first of body as AsyncIterable<Buffer>) {
+    let n = first.length;
+    const parts = [first];
+    for (let next: Buffer | null; n < BATCH && body.readableLength > 0 && (next = body.read() as Buffer | null) !== null; ) {
+      parts.push(next);
+      n += next.length;
+    }
+    yield parts.length === 1 ? first : Buffer.concat(parts, n);
+  }
+}
+
 export interface BlobFetchOptions {
   store: BlobStore;
   upstream: Upstream;
@@ -116,7 +136,7 @@ export class BlobFetch {
         this.markStarted();
         // A server that ignored our Range sends the whole blob again: skip what we already have.
         let skip = this.written - res.offset;
-        for await (const raw of res.body as AsyncIterable<Buffer>) {
+        for await (const raw of batched(res.body)) {
           let chunk = raw;
           if (skip > 0) {
             if (chunk.length <= skip) {
@@ -181,13 +201,18 @@ export class BlobFetch {
     return this.written - mem.base;
   }
 
-  private async readRange(pos: number, len: number): Promise<Buffer> {
+  private async readRange(pos: number, len: number, into?: Buffer): Promise<Buffer> {
     const mem = this.mem;
-    if (!mem || pos + len <= mem.base) return this.writer!.readAt(pos, mem ? Math.min(len, mem.base - pos) : len);
-    if (pos < mem.base) return this.writer!.readAt(pos, mem.base - pos);
+    if (!mem || pos + len <= mem.base) return this.writer!.readAt(pos, mem ? Math.min(len, mem.base - pos) : len, into);
+    if (pos < mem.base) return this.writer!.readAt(pos, mem.base - pos, into);
     let off = mem.base;
     for (const c of mem.chunks) {
-      if (pos < off + c.length) return c.subarray(pos - off, Math.min(c.length, pos - off + len));
+      if (pos < off + c.length) {
+        const part = c.subarray(pos - off, Math.min(c.length, pos - off + len));
+        if (!into) return part;
+        const n = part.copy(into);
+        return into.subarray(0, n);
+      }
       off += c.length;
     }
     throw new Error('degraded fetch: bytes no longer buffered');
@@ -195,53 +220,49 @@ export class BlobFetch {
 
   /** A client's view of the blob (or a range of it), delivered as the download progresses. */
   reader(range?: ByteRange): Readable {
-    const self = this;
-    const cursor = { pos: range?.start ?? 0 };
     // Counted from now, not from the first read: a degraded download must not give up on a client whose
     // response has not started streaming yet. 'close' fires however the stream ends, even unread.
     this.readers++;
-    this.positions.add(cursor);
-    async function* follow(): AsyncGenerator<Buffer> {
-      try {
-        for (;;) {
-          if (self.state === 'failed') throw self.error;
-          const end = range ? range.end + 1 : self.size;
-          const complete = self.state === 'committed' || self.state === 'passed';
-          if (end !== undefined && cursor.pos >= end && (range || complete)) return;
-          if (self.released) {
-            // The temp file handle is gone, which happens only after commit: the rest is in the store.
-            if (end !== undefined && cursor.pos >= end) return;
-            const rest = await self.opts.store.read(self.opts.digest, { start: cursor.pos, end: (end ?? self.written) - 1 });
-            if (!rest) throw new RegistryError(ErrorCode.BLOB_UNKNOWN, 'blob vanished after commit');
-            yield* rest as AsyncIterable<Buffer>;
-            return;
-          }
-          // Hold back the final byte until the digest has been verified.
-          const available = complete ? self.written : Math.max(0, self.written - 1);
-          const limit = end === undefined ? available : Math.min(available, end);
-          if (cursor.pos < limit) {
-            const buf = await self.readRange(cursor.pos, Math.min(limit - cursor.pos, READ_CHUNK));
-            cursor.pos += buf.length;
-            self.notify(); // a paused degraded download may go on
-            yield buf;
-            continue;
-          }
-          if (complete) return;
-          await new Promise<void>((resolve) => self.wake.push(resolve));
-        }
-      } finally {
-        self.positions.delete(cursor);
-        self.notify();
-      }
-    }
-    const stream = Readable.from(follow(), { objectMode: false });
+    const stream = new FetchReader(this, range);
+    this.positions.add(stream.cursor);
     stream.once('close', () => {
       this.readers--;
-      this.positions.delete(cursor);
+      this.positions.delete(stream.cursor);
       this.notify();
       void this.maybeRelease();
     });
     return stream;
+  }
+
+  /**
+   * The next bytes for a reader at `cursor` (into `into` when given), or undefined at the end; waits
+   * while the download has nothing new for it.
+   */
+  async next(cursor: { pos: number }, range: ByteRange | undefined, into?: Buffer): Promise<Buffer | { rest: Readable } | undefined> {
+    for (;;) {
+      if (this.state === 'failed') throw this.error;
+      const end = range ? range.end + 1 : this.size;
+      const complete = this.state === 'committed' || this.state === 'passed';
+      if (end !== undefined && cursor.pos >= end && (range || complete)) return undefined;
+      if (this.released) {
+        // The temp file handle is gone, which happens only after commit: the rest is in the store.
+        if (end !== undefined && cursor.pos >= end) return undefined;
+        const rest = await this.opts.store.read(this.opts.digest, { start: cursor.pos, end: (end ?? this.written) - 1 });
+        if (!rest) throw new RegistryError(ErrorCode.BLOB_UNKNOWN, 'blob vanished after commit');
+        return { rest };
+      }
+      // Hold back the final byte until the digest has been verified.
+      const available = complete ? this.written : Math.max(0, this.written - 1);
+      const limit = end === undefined ? available : Math.min(available, end);
+      if (cursor.pos < limit) {
+        const buf = await this.readRange(cursor.pos, Math.min(limit - cursor.pos, into?.length ?? READ_CHUNK), into);
+        cursor.pos += buf.length;
+        this.notify(); // a paused degraded download may go on
+        return buf;
+      }
+      if (complete) return undefined;
+      await new Promise<void>((resolve) => this.wake.push(resolve));
+    }
   }
 
   private notify(): void {
@@ -261,5 +282,81 @@ export class BlobFetch {
     this.released = true;
     if (this.state === 'committed') await this.writer?.release().catch(() => {});
     else await this.writer?.cancel().catch(() => {});
+  }
+}
+
+/**
+ * One client's stream of a shared download. Besides being a Readable, it can fill buffers its consumer
+ * owns (`readInto`), so a response writer can reuse two buffers for the whole blob.
+ */
+class FetchReader extends Readable {
+  readonly cursor: { pos: number };
+  /** After commit and release: the rest of the blob, from the store. */
+  private rest?: Readable;
+
+  constructor(
+    private readonly fetch: BlobFetch,
+    private readonly range: ByteRange | undefined,
+  ) {
+    super({ highWaterMark: READ_CHUNK });
+    this.cursor = { pos: range?.start ?? 0 };
+  }
+
+  /** Fills `buf` with the next bytes; 0 at the end. */
+  async readInto(buf: Buffer): Promise<number> {
+    if (this.rest) return fillFrom(this.rest, buf);
+    const got = await this.fetch.next(this.cursor, this.range, buf);
+    if (got === undefined) return 0;
+    if ('rest' in got) {
+      this.rest = got.rest;
+      return fillFrom(this.rest, buf);
+    }
+    return got.length;
+  }
+
+  override _read(): void {
+    const read = this.rest ? this.restChunk() : this.fetch.next(this.cursor, this.range);
+    read.then(
+      (got) => {
+        if (got === undefined) return this.push(null);
+        if (Buffer.isBuffer(got)) return this.push(got);
+        this.rest = got.rest;
+        this._read();
+      },
+      (e: unknown) => this.destroy(e as Error),
+    );
+  }
+
+  private async restChunk(): Promise<Buffer | undefined> {
+    const buf = Buffer.allocUnsafe(READ_CHUNK);
+    const n = await fillFrom(this.rest!, buf);
+    return n === 0 ? undefined : buf.subarray(0, n);
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.rest?.destroy();
+    cb(err);
+  }
+}
+
+/** Reads from a store stream into `buf`: directly when it can fill buffers (a file), else by copying a chunk. */
+async function fillFrom(src: Readable, buf: Buffer): Promise<number> {
+  const fillable = src as Readable & { readInto?: (b: Buffer) => Promise<number> };
+  if (typeof fillable.readInto === 'function') return fillable.readInto(buf);
+  for (;;) {
+    const chunk = src.read(Math.min(buf.length, src.readableLength || buf.length)) as Buffer | null;
+    if (chunk !== null) return chunk.copy(buf);
+    if (src.readableEnded || src.destroyed) return 0;
+    await new Promise<void>((resolve, reject) => {
+      const done = (): void => {
+        src.off('readable', done).off('end', done).off('error', fail);
+        resolve();
+      };
+      const fail = (e: Error): void => {
+        src.off('readable', done).off('end', done).off('error', fail);
+        reject(e);
+      };
+      src.on('readable', done).on('end', done).on('error', fail);
+    });
   }
 }

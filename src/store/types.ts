@@ -41,8 +41,11 @@ export interface BlobWriter {
   readonly size: number;
   /** Appends a stream; resolves with the bytes appended. Rejects (keeping what was written) on error/abort. */
   write(src: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<number>;
-  /** Reads back bytes already written (tee to clients while a fetch is still running). */
-  readAt(position: number, length: number): Promise<Buffer>;
+  /**
+   * Reads back bytes already written (tee to clients while a fetch is still running); with `into`, into
+   * that buffer (from its start, at most its length), returning the part filled.
+   */
+  readAt(position: number, length: number, into?: Buffer): Promise<Buffer>;
   /** Verifies digest (and size when given), publishes. Throws DIGEST_INVALID / SIZE_INVALID and discards. */
   commit(expected: Digest, size?: number): Promise<Descriptor>;
   /** Discards the temp file. Idempotent; safe after commit. */

@@ -376,6 +376,8 @@ export class UpstreamClient implements Upstream {
         dispatcher: this.#dispatcher,
         method,
         headers: { 'user-agent': 'wharf', ...headers },
+        // Blob bodies are written to the cache in what has been buffered: 1 MiB (not undici's 64 KiB) makes fewer, larger writes.
+        ...(kind === 'blob' ? { highWaterMark: 1 << 20 } : {}),
         ...(signal ? { signal } : {}),
       });
     } catch (e) {

@@ -88,11 +88,11 @@ export class FsBlobWriter implements BlobWriter {
     });
   }
 
-  async readAt(position: number, length: number): Promise<Buffer> {
+  async readAt(position: number, length: number, into?: Buffer): Promise<Buffer> {
     const fh = this.handle();
-    const end = Math.min(this._size, position + length);
+    const end = Math.min(this._size, position + length, position + (into?.length ?? Infinity));
     if (position < 0 || end <= position) return Buffer.alloc(0);
-    const buf = Buffer.allocUnsafe(end - position);
+    const buf = into ? into.subarray(0, end - position) : Buffer.allocUnsafe(end - position);
     let off = 0;
     while (off < buf.length) {
       const { bytesRead } = await fh.read(buf, off, buf.length - off, position + off);
