@@ -49,6 +49,7 @@ export function row(r: Omit<Row, 'ratios' | 'values'> & { values: Partial<Record
 
 function fmt(v: number, unit: string): string {
   if (unit === 's') return v.toFixed(2);
+  if (unit === 'MiB/s' || unit === 'req/s') return v.toFixed(0);
   if (unit === 'MiB' || unit === 'ms') return v >= 100 ? v.toFixed(0) : v.toFixed(1);
   return Math.abs(v) >= 100 || Number.isInteger(v) ? v.toFixed(0) : v.toFixed(2);
 }

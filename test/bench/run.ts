@@ -42,7 +42,7 @@ const SCENARIOS: Scenario[] = [
   { id: '1', warm: true, timeoutMs: 180_000, run: warmBlobThroughput },
   { id: '2', warm: true, timeoutMs: 120_000, run: manifestThroughput },
   { id: '5', warm: true, timeoutMs: 120_000, run: warmPulls },
-  { id: '3', warm: false, timeoutMs: 480_000, run: coldPulls },
+  { id: '3', warm: false, timeoutMs: 720_000, run: coldPulls },
   { id: '4', warm: false, timeoutMs: 180_000, run: concurrentColdPulls },
   { id: '6', warm: false, timeoutMs: 240_000, run: peakRss },
 ];
@@ -68,7 +68,7 @@ function renderExtras(extras: Array<{ title: string; byKind: Map<TargetKind, Fig
         const f = e.byKind.get(k);
         return f === undefined ? '–' : typeof f === 'string' ? (i === 0 ? f : '') : (f.get(label) ?? '');
       });
-      lines.push(`| ${i === 0 ? e.title : ''} | ${label} | ${cells.map((c) => c.replace(/\|/g, '\\|')).join(' | ')} |`);
+      lines.push(`| ${i === 0 ? e.title : ''} | ${label} | ${cells.map((c) => c.replace(/\s+/g, ' ').replace(/\|/g, '\\|')).join(' | ')} |`);
     });
   }
   return lines.join('\n');
@@ -147,6 +147,8 @@ async function main(): Promise<void> {
 
   const tookS = Math.round((Date.now() - started) / 1000);
   const env = environment();
+  // In the issue's order (scenarios run in another: warm ones first, while the warm mirrors are up).
+  rows.sort((a, b) => parseInt(a.scenario, 10) - parseInt(b.scenario, 10));
   const table = renderTable(rows);
   const extraTable = extras.length > 0 ? renderExtras(extras) : '';
   const failed = Object.entries(errors).map(([id, e]) => `scenario ${id} failed: ${e.split('\n')[0]}`);
