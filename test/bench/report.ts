@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { availableParallelism, cpus, release, totalmem } from 'node:os';
 import { createRequire } from 'node:module';
@@ -83,13 +83,10 @@ export function renderTable(rows: Row[]): string {
 }
 
 function version(cmd: string, args: string[], pattern: RegExp): string {
-  try {
-    const out = execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-    return pattern.exec(out)?.[1] ?? out.trim().split('\n')[0]!;
-  } catch (err) {
-    const e = err as { stderr?: string };
-    return pattern.exec(e.stderr ?? '')?.[1] ?? 'unknown';
-  }
+  // Some tools (nginx -v) print their version on stderr.
+  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+  const out = `${r.stdout ?? ''}${r.stderr ?? ''}`;
+  return pattern.exec(out)?.[1] ?? (out.trim().split('\n')[0] || 'unknown');
 }
 
 export function environment(): Record<string, unknown> {
