@@ -47,8 +47,12 @@ export function digestOf(data: Uint8Array | string, alg: DigestAlgorithm = 'sha2
 /** Incremental digester for streamed content. */
 export class Digester {
   private readonly hash: Hash;
-  constructor(readonly algorithm: DigestAlgorithm = 'sha256') {
-    this.hash = createHash(algorithm);
+  constructor(readonly algorithm: DigestAlgorithm = 'sha256', from?: Hash) {
+    this.hash = from ?? createHash(algorithm);
+  }
+  /** An independent digester in the same state (to roll back an update). */
+  copy(): Digester {
+    return new Digester(this.algorithm, this.hash.copy());
   }
   update(chunk: Uint8Array): void {
     this.hash.update(chunk);

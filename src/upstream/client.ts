@@ -377,7 +377,7 @@ export class UpstreamClient implements Upstream {
         method,
         headers: { 'user-agent': 'wharf', ...headers },
         // Blob bodies are written to the cache in what has been buffered: 1 MiB (not undici's 64 KiB) makes fewer, larger writes.
-        ...(kind === 'blob' ? { highWaterMark: 1 << 20 } : {}),
+        ...(kind === 'blob' ? { highWaterMark: BLOB_BUFFER } : {}),
         ...(signal ? { signal } : {}),
       });
     } catch (e) {
@@ -432,7 +432,9 @@ export class UpstreamClient implements Upstream {
     let position = offset;
     const max = this.#maxBlob;
     const tooLarge = (): RegistryError => this.#blobTooLarge();
+    // As deep as the body's own buffer: the download batches what queued up behind each chunk into one file write.
     const counter = new Transform({
+      highWaterMark: BLOB_BUFFER,
       transform(chunk: Buffer, _enc, cb) {
         position += chunk.length;
         if (position > max) return cb(tooLarge());
@@ -462,6 +464,9 @@ export class UpstreamClient implements Upstream {
 }
 
 // ---- helpers ----------------------------------------------------------------------------------
+
+/** Bytes of a blob body buffered ahead of the cache write. */
+const BLOB_BUFFER = 1 << 20;
 
 class TooLarge extends Error {}
 class TooSlow extends Error {}

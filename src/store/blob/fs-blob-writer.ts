@@ -35,7 +35,7 @@ export class FsBlobWriter implements BlobWriter {
     readonly id: string,
     private readonly host: WriterHost,
     private fh: BlobFileHandle | undefined,
-    private readonly digester: Digester,
+    private digester: Digester,
     size: number,
   ) {
     this._size = size;
@@ -71,9 +71,17 @@ export class FsBlobWriter implements BlobWriter {
           const next = await nextOrAbort(it, signal);
           if (next.done) break;
           const chunk = next.value;
-          await writeFully(fh, chunk, this._size);
-          // Hash only bytes that reached the file, so size and digest always describe the file prefix.
+          // Hash while the thread pool writes (each costs about as much as the other), but keep the
+          // hash of the file prefix only: a failed write rolls it back, so size and digest still agree.
+          const written = writeFully(fh, chunk, this._size);
+          const before = this.digester.copy();
           this.digester.update(chunk);
+          try {
+            await written;
+          } catch (e) {
+            this.digester = before;
+            throw e;
+          }
           this._size += chunk.byteLength;
           appended += chunk.byteLength;
         }
