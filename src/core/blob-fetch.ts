@@ -10,6 +10,8 @@ const DEGRADED_BUFFER = 8 * 1024 * 1024;
 
 /** Largest write the download hands the cache file at once. */
 const BATCH = 1 << 20;
+/** The newest bytes of a download kept in memory too: readers that keep up are served without a file read. */
+const RECENT = 4 * BATCH;
 
 /**
  * The body's chunks, with whatever else is already buffered behind each one joined to it (up to 1 MiB):
@@ -73,6 +75,8 @@ export class BlobFetch {
   private digester?: Digester;
   /** degraded mode: bytes from `base` on, in order */
   private mem?: { base: number; chunks: Buffer[] };
+  /** normal mode: the newest bytes (at most about RECENT), from `base` on, also in the temp file */
+  private readonly recent: { base: number; chunks: Buffer[]; bytes: number } = { base: 0, chunks: [], bytes: 0 };
   private readonly positions = new Set<{ pos: number }>();
   /** resolves when the blob is committed (or rejects when the fetch failed or could not be cached) */
   readonly done: Promise<Descriptor>;
@@ -162,6 +166,7 @@ export class BlobFetch {
     if (!this.mem) {
       try {
         await this.writer!.write(single(chunk), this.abort.signal);
+        this.remember(chunk);
       } catch (e) {
         if (this.abort.signal.aborted) throw e;
         await this.degrade(e);
@@ -176,6 +181,19 @@ export class BlobFetch {
     this.opts.onBytes?.(chunk.length);
     this.notify();
     while (this.mem && this.buffered() > DEGRADED_BUFFER && this.readers > 0) await new Promise<void>((r) => this.wake.push(r));
+  }
+
+  /** Keeps `chunk` (just written at `written`) among the recent bytes, dropping the oldest beyond RECENT. */
+  private remember(chunk: Buffer): void {
+    const r = this.recent;
+    if (r.chunks.length === 0) r.base = this.written;
+    r.chunks.push(chunk);
+    r.bytes += chunk.length;
+    while (r.bytes - r.chunks[0]!.length >= RECENT) {
+      const old = r.chunks.shift()!;
+      r.base += old.length;
+      r.bytes -= old.length;
+    }
   }
 
   /** The cache write failed: verify from here on ourselves, starting with what reached the temp file. */
@@ -203,20 +221,15 @@ export class BlobFetch {
 
   private async readRange(pos: number, len: number, into?: Buffer): Promise<Buffer> {
     const mem = this.mem;
-    if (!mem || pos + len <= mem.base) return this.writer!.readAt(pos, mem ? Math.min(len, mem.base - pos) : len, into);
-    if (pos < mem.base) return this.writer!.readAt(pos, mem.base - pos, into);
-    let off = mem.base;
-    for (const c of mem.chunks) {
-      if (pos < off + c.length) {
-        const part = c.subarray(pos - off, Math.min(c.length, pos - off + len));
-        if (!into) return part;
-        const n = part.copy(into);
-        return into.subarray(0, n);
-      }
-      off += c.length;
+    if (!mem) {
+      const r = this.recent;
+      if (r.chunks.length > 0 && pos >= r.base) return sliceOf(r, pos, len, into);
+      return this.writer!.readAt(pos, len, into);
     }
-    throw new Error('degraded fetch: bytes no longer buffered');
+    if (pos < mem.base) return this.writer!.readAt(pos, Math.min(len, mem.base - pos), into);
+    return sliceOf(mem, pos, len, into);
   }
+
 
   /** A client's view of the blob (or a range of it), delivered as the download progresses. */
   reader(range?: ByteRange): Readable {
@@ -280,6 +293,7 @@ export class BlobFetch {
   private async maybeRelease(): Promise<void> {
     if (!this.closed || this.readers > 0 || this.state === 'running' || this.released) return;
     this.released = true;
+    this.recent.chunks = [];
     if (this.state === 'committed') await this.writer?.release().catch(() => {});
     else await this.writer?.cancel().catch(() => {});
   }
@@ -337,6 +351,21 @@ class FetchReader extends Readable {
     this.rest?.destroy();
     cb(err);
   }
+}
+
+/** Bytes at `pos` (at most `len`, and at most `into`'s length) from a run of chunks starting at `base`. */
+function sliceOf(run: { base: number; chunks: Buffer[] }, pos: number, len: number, into?: Buffer): Buffer {
+  let off = run.base;
+  for (const c of run.chunks) {
+    if (pos < off + c.length) {
+      const part = c.subarray(pos - off, Math.min(c.length, pos - off + len));
+      if (!into) return part;
+      const n = part.copy(into);
+      return into.subarray(0, n);
+    }
+    off += c.length;
+  }
+  throw new Error('fetch: bytes no longer buffered');
 }
 
 /** Reads from a store stream into `buf`: directly when it can fill buffers (a file), else by copying a chunk. */
