@@ -44,7 +44,7 @@ export interface BlobFetchOptions {
   onCacheWriteError?: (err: Error) => void;
 }
 
-type State = 'running' | 'verified' | 'committed' | 'passed' | 'failed';
+type State = 'running' | 'committed' | 'passed' | 'failed';
 
 /**
  * One upstream download of one blob, shared by every client that asks for it meanwhile.
@@ -113,11 +113,7 @@ export class BlobFetch {
         this.state = 'passed';
         throw new RegistryError(ErrorCode.UNAVAILABLE, 'blob served but not cached: the cache write failed');
       }
-      // Clients get their last byte once the digest checks out; the fsync and rename are the cache's business.
-      const desc = await this.writer.commit(digest, this.size, () => {
-        this.state = 'verified';
-        this.notify();
-      });
+      const desc = await this.writer.commit(digest, this.size);
       this.state = 'committed';
       return desc;
     } catch (e) {
@@ -259,7 +255,7 @@ export class BlobFetch {
     for (;;) {
       if (this.state === 'failed') throw this.error;
       const end = range ? range.end + 1 : this.size;
-      const complete = this.state === 'verified' || this.state === 'committed' || this.state === 'passed';
+      const complete = this.state === 'committed' || this.state === 'passed';
       if (end !== undefined && cursor.pos >= end && (range || complete)) return undefined;
       if (this.released) {
         // The temp file handle is gone, which happens only after commit: the rest is in the store.
@@ -295,7 +291,7 @@ export class BlobFetch {
   }
 
   private async maybeRelease(): Promise<void> {
-    if (!this.closed || this.readers > 0 || this.state === 'running' || this.state === 'verified' || this.released) return;
+    if (!this.closed || this.readers > 0 || this.state === 'running' || this.released) return;
     this.released = true;
     this.recent.chunks = [];
     if (this.state === 'committed') await this.writer?.release().catch(() => {});

@@ -46,11 +46,8 @@ export interface BlobWriter {
    * that buffer (from its start, at most its length), returning the part filled.
    */
   readAt(position: number, length: number, into?: Buffer): Promise<Buffer>;
-  /**
-   * Verifies digest (and size when given), publishes. Throws DIGEST_INVALID / SIZE_INVALID and discards.
-   * `onVerified` runs once the bytes are known good, before the (slower) fsync and rename.
-   */
-  commit(expected: Digest, size?: number, onVerified?: () => void): Promise<Descriptor>;
+  /** Verifies digest (and size when given), publishes. Throws DIGEST_INVALID / SIZE_INVALID and discards. */
+  commit(expected: Digest, size?: number): Promise<Descriptor>;
   /** Discards the temp file. Idempotent; safe after commit. */
   cancel(): Promise<void>;
   /** Releases the file handle but keeps the temp file for a later resume() (uploads between requests). */

@@ -110,7 +110,7 @@ export class FsBlobWriter implements BlobWriter {
     return off === buf.length ? buf : buf.subarray(0, off);
   }
 
-  commit(expected: Digest, size?: number, onVerified?: () => void): Promise<Descriptor> {
+  commit(expected: Digest, size?: number): Promise<Descriptor> {
     return this.exclusive(async () => {
       if (this.state !== 'open') throw new RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, `blob writer ${this.id} is ${this.state}`);
       const digest = parseDigest(expected);
@@ -126,7 +126,6 @@ export class FsBlobWriter implements BlobWriter {
         await this.discard();
         throw new RegistryError(ErrorCode.DIGEST_INVALID, undefined, { detail: { expected: digest, actual } });
       }
-      onVerified?.();
       await fh.sync();
       const target = this.host.blobPath(digest);
       const fs = this.host.fs;
