@@ -103,9 +103,12 @@ export class BlobFetch {
     const { store, upstream, repoPath, digest } = this.opts;
     const timer = setTimeout(() => this.abort.abort(new RegistryError(ErrorCode.UNAVAILABLE, 'upstream fetch timed out')), this.opts.timeoutMs);
     timer.unref?.();
+    // The temp file is created while the upstream request is on its way: neither waits for the other.
+    const creating = store.create();
+    creating.catch(() => {}); // seen below, or cancelled if the download fails first
     try {
-      this.writer = await store.create();
-      await this.download(upstream, repoPath, digest);
+      await this.download(upstream, repoPath, digest, creating);
+      this.writer ??= await creating; // an empty body never asked for it
       if (this.mem) {
         if (this.digester!.peek() !== digest) {
           throw new RegistryError(ErrorCode.DIGEST_INVALID, 'upstream content does not match its digest', { detail: { digest } });
@@ -121,7 +124,7 @@ export class BlobFetch {
         this.state = 'failed';
         this.error = e instanceof Error ? e : new Error(String(e));
       }
-      if (!this.mem) await this.writer?.cancel().catch(() => {});
+      if (!this.mem) await (this.writer ?? (await creating.catch(() => undefined)))?.cancel().catch(() => {});
       throw e;
     } finally {
       clearTimeout(timer);
@@ -131,11 +134,19 @@ export class BlobFetch {
     }
   }
 
-  private async download(upstream: Upstream, repoPath: string, digest: Digest): Promise<void> {
+  private async download(upstream: Upstream, repoPath: string, digest: Digest, creating: Promise<BlobWriter>): Promise<void> {
     let attempts = 0;
     for (;;) {
       try {
         const res = await upstream.blob(repoPath, digest, this.abort.signal, this.written);
+        if (!this.writer) {
+          try {
+            this.writer = await creating;
+          } catch (e) {
+            res.body.destroy();
+            throw new NoTempFile(e);
+          }
+        }
         if (this.size === undefined && res.size !== undefined) this.size = res.size;
         this.markStarted();
         // A server that ignored our Range sends the whole blob again: skip what we already have.
@@ -155,6 +166,7 @@ export class BlobFetch {
         if (this.size !== undefined && this.written < this.size) throw new Error('upstream body ended early');
         return;
       } catch (e) {
+        if (e instanceof NoTempFile) throw e.cause;
         if (this.abort.signal.aborted || e instanceof RegistryError || attempts >= this.opts.resumeAttempts) throw e;
         if (this.written === 0 && this.size === undefined) throw e;
         attempts++;
@@ -350,6 +362,13 @@ class FetchReader extends Readable {
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     this.rest?.destroy();
     cb(err);
+  }
+}
+
+/** The cache could not even create its temp file: nothing to resume, the fetch fails as it is. */
+class NoTempFile extends Error {
+  constructor(override readonly cause: unknown) {
+    super('could not create the temp file');
   }
 }
 
