@@ -448,8 +448,12 @@ export class UpstreamClient implements Upstream {
       done = true;
       release();
     };
-    src.once('end', finish);
-    src.once('close', finish);
+    // The slot is held until the caller has the bytes (the counter ends), not merely until they arrived here:
+    // with a 1 MiB buffer a small body would otherwise free its slot before anyone read it.
+    counter.once('end', finish);
+    src.once('close', () => {
+      if (!src.readableEnded) finish();
+    });
     src.once('error', (e) => {
       finish();
       counter.destroy(e);
