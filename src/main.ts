@@ -13,6 +13,11 @@ import type { Logger } from './observability/types.js';
 /** Starts wharf and resolves once it has shut down (SIGTERM/SIGINT drain in-flight requests first). */
 export async function serve(config: WharfConfig): Promise<void> {
   const logger = createLogger({ level: config.log.level });
+  // A stray rejected promise is a bug in one request's path; it must not take down the mirror every node
+  // pulls through. It is logged with its stack and serving goes on.
+  process.on('unhandledRejection', (reason) => {
+    logger.error({ err: reason instanceof Error ? { message: reason.message, stack: reason.stack } : String(reason) }, 'unhandled promise rejection (a bug: please report it)');
+  });
   const store = await FsBlobStore.open(config.dataDir).catch((e: Error) => fatal(logger, `data directory ${config.dataDir} is not usable: ${e.message}`));
   // Redis configured = replicas may share it and the data dir: coordinate fetches, revalidations and memo caches.
   let clusterMode: ClusterMode | undefined;
