@@ -43,12 +43,13 @@ describe('upstream errors with nothing cached', () => {
     const x = makeImage();
     await hub.push('acme/limited', '1', x);
     await hub.push('acme/limited2', '1', x);
-    hub.proxy.inject({ match: { method: 'GET', path: '/v2/acme/limited/manifests/1' }, times: 1, action: { kind: 'status', status: 429, headers: { 'retry-after': '2' }, body: '{"errors":[{"code":"TOOMANYREQUESTS"}]}' } });
+    hub.proxy.inject({ match: { method: 'GET', path: '/v2/acme/limited/manifests/1' }, times: 1, action: { kind: 'status', status: 429, headers: { 'retry-after': '3' }, body: '{"errors":[{"code":"TOOMANYREQUESTS"}]}' } });
+    // 3 s, not less: on a loaded 2-core CI machine the checks within the window must still fall inside it
     const limitedAt = Date.now();
     const res = await getManifest(w, 'acme/limited', '1');
     assertError(res, 429, 'TOOMANYREQUESTS', 'upstream 429');
     const ra = Number(res.headers['retry-after']);
-    assert.ok(Number.isInteger(ra) && ra >= 1 && ra <= 2, `Retry-After passed on: ${show(res)}`);
+    assert.ok(Number.isInteger(ra) && ra >= 1 && ra <= 3, `Retry-After passed on: ${show(res)}`);
 
     // within Retry-After: wharf answers 429 itself, for this and other repositories of the upstream
     const mark = hub.proxy.count(manifestGets());
@@ -58,7 +59,7 @@ describe('upstream errors with nothing cached', () => {
     assertError(other, 429, 'TOOMANYREQUESTS', 'another repository within Retry-After');
     assert.equal(hub.proxy.count(manifestGets()), mark, `manifest GETs sent during Retry-After:\n${seen(hub.proxy, manifestGets())}`);
 
-    await sleep(Math.max(0, limitedAt + 2100 - Date.now()));
+    await sleep(Math.max(0, limitedAt + 3100 - Date.now()));
     await pullAndVerify(w, 'acme/limited', '1', x);
     assert.ok(hub.proxy.count(manifestGets(repoPath('acme/limited'))) > mark, 'after Retry-After the upstream is asked again');
   });
