@@ -1,5 +1,6 @@
 import Router from '@koa/router';
 import type { Context, Next } from 'koa';
+import { viaTrustedProxy } from './forwarded.js';
 import { ErrorCode, RegistryError, parseDigest, type Digest } from '../oci/index.js';
 import { basicAuthorized } from './ops.js';
 
@@ -23,9 +24,17 @@ export interface AdminRouterDeps {
 export const ADMIN_PREFIX = '/_wharf/admin';
 const MAX_CACHED_QUERY = 10_000;
 
-export function fromLoopback(ctx: Pick<Context, "req">): boolean {
-  const addr = ctx.req.socket.remoteAddress ?? '';
-  return addr === '::1' || addr.startsWith('127.') || addr.startsWith('::ffff:127.');
+const isLoopback = (addr: string): boolean => addr === '::1' || addr.startsWith('127.') || addr.startsWith('::ffff:127.');
+const FORWARDING = ['x-forwarded-for', 'forwarded', 'x-real-ip'];
+
+/**
+ * A caller on this host. `ctx.ip` is the client behind a trusted proxy (forwarded.ts), else the peer. A
+ * loopback peer that is not a trusted proxy but forwards for someone (a reverse proxy on the same host)
+ * says so in its headers: its clients are not local callers.
+ */
+export function fromLoopback(ctx: Pick<Context, 'req' | 'ip' | 'get' | 'state'>): boolean {
+  if (!isLoopback(ctx.ip || (ctx.req.socket.remoteAddress ?? ''))) return false;
+  return viaTrustedProxy(ctx) || FORWARDING.every((h) => ctx.get(h) === '');
 }
 
 /**

@@ -80,6 +80,7 @@ export function forwarded(trustedProxies: readonly string[]) {
     const peer = parseIp(ctx.req.socket.remoteAddress ?? '') ?? '';
     const hop = clientHop(peer, list(ctx.get('x-forwarded-for')), trusts);
     ctx.request.ip = hop.address;
+    ctx.state.viaTrustedProxy = hop.proxies > 0;
     if (hop.proxies > 0) {
       const proto = forwardedValue(list(ctx.get('x-forwarded-proto')), hop.proxies)?.toLowerCase();
       if (proto === 'http' || proto === 'https') Object.defineProperty(ctx.request, 'protocol', { value: proto });
@@ -88,6 +89,11 @@ export function forwarded(trustedProxies: readonly string[]) {
     }
     await next();
   };
+}
+
+/** Whether ctx.ip came from a trusted proxy's X-Forwarded-For (set by `forwarded`). */
+export function viaTrustedProxy(ctx: Pick<Context, 'state'>): boolean {
+  return ctx.state.viaTrustedProxy === true;
 }
 
 /**
