@@ -143,6 +143,8 @@ export async function startWharf(opts: StartWharfOptions = {}): Promise<WharfPro
         exited = true;
         live.delete(c);
         exit = { code, signal, forced: forced.has(c) };
+        // Not asked to stop (stop/kill clear `child` first): a crash. Its stack is the one clue a CI log can give.
+        if (child === c) process.stderr.write(`[wharf on port ${port} exited unexpectedly: code ${code}, signal ${signal}]\n${output.slice(-4000)}\n`);
       });
       c.once('error', (err) => {
         exited = true;
