@@ -8,6 +8,7 @@ import { Htpasswd, parseHtpasswd } from '../../src/http/auth/htpasswd.js';
 import { AccessRules } from '../../src/http/auth/rules.js';
 import { bearerChallenge, parseScopes } from '../../src/http/auth/scope.js';
 import { TokenSigner } from '../../src/http/auth/tokens.js';
+import { LoginLimiter } from '../../src/http/auth/login-limiter.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const run = promisify(execFile);
@@ -113,4 +114,24 @@ test('config: auth with nobody to log in as, or a token both inline and in a fil
   const ok = await loadConfig({ env: { WHARF_AUTH_TOKENS_0_USER: 'ci', WHARF_AUTH_TOKENS_0_TOKEN: 't' } });
   assert.deepEqual(ok.auth?.token, { service: 'wharf', issuer: 'wharf', expiry: 300_000 });
   assert.equal(ok.auth?.anonymousPull, true);
+});
+
+test('failed logins: a burst per address, then refused until the bucket refills; other addresses unaffected', () => {
+  let now = 0;
+  const l = new LoginLimiter({ burst: 3, refillMs: 1000, maxAddresses: 2, now: () => now });
+  for (let i = 0; i < 3; i++) {
+    assert.equal(l.blockedFor('10.0.0.1'), 0, `attempt ${i + 1} allowed`);
+    l.failed('10.0.0.1');
+  }
+  assert.equal(l.blockedFor('10.0.0.1'), 1000, 'the fourth waits for one refill');
+  assert.equal(l.blockedFor('10.0.0.2'), 0, 'another address is not held back');
+  now += 999;
+  assert.equal(l.blockedFor('10.0.0.1'), 1);
+  now += 1;
+  assert.equal(l.blockedFor('10.0.0.1'), 0, 'one attempt again after a refill');
+  l.failed('10.0.0.1');
+  assert.ok(l.blockedFor('10.0.0.1') > 0);
+  l.failed('10.0.0.2');
+  l.failed('10.0.0.3'); // over maxAddresses: the least recently failing address is forgotten
+  assert.equal(l.blockedFor('10.0.0.1'), 0, 'forgotten, not blocked');
 });

@@ -7,6 +7,7 @@ import { Htpasswd } from './htpasswd.js';
 import { AccessRules, type AccessRule } from './rules.js';
 import { TokenSigner } from './tokens.js';
 import { Users } from './users.js';
+import { LOGIN_LIMITS, LoginLimiter } from './login-limiter.js';
 
 export { ClientAuth } from '../middleware/client-auth.js';
 export { tokenEndpoint, TOKEN_PATH } from './token-endpoint.js';
@@ -55,6 +56,7 @@ export function createClientAuth(s: AuthSettings, o: ClientAuthOptions): ClientA
   return new ClientAuth({
     registry: o.registry,
     users: new Users(htpasswd, tokens),
+    limiter: new LoginLimiter({ ...LOGIN_LIMITS, now: o.now ?? Date.now }),
     rules: new AccessRules(s.rules ?? [], s.anonymousPull),
     tokens: new TokenSigner({ issuer: s.token.issuer, service: s.token.service, expiryMs: s.token.expiry, secret, now: o.now }),
     service: s.token.service,

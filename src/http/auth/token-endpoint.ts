@@ -34,7 +34,7 @@ export function tokenEndpoint(auth: ClientAuth, namespaces: Namespaces) {
         return;
       }
       const user = form.get('username') ?? '';
-      caller = user !== '' && (await auth.checkPassword(user, form.get('password') ?? '')) ? { kind: 'user', user } : fail(auth, ctx);
+      caller = user !== '' && (await auth.checkPassword(user, form.get('password') ?? '', ctx.ip)) ? { kind: 'user', user } : fail(auth, ctx);
       scopes = form.getAll('scope');
     } else {
       ctx.set('Allow', 'GET, POST');

@@ -5,6 +5,7 @@ import type { AccessRules, Action } from '../auth/rules.js';
 import { bearerChallenge } from '../auth/scope.js';
 import type { AccessEntry, TokenSigner } from '../auth/tokens.js';
 import type { Users } from '../auth/users.js';
+import type { LoginLimiter } from '../auth/login-limiter.js';
 import { query } from '../request.js';
 import type { RouteMatch } from '../routes.js';
 
@@ -17,6 +18,8 @@ export type Caller =
 export interface ClientAuthDeps {
   registry: Pick<Registry, 'namespaces' | 'overlays'>;
   users: Users;
+  /** failed password checks per client address */
+  limiter: LoginLimiter;
   rules: AccessRules;
   tokens: TokenSigner;
   service: string;
@@ -41,8 +44,17 @@ export class ClientAuth {
     return this.d.tokens;
   }
 
-  checkPassword(user: string, password: string): Promise<boolean> {
-    return this.d.users.checkPassword(user, password);
+  /** A password check for a caller at `from`; 429 without checking once that address failed too often. */
+  async checkPassword(user: string, password: string, from: string): Promise<boolean> {
+    const wait = this.d.limiter.blockedFor(from);
+    if (wait > 0) {
+      throw new RegistryError(ErrorCode.TOOMANYREQUESTS, 'too many failed logins from this address', {
+        headers: { 'Retry-After': String(Math.ceil(wait / 1000)) },
+      });
+    }
+    const ok = await this.d.users.checkPassword(user, password);
+    if (!ok) this.d.limiter.failed(from);
+    return ok;
   }
 
   /** The request's caller; wrong credentials or an invalid token are 401 (never silently anonymous). */
@@ -55,7 +67,7 @@ export class ClientAuth {
       const decoded = Buffer.from(m[2]!, 'base64').toString('utf8');
       const i = decoded.indexOf(':');
       const user = decoded.slice(0, Math.max(0, i));
-      if (i > 0 && (await this.d.users.checkPassword(user, decoded.slice(i + 1)))) return { kind: 'user', user };
+      if (i > 0 && (await this.checkPassword(user, decoded.slice(i + 1), ctx.ip))) return { kind: 'user', user };
       throw this.unauthorized(ctx, 'invalid username or password');
     }
     if (m && scheme === 'bearer') {
