@@ -1,5 +1,5 @@
 import { connect, createServer, type Socket } from 'node:net';
-import type { AddressInfo } from 'node:net';
+import { listenLoopback } from '../helpers/ports.js';
 
 export interface ByteCounter {
   /** http://127.0.0.1:PORT */
@@ -102,11 +102,7 @@ export async function startByteCounter(targetPort: number): Promise<ByteCounter>
       upstream.destroy();
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
+  const port = await listenLoopback(server);
   let stopped = false;
   return {
     url: `http://127.0.0.1:${port}`,

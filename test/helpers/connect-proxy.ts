@@ -1,5 +1,6 @@
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
-import { connect, type AddressInfo, type Socket } from 'node:net';
+import { listenLoopback } from './ports.js';
+import { connect, type Socket } from 'node:net';
 
 /**
  * A minimal forward proxy, as HTTPS_PROXY / HTTP_PROXY point at: CONNECT tunnels (TLS stays end to end)
@@ -101,11 +102,7 @@ export async function startConnectProxy(opts: ConnectProxyOptions = {}): Promise
     });
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const port = (server.address() as AddressInfo).port;
+  const port = await listenLoopback(server);
   let stopped: Promise<void> | undefined;
   return {
     url: `http://127.0.0.1:${port}`,

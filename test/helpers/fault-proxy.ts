@@ -1,5 +1,5 @@
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { listenLoopback } from './ports.js';
 
 export type FaultAction =
   | { kind: 'status'; status: number; headers?: Record<string, string>; body?: string }
@@ -186,11 +186,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
         forward(req, res, rec, fault);
     }
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
+  const port = await listenLoopback(server);
 
   let stopped = false;
   return {

@@ -4,8 +4,9 @@
  * and small listeners (a trap that must never be contacted, a fake CDN) for the egress tests.
  */
 import assert from 'node:assert/strict';
+import { listenLoopback } from './ports.js';
 import { createServer as createHttpServer, request as httpRequest } from 'node:http';
-import { createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
+import { createServer as createTcpServer, type Socket } from 'node:net';
 import { startFaultProxy, type FaultProxy, type RequestFilter } from './fault-proxy.js';
 import { manifestAccept, request, type HttpResponse, type RequestInit } from './http.js';
 import { isIndex, pushImage, sha256, type Credentials, type TestImage, type TestIndex } from './oci-image.js';
@@ -252,11 +253,7 @@ export async function startTrap(): Promise<Trap> {
     s.on('error', () => {});
     s.resume();
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
+  const port = await listenLoopback(server);
   return {
     port,
     host: `127.0.0.1:${port}`,
@@ -294,11 +291,7 @@ export async function startFakeCdn(): Promise<FakeCdn> {
     res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(bytes.length) });
     res.end(req.method === 'HEAD' ? undefined : bytes);
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
+  const port = await listenLoopback(server);
   return {
     url: `http://127.0.0.1:${port}`,
     host: `127.0.0.1:${port}`,

@@ -1,4 +1,4 @@
-import { createServer } from 'node:net';
+import { createServer, type AddressInfo, type Server } from 'node:net';
 import { request } from 'node:http';
 
 /**
@@ -18,6 +18,17 @@ export function freePort(): Promise<number> {
         return;
       }
       srv.close(() => resolve(addr.port));
+    });
+  });
+}
+
+/** Listens on a run-time port on 127.0.0.1 (tests never listen elsewhere); resolves with the port. */
+export function listenLoopback(server: Server): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve((server.address() as AddressInfo).port);
     });
   });
 }

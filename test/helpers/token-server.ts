@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
+import { listenLoopback } from './ports.js';
 import { createPrivateKey, randomUUID, X509Certificate, type KeyObject } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -161,11 +161,7 @@ export async function startTokenServer(opts: TokenServerOptions): Promise<TokenS
     req.resume();
     handle(req, res).catch((err: unknown) => send(res, 500, { details: String(err) }));
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
+  const port = await listenLoopback(server);
 
   let stopped = false;
   return {
