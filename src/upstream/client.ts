@@ -442,25 +442,15 @@ export class UpstreamClient implements Upstream {
         cb(null, chunk);
       },
     });
-    let done = false;
-    const finish = (): void => {
-      if (done) return;
-      done = true;
-      release();
-    };
-    // The slot is held until the caller has the bytes (the counter ends), not merely until they arrived here:
-    // with a 1 MiB buffer a small body would otherwise free its slot before anyone read it.
-    counter.once('end', finish);
+    // One release point: the counter closes once the caller has read it all, or on any failure. Not when the
+    // bytes merely arrived here: with a 1 MiB buffer a small body would free its slot before anyone read it.
+    src.once('error', (e) => counter.destroy(e));
     src.once('close', () => {
-      if (!src.readableEnded) finish();
-    });
-    src.once('error', (e) => {
-      finish();
-      counter.destroy(e);
+      if (!src.readableEnded) counter.destroy(new Error('upstream body closed early'));
     });
     counter.once('close', () => {
       if (!src.destroyed && !src.readableEnded) src.destroy();
-      finish();
+      release();
     });
     src.pipe(counter);
     return counter;
