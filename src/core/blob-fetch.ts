@@ -14,19 +14,57 @@ const BATCH = 1 << 20;
 const RECENT = 4 * BATCH;
 
 /**
- * The body's chunks, with whatever else is already buffered behind each one joined to it (up to 1 MiB):
- * one file write and one wake-up of the readers per batch instead of per socket read, without waiting
- * for bytes that have not arrived.
+ * The body's chunks in batches: whatever arrived while the previous batch was being written (the body
+ * pauses at 1 MiB waiting), never joined. One file write (writev) and one wake-up of the readers per batch
+ * instead of per socket read, without waiting for bytes that have not arrived, and without the copy and
+ * the 1 MiB allocations that Readable.read() makes to join what it has buffered.
  */
-export async function* batched(body: Readable): AsyncGenerator<Buffer> {
-  for await (const first of body as AsyncIterable<Buffer>) {
-    let n = first.length;
-    const parts = [first];
-    for (let next: Buffer | null; n < BATCH && body.readableLength > 0 && (next = body.read() as Buffer | null) !== null; ) {
-      parts.push(next);
-      n += next.length;
+export async function* batched(body: Readable): AsyncGenerator<Buffer[]> {
+  let parts: Buffer[] = [];
+  let bytes = 0;
+  let ended = false;
+  let failed: { error: unknown } | undefined;
+  let wake: (() => void) | undefined;
+  const poke = (): void => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  const onData = (chunk: Buffer): void => {
+    parts.push(chunk);
+    bytes += chunk.length;
+    if (bytes >= BATCH) body.pause();
+    poke();
+  };
+  const onEnd = (): void => {
+    ended = true;
+    poke();
+  };
+  const onError = (error: unknown): void => {
+    failed ??= { error };
+    poke();
+  };
+  const onClose = (): void => {
+    if (!ended) onError(new Error('upstream body closed early'));
+  };
+  body.on('data', onData).once('end', onEnd).once('error', onError).once('close', onClose);
+  try {
+    for (;;) {
+      if (parts.length > 0) {
+        const out = parts;
+        parts = [];
+        bytes = 0;
+        body.resume();
+        yield out;
+        continue;
+      }
+      if (failed) throw failed.error;
+      if (ended) return;
+      await new Promise<void>((resolve) => (wake = resolve));
     }
-    yield parts.length === 1 ? first : Buffer.concat(parts, n);
+  } finally {
+    body.off('data', onData).off('end', onEnd).off('error', onError).off('close', onClose);
+    if (!ended) body.destroy();
   }
 }
 
@@ -151,17 +189,19 @@ export class BlobFetch {
         this.markStarted();
         // A server that ignored our Range sends the whole blob again: skip what we already have.
         let skip = this.written - res.offset;
-        for await (const raw of batched(res.body)) {
-          let chunk = raw;
+        for await (const batch of batched(res.body)) {
+          let parts = batch;
           if (skip > 0) {
-            if (chunk.length <= skip) {
-              skip -= chunk.length;
-              continue;
+            parts = [];
+            for (const c of batch) {
+              if (c.length <= skip) skip -= c.length;
+              else {
+                parts.push(skip > 0 ? c.subarray(skip) : c);
+                skip = 0;
+              }
             }
-            chunk = chunk.subarray(skip);
-            skip = 0;
           }
-          await this.append(chunk);
+          if (parts.length > 0) await this.append(parts);
         }
         if (this.size !== undefined && this.written < this.size) throw new Error('upstream body ended early');
         return;
@@ -174,23 +214,25 @@ export class BlobFetch {
     }
   }
 
-  private async append(chunk: Buffer): Promise<void> {
+  private async append(parts: Buffer[]): Promise<void> {
+    let n = 0;
+    for (const p of parts) n += p.length;
     if (!this.mem) {
       try {
-        await this.writer!.write(single(chunk), this.abort.signal);
-        this.remember(chunk);
+        await this.writer!.write(single(parts), this.abort.signal);
+        for (const p of parts) this.remember(p);
       } catch (e) {
         if (this.abort.signal.aborted) throw e;
         await this.degrade(e);
       }
     }
     if (this.mem) {
-      this.digester!.update(chunk);
-      this.mem.chunks.push(chunk);
+      for (const p of parts) this.digester!.update(p);
+      this.mem.chunks.push(...parts);
       if (this.readers === 0) throw new RegistryError(ErrorCode.UNAVAILABLE, 'cache write failed and no client is waiting');
     }
-    this.written += chunk.length;
-    this.opts.onBytes?.(chunk.length);
+    this.written += n;
+    this.opts.onBytes?.(n);
     this.notify();
     while (this.mem && this.buffered() > DEGRADED_BUFFER && this.readers > 0) await new Promise<void>((r) => this.wake.push(r));
   }
@@ -372,18 +414,25 @@ class NoTempFile extends Error {
   }
 }
 
-/** Bytes at `pos` (at most `len`, and at most `into`'s length) from a run of chunks starting at `base`. */
+/**
+ * Bytes at `pos` (at most `len`) from a run of chunks starting at `base`: a view of one chunk, or, with
+ * `into`, as many chunks as fit copied into it.
+ */
 function sliceOf(run: { base: number; chunks: Buffer[] }, pos: number, len: number, into?: Buffer): Buffer {
   let off = run.base;
+  let filled = 0;
+  const want = into ? Math.min(len, into.length) : len;
   for (const c of run.chunks) {
     if (pos < off + c.length) {
-      const part = c.subarray(pos - off, Math.min(c.length, pos - off + len));
+      const part = c.subarray(pos - off, Math.min(c.length, pos - off + want - filled));
       if (!into) return part;
-      const n = part.copy(into);
-      return into.subarray(0, n);
+      filled += part.copy(into, filled);
+      pos += part.length;
+      if (filled >= want) break;
     }
     off += c.length;
   }
+  if (into && filled > 0) return into.subarray(0, filled);
   throw new Error('fetch: bytes no longer buffered');
 }
 

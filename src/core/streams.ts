@@ -1,5 +1,5 @@
-/** One buffer as the async iterable the store's writers consume. */
-export async function* single(chunk: Uint8Array): AsyncGenerator<Uint8Array> {
+/** One buffer (or one list of buffers, written together) as the async iterable the store's writers consume. */
+export async function* single<T extends Uint8Array | readonly Uint8Array[]>(chunk: T): AsyncGenerator<T> {
   yield chunk;
 }
 

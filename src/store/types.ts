@@ -40,7 +40,7 @@ export interface BlobWriter {
   /** Bytes written so far. */
   readonly size: number;
   /** Appends a stream; resolves with the bytes appended. Rejects (keeping what was written) on error/abort. */
-  write(src: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<number>;
+  write(src: AsyncIterable<Uint8Array | readonly Uint8Array[]>, signal?: AbortSignal): Promise<number>;
   /**
    * Reads back bytes already written (tee to clients while a fetch is still running); with `into`, into
    * that buffer (from its start, at most its length), returning the part filled.

@@ -262,6 +262,10 @@ describe('FsBlobStore', () => {
             budget -= l;
             return real.write(b, o, l, p);
           },
+          async writev(bufs, p) {
+            const whole = Buffer.concat(bufs);
+            return this.write(whole, 0, whole.length, p);
+          },
         };
         return fake;
       },

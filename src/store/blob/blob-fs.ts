@@ -9,6 +9,8 @@ import { FileReadable } from './file-readable.js';
  */
 export interface BlobFileHandle {
   write(buf: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesWritten: number }>;
+  /** Several buffers in one system call (may write fewer bytes than given, as write may). */
+  writev(bufs: readonly Uint8Array[], position: number): Promise<{ bytesWritten: number }>;
   read(buf: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
   truncate(len: number): Promise<void>;
   sync(): Promise<void>;
@@ -40,6 +42,9 @@ class NodeFileHandle implements BlobFileHandle {
   constructor(private readonly fh: fsp.FileHandle) {}
   write(buf: Uint8Array, offset: number, length: number, position: number) {
     return this.fh.write(buf, offset, length, position);
+  }
+  writev(bufs: readonly Uint8Array[], position: number) {
+    return this.fh.writev(bufs as Uint8Array[], position);
   }
   read(buf: Uint8Array, offset: number, length: number, position: number) {
     return this.fh.read(buf, offset, length, position);

@@ -60,7 +60,8 @@ export class FsBlobWriter implements BlobWriter {
     return this.fh;
   }
 
-  write(src: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<number> {
+  /** An element that is an array of buffers is written with one writev: no copy to join them. */
+  write(src: AsyncIterable<Uint8Array | readonly Uint8Array[]>, signal?: AbortSignal): Promise<number> {
     return this.exclusive(async () => {
       if (this.state !== 'open') throw new RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, `blob writer ${this.id} is ${this.state}`);
       const fh = this.handle();
@@ -70,20 +71,24 @@ export class FsBlobWriter implements BlobWriter {
         for (;;) {
           const next = await nextOrAbort(it, signal);
           if (next.done) break;
-          const chunk = next.value;
+          const parts = isBufferList(next.value) ? next.value : [next.value];
           // Hash while the thread pool writes (each costs about as much as the other), but keep the
           // hash of the file prefix only: a failed write rolls it back, so size and digest still agree.
-          const written = writeFully(fh, chunk, this._size);
+          const written = writeAll(fh, parts, this._size);
           const before = this.digester.copy();
-          this.digester.update(chunk);
+          let n = 0;
+          for (const p of parts) {
+            this.digester.update(p);
+            n += p.byteLength;
+          }
           try {
             await written;
           } catch (e) {
             this.digester = before;
             throw e;
           }
-          this._size += chunk.byteLength;
-          appended += chunk.byteLength;
+          this._size += n;
+          appended += n;
         }
         return appended;
       } catch (e) {
@@ -206,12 +211,32 @@ export class FsBlobWriter implements BlobWriter {
   }
 }
 
-async function writeFully(fh: BlobFileHandle, chunk: Uint8Array, position: number): Promise<void> {
-  let off = 0;
-  while (off < chunk.byteLength) {
-    const { bytesWritten } = await fh.write(chunk, off, chunk.byteLength - off, position + off);
-    off += bytesWritten;
+function isBufferList(v: Uint8Array | readonly Uint8Array[]): v is readonly Uint8Array[] {
+  return Array.isArray(v);
+}
+
+/** Writes every part, in order, from `position`: one write (or writev) per attempt, resuming after a short one. */
+async function writeAll(fh: BlobFileHandle, parts: readonly Uint8Array[], position: number): Promise<void> {
+  let rest = parts.filter((p) => p.byteLength > 0);
+  while (rest.length > 0) {
+    const { bytesWritten } = rest.length === 1 ? await fh.write(rest[0]!, 0, rest[0]!.byteLength, position) : await fh.writev(rest, position);
+    position += bytesWritten;
+    rest = dropFront(rest, bytesWritten);
   }
+}
+
+/** `parts` without their first `n` bytes. */
+function dropFront(parts: readonly Uint8Array[], n: number): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (const p of parts) {
+    if (n >= p.byteLength) {
+      n -= p.byteLength;
+      continue;
+    }
+    out.push(n > 0 ? p.subarray(n) : p);
+    n = 0;
+  }
+  return out;
 }
 
 /** Next chunk, or the abort reason as soon as the signal fires (a stalled source must not pin the writer). */
