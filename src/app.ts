@@ -49,7 +49,7 @@ export function createApp(deps: AppDeps): App {
   const policies = new Map<string, { upstream: Upstream; policy: UpstreamPolicy }>();
   for (const u of config.upstreams) {
     const upstream = deps.upstreams.get(u.name);
-    if (upstream) policies.set(u.name, { upstream, policy: { tagFreshness: u.tagFreshness, notFoundTtl: u.notFoundTtl } });
+    if (upstream) policies.set(u.name, { upstream, policy: { tagFreshness: u.tagFreshness, notFoundTtl: u.notFoundTtl, prefetch: u.prefetch } });
   }
   const policy: CorePolicy = {
     upstreams: policies,

@@ -41,6 +41,7 @@ export const UPSTREAM_DEFAULTS = {
   notFoundTtl: '30s',
   maxConnections: 16,
   maxConcurrentFetches: 8,
+  prefetch: 3,
   timeouts: { connect: '10s', headers: '30s', body: '60s' },
   tls: { insecureSkipVerify: false },
   redirectHosts: [] as string[],
@@ -73,6 +74,7 @@ export const upstreamSchema = z.strictObject({
   notFoundTtl: up(duration(), 'how long an upstream 404 for a tag is remembered', U.notFoundTtl),
   maxConnections: up(int(1), 'connections to the upstream', U.maxConnections),
   maxConcurrentFetches: up(int(1), 'blob fetches from the upstream at once', U.maxConcurrentFetches),
+  prefetch: up(int(0), 'a manifest fetched from the upstream starts fetching its config and layers into the cache, this many at once (0: off)', U.prefetch),
   timeouts: z
     .strictObject({
       connect: up(duration(), 'TCP/TLS connect timeout', U.timeouts.connect),

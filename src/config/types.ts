@@ -76,6 +76,8 @@ export interface UpstreamConfig {
   notFoundTtl: number;
   maxConnections: number;
   maxConcurrentFetches: number;
+  /** blobs of a newly fetched image manifest fetched ahead of the client, at once per upstream; 0 = off */
+  prefetch: number;
   timeouts: { connect: number; headers: number; body: number };
   tls: { caFile?: string; insecureSkipVerify: boolean; servername?: string };
   /** hosts (wildcards allowed) a blob redirect may go to besides the upstream's own */

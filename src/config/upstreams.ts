@@ -54,6 +54,7 @@ function resolveOne(p: ParsedUpstream, at: string, problems: string[]): { u: Ups
     notFoundTtl: p.notFoundTtl ?? must(G.notFoundTtl),
     maxConnections: p.maxConnections ?? must(G.maxConnections),
     maxConcurrentFetches: p.maxConcurrentFetches ?? must(G.maxConcurrentFetches),
+    prefetch: p.prefetch ?? must(G.prefetch),
     timeouts: {
       connect: p.timeouts?.connect ?? must(G.timeouts?.connect),
       headers: p.timeouts?.headers ?? must(G.timeouts?.headers),

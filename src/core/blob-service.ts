@@ -201,6 +201,34 @@ export class Blobs implements BlobService {
     });
   }
 
+  /**
+   * Layer prefetch (see prefetch.ts): starts the download a client would start on a miss, without a
+   * client, unless the blob is cached or already on its way here or on another replica.
+   */
+  async fetchAhead(repo: RepoRef, digest: Digest): Promise<'fetched' | 'present'> {
+    if (this.inflight.has(digest) || (await this.d.store.stat(digest))) return 'present';
+    const target = await this.access.mirror(repo);
+    if (!target) throw new Error('the repository no longer mirrors an upstream');
+    let lease: FetchLease | undefined;
+    if (this.d.cluster) {
+      const claim = await this.d.cluster.claimFetch(digest);
+      if (claim.kind !== 'mine') return 'present';
+      lease = claim.lease;
+    }
+    // Another replica may have committed it between our look and the claim.
+    if (lease && (await this.d.store.stat(digest))) {
+      await lease.release();
+      return 'present';
+    }
+    // No await from here to startFetch: a client's download started meanwhile is seen, never doubled.
+    if (this.inflight.has(digest)) {
+      await lease?.release();
+      return 'present';
+    }
+    await this.startFetch(repo, target, digest, lease).fetch.done;
+    return 'fetched';
+  }
+
   /** true while a blob is being downloaded into the cache (eviction must leave it alone). */
   isBusy(digest: Digest): boolean {
     return this.inflight.has(digest);

@@ -13,6 +13,7 @@ import {
 import type { Origin, TagRecord } from '../store/types.js';
 import type { CoreDeps } from './deps.js';
 import type { MirrorTarget, RepoAccess } from './repo-access.js';
+import type { Prefetcher } from './prefetch.js';
 import { SingleFlight } from './single-flight.js';
 import type { ManifestResult, ManifestService, Outcome, RepoRef } from './types.js';
 
@@ -30,6 +31,7 @@ export class Manifests implements ManifestService {
     private readonly d: CoreDeps,
     private readonly access: RepoAccess,
     private readonly onAccess: (digest: Digest) => void = () => {},
+    private readonly prefetcher?: Prefetcher,
   ) {}
 
   async get(repo: RepoRef, ref: Reference, accept: string[]): Promise<ManifestResult> {
@@ -182,6 +184,8 @@ export class Manifests implements ManifestService {
     await this.access.storeBytes(m.digest, m.bytes);
     const mediaType = parsed?.mediaType ?? m.mediaType;
     await this.linkManifest(repo, m.digest, m.bytes.byteLength, parsed, 'upstream', mediaType);
+    // An image manifest (not an index: which platform the client wants is not known) names the blobs it asks for next.
+    if (parsed && parsed.manifests.length === 0) this.prefetcher?.enqueue(repo, parsed.blobs, target.policy.prefetch);
     return { descriptor: { mediaType, digest: m.digest, size: m.bytes.byteLength }, bytes: m.bytes, outcome: 'miss' };
   }
 

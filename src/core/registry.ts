@@ -2,6 +2,7 @@ import type { Digest } from '../oci/index.js';
 import { Blobs } from './blob-service.js';
 import type { CoreDeps } from './deps.js';
 import { Manifests } from './manifest-service.js';
+import { Prefetcher } from './prefetch.js';
 import { RepoAccess } from './repo-access.js';
 import { Catalog, Referrers, Tags } from './tag-service.js';
 import type { Registry } from './types.js';
@@ -11,9 +12,10 @@ import { Uploads } from './upload-service.js';
 export function createRegistry(d: CoreDeps, hooks: { onAccess?: (digest: Digest) => void } = {}): Registry & { blobService: Blobs } {
   const access = new RepoAccess(d);
   const blobs = new Blobs(d, access, hooks.onAccess);
+  const prefetcher = new Prefetcher((repo, digest) => blobs.fetchAhead(repo, digest), d.metrics, d.logger);
   return {
     namespaces: d.namespaces,
-    manifests: new Manifests(d, access, hooks.onAccess),
+    manifests: new Manifests(d, access, hooks.onAccess, prefetcher),
     blobs,
     blobService: blobs,
     uploads: new Uploads(d, access),

@@ -120,6 +120,12 @@ export function createMetrics(opts: MetricsOptions = {}): PromMetrics {
     labelNames: ['upstream'] as const,
     registers,
   });
+  const prefetched = new Counter({
+    name: name('prefetch_blobs_total'),
+    help: 'Blobs of newly fetched manifests fetched ahead of the client (fetched), found cached or already on their way (present), or not fetched (failed)',
+    labelNames: ['upstream', 'result'] as const,
+    registers,
+  });
   const digestMismatch = new Counter({
     name: name('upstream_digest_mismatch_total'),
     help: 'Upstream content whose digest or size did not match what was asked for (discarded)',
@@ -216,6 +222,9 @@ export function createMetrics(opts: MetricsOptions = {}): PromMetrics {
     },
     cacheWriteError() {
       writeErrors.inc();
+    },
+    prefetched(upstream, result) {
+      prefetched.labels(bounded(upstream, 'other'), result).inc();
     },
     request(upstream, m, s, seconds) {
       const u = bounded(upstream, 'other');

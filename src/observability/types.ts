@@ -13,7 +13,11 @@ export interface Metrics extends UpstreamObserver {
   cacheSize(bytes: number, blobs: number): void;
   httpRequest(route: string, method: string, status: number, seconds: number): void;
   cacheWriteError(): void;
+  /** a blob fetched ahead of the client (layer prefetch), or found already cached or on its way */
+  prefetched(upstream: string, result: PrefetchResult): void;
 }
+
+export type PrefetchResult = 'fetched' | 'present' | 'failed';
 
 export interface Logger {
   debug(obj: object, msg?: string): void;
@@ -33,6 +37,7 @@ export const noMetrics: Metrics = {
   cacheSize() {},
   httpRequest() {},
   cacheWriteError() {},
+  prefetched() {},
   request() {},
   bytes() {},
   rateLimit() {},

@@ -12,6 +12,7 @@ export function upstreamConfig(url: string, over: Partial<UpstreamConfig> = {}):
     notFoundTtl: 60_000,
     maxConnections: 4,
     maxConcurrentFetches: 4,
+    prefetch: 0,
     timeouts: { connect: 5_000, headers: 10_000, body: 10_000 },
     tls: { insecureSkipVerify: false },
     redirectHosts: [],

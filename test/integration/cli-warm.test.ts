@@ -63,8 +63,14 @@ describe('wharf warm', () => {
     const warm = await wharfCli(['warm', 'acme/multi:1', '--url', w.url]);
     assert.equal(warm.code, 0, `${warm.stdout}\n${warm.stderr}`);
     const blobs = blobsOf(index);
-    assert.match(warm.stdout, new RegExp(`^acme/multi:1: ${blobs.length} blobs, .* \\(0 already cached\\)$`, 'm'), 'plain lines when stdout is not a TTY');
-    assert.match(warm.stdout, new RegExp(`^warmed 1 of 1 image: ${blobs.length} blobs, .*; 0 blobs \\(0 B\\) were already cached, ${blobs.length} blobs .* fetched from upstream$`, 'm'));
+    // warm's own manifest requests start layer prefetch, which may finish some blobs before warm looks: those count as cached.
+    const line = new RegExp(`^acme/multi:1: ${blobs.length} blobs, .* \\((\\d+) already cached\\)$`, 'm').exec(warm.stdout);
+    assert.ok(line, `plain lines when stdout is not a TTY:\n${warm.stdout}`);
+    const before = Number(line[1]);
+    const total = new RegExp(`^warmed 1 of 1 image: ${blobs.length} blobs, .*; (\\d+) blobs? \\(.*\\) were already cached, (\\d+) blobs? .* fetched from upstream$`, 'm').exec(warm.stdout);
+    assert.ok(total, warm.stdout);
+    assert.equal(Number(total[1]), before);
+    assert.equal(Number(total[1]) + Number(total[2]), blobs.length);
     for (const b of blobs) assert.ok(await onDisk(b.digest), `${b.digest} cached`);
 
     proxy.reset();

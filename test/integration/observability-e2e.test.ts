@@ -141,21 +141,31 @@ describe('wharf observability, black-box against a wharf process and a real upst
     assert.ok(ok.includes(n), `bytes served grew by ${n}; expected one of ${ok.join(', ')}`);
   };
 
-  it('a cold pull counts tag and blob misses, upstream bytes and upstream requests', async () => {
+  it('a cold pull counts tag and blob misses, prefetched blobs, upstream bytes and upstream requests', async () => {
     const s0 = await scrape(metricsUrl());
     proxy.reset();
     const tokensBefore = hub.tokens.requests.length;
     v1CheckedAt = Date.now();
     await pull();
-    const s1 = await scrape(metricsUrl());
+    // Prefetch (on by default) counts each blob once it has settled, which may be a moment after the client's last byte.
+    const blobs = 1 + img.layers.length;
+    let s1 = await scrape(metricsUrl());
+    for (let i = 0; i < 50 && delta(s0, s1, 'wharf_prefetch_blobs_total', { upstream: 'hub' }) < blobs; i++) {
+      await sleep(100);
+      s1 = await scrape(metricsUrl());
+    }
 
     assert.ok(proxy.count({ path: `/v2/${REPO}/manifests/v1` }) >= 1, 'the cold pull went upstream');
     assert.equal(delta(s0, s1, 'wharf_cache_requests_total', { kind: 'tag', outcome: 'miss' }), 1);
     assert.equal(delta(s0, s1, 'wharf_cache_requests_total', { kind: 'tag', outcome: 'hit' }), 0);
-    assert.equal(delta(s0, s1, 'wharf_cache_requests_total', { kind: 'blob', outcome: 'miss' }), 1 + img.layers.length);
-    assert.equal(delta(s0, s1, 'wharf_cache_requests_total', { kind: 'blob', outcome: 'hit' }), 0);
-    assertServed(delta(s0, s1, 'wharf_bytes_served_total', { source: 'upstream' }));
-    assert.equal(delta(s0, s1, 'wharf_bytes_served_total', { source: 'cache' }), 0);
+    // Every blob the manifest names was fetched ahead (or, had the client been first, found on its way)...
+    assert.equal(delta(s0, s1, 'wharf_prefetch_blobs_total', { upstream: 'hub', result: 'fetched' }) + delta(s0, s1, 'wharf_prefetch_blobs_total', { upstream: 'hub', result: 'present' }), blobs);
+    assert.equal(delta(s0, s1, 'wharf_prefetch_blobs_total', { result: 'failed' }), 0);
+    // ...so the client's asks joined those downloads or found them done, and each blob crossed the upstream link once.
+    const asks = ['miss', 'coalesced', 'hit'].map((outcome) => delta(s0, s1, 'wharf_cache_requests_total', { kind: 'blob', outcome }));
+    assert.equal(asks.reduce((a, b) => a + b, 0), blobs, `blob miss/coalesced/hit: ${asks.join('/')}`);
+    assert.equal(proxy.requests.filter((r) => r.method === 'GET' && r.status === 200 && r.path.includes('/blobs/')).length, blobs);
+    assertServed(delta(s0, s1, 'wharf_bytes_served_total', { source: 'upstream' }) + delta(s0, s1, 'wharf_bytes_served_total', { source: 'cache' }));
 
     const upReqs = delta(s0, s1, 'wharf_upstream_requests_total', { upstream: 'hub' });
     assert.ok(upReqs >= 1 + 1 + img.layers.length, `upstream requests grew by ${upReqs}`);
