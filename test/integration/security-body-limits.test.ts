@@ -93,9 +93,12 @@ function streamUpload(method: string, path: string, opts: { total: number; decla
       ];
       sock.write(`${head.join('\r\n')}\r\n\r\n`);
       const piece = Buffer.alloc(CHUNK, 0x7b);
-      while (!finished && sentAtAnswer < 0 && sent < opts.total) {
-        const ok = chunked ? sock.write(`${CHUNK.toString(16)}\r\n`) && sock.write(piece) && sock.write('\r\n') : sock.write(piece);
-        sent += CHUNK;
+      // Never more than declared: bytes past a Content-Length would be read as a next (bad) request.
+      const total = chunked ? opts.total : Math.min(opts.total, opts.declare!);
+      while (!finished && sentAtAnswer < 0 && sent < total) {
+        const part = chunked ? piece : piece.subarray(0, Math.min(CHUNK, total - sent));
+        const ok = chunked ? sock.write(`${CHUNK.toString(16)}\r\n`) && sock.write(piece) && sock.write('\r\n') : sock.write(part);
+        sent += part.length;
         if (!ok) await new Promise<void>((r) => { sock.once('drain', r); sock.once('close', r); });
         await new Promise((r) => setTimeout(r, opts.intervalMs));
       }
