@@ -22,8 +22,25 @@ export async function coldPullThrough(ctx: BenchContext, kind: TargetKind, img: 
   const t = await startTarget(kind, ctx.hub.link);
   try {
     return await skopeoPull(t.url, img);
+  } catch (e) {
+    throw new Error(`${kind}: ${(e as Error).message}`);
   } finally {
     await t.stop();
+  }
+}
+
+/**
+ * A timed pull that may fail once (a mirror's own bug, say): the failure is counted and reported, and the
+ * pull is repeated with a fresh mirror, so one bad pull does not cost the whole scenario its figures.
+ */
+async function timedPull(ctx: BenchContext, who: string, failures: Map<string, string[]>, pull: () => Promise<number>): Promise<number> {
+  try {
+    return await pull();
+  } catch (e) {
+    const msg = (e as Error).message;
+    ctx.log(`${who}: pull failed, repeating it: ${msg.slice(0, 300)}`);
+    failures.set(who, [...(failures.get(who) ?? []), msg.replace(/\s+/g, ' ').slice(-120)]);
+    return pull();
   }
 }
 
@@ -44,12 +61,14 @@ export async function coldPulls(ctx: BenchContext): Promise<Row[]> {
     try {
       for (const img of imgs) {
         const times: Record<string, number[]> = { wharf: [], distribution: [], direct: [] };
+        const failures = new Map<string, string[]>();
         for (let i = 0; i < ctx.reps; i++) {
-          for (const k of KINDS) times[k]!.push((await coldPullThrough(ctx, k, img)) / 1000);
-          times.direct!.push((await skopeoPull(ctx.hub.link.url, img)) / 1000);
+          for (const k of KINDS) times[k]!.push((await timedPull(ctx, k, failures, () => coldPullThrough(ctx, k, img))) / 1000);
+          times.direct!.push((await timedPull(ctx, 'direct', failures, () => skopeoPull(ctx.hub.link.url, img))) / 1000);
           ctx.log(`cold pull ${img.label}, ${link.label}, rep ${i + 1}: ${Object.entries(times).map(([k, v]) => `${k} ${v.at(-1)!.toFixed(2)} s`).join(', ')}`);
         }
         const r = row({ scenario: `3. Cold pull (skopeo), ${link.label}`, measure: img.label, unit: 's', values: times, ratios: [['wharf', 'distribution'], ['wharf', 'direct']] });
+        if (failures.size > 0) r.note = [...failures].map(([who, msgs]) => `${who}: ${msgs.length} failed pull(s), repeated (${msgs[0]})`).join('; ');
         const vsPeer = r.ratios['wharf/distribution'] ?? Infinity;
         const vsDirect = r.ratios['wharf/direct'] ?? Infinity;
         r.target =

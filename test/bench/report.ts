@@ -79,7 +79,8 @@ export function renderTable(rows: Row[]): string {
     );
     last = r.scenario;
   }
-  return lines.join('\n');
+  const notes = rows.filter((r) => r.note !== undefined).map((r) => `- ${r.scenario}, ${r.measure}: ${r.note}`);
+  return [...lines, ...(notes.length > 0 ? ['', ...notes] : [])].join('\n');
 }
 
 function version(cmd: string, args: string[], pattern: RegExp): string {
