@@ -181,11 +181,12 @@ export class Manifests implements ManifestService {
     } catch {
       parsed = undefined; // stored and served as the upstream sent it; it just references nothing we track
     }
+    // An image manifest (not an index: which platform the client wants is not known) names the blobs it
+    // asks for next; their downloads start while the manifest is being stored.
+    if (parsed && parsed.manifests.length === 0) this.prefetcher?.enqueue(repo, parsed.blobs, target.policy.prefetch);
     await this.access.storeBytes(m.digest, m.bytes);
     const mediaType = parsed?.mediaType ?? m.mediaType;
     await this.linkManifest(repo, m.digest, m.bytes.byteLength, parsed, 'upstream', mediaType);
-    // An image manifest (not an index: which platform the client wants is not known) names the blobs it asks for next.
-    if (parsed && parsed.manifests.length === 0) this.prefetcher?.enqueue(repo, parsed.blobs, target.policy.prefetch);
     return { descriptor: { mediaType, digest: m.digest, size: m.bytes.byteLength }, bytes: m.bytes, outcome: 'miss' };
   }
 
