@@ -215,6 +215,37 @@ describe('request bodies over the limits are refused while streaming', () => {
     }
   });
 
+  it('a client that asked to close after the exchange and sends its small over-limit body slowly reads the 413, uncut', async () => {
+    // Closing right after the answer would cut it off mid-body: its next write fails (EPIPE) and the 413 goes unread.
+    const body = Buffer.alloc(4 * MAX_MANIFEST, 0x7b);
+    const out = await new Promise<{ writeError?: string; answer: string; sent: number }>((resolve, reject) => {
+      const sock = connect(w.port, '127.0.0.1');
+      const got: Buffer[] = [];
+      let writeError: string | undefined;
+      let sent = 0;
+      sock.on('data', (b: Buffer) => got.push(b));
+      sock.on('error', (e: NodeJS.ErrnoException) => (writeError ??= e.code ?? e.message));
+      sock.once('close', () => resolve({ writeError, sent, answer: Buffer.concat(got).toString('latin1') }));
+      sock.setTimeout(15_000, () => sock.destroy(new Error('no answer within 15 s')));
+      sock.once('connect', async () => {
+        try {
+          sock.write(`PUT /v2/limits/app/manifests/slow-close HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: ${OCI_MANIFEST}\r\nContent-Length: ${body.length}\r\n\r\n`);
+          for (let off = 0; off < body.length && !sock.destroyed; off += 16 * 1024) {
+            const piece = body.subarray(off, off + 16 * 1024);
+            sock.write(piece, (err) => (err ? undefined : (sent += piece.length)));
+            await new Promise((r) => setTimeout(r, 25));
+          }
+        } catch (e) {
+          reject(e as Error);
+        }
+      });
+    });
+    assert.equal(out.writeError, undefined, `the connection was cut while the body was still being sent; got: ${out.answer.slice(0, 300)}`);
+    assert.equal(out.sent, body.length, `the connection closed after ${out.sent} of ${body.length} body bytes`);
+    assert.match(out.answer, /^HTTP\/1\.1 413 /);
+    assert.match(out.answer, /"code":"MANIFEST_INVALID"/);
+  });
+
   it('still serves after all of the above', async () => {
     const res = await request(`${w.url}/v2/`);
     assert.equal(res.status, 200);

@@ -33,9 +33,11 @@ export function errors(logger: Logger) {
       // A body we never read: drain a small one so the client sees our answer instead of a reset while it
       // is still sending; a big one is cut off (Connection: close) rather than read in vain. A body over a
       // size limit (413) is answered at once, while the client is still sending: a small declared one is
-      // discarded behind the answer (so the client can read it), anything else cut off.
+      // discarded behind the answer (so the client can read it), anything else cut off. A client that
+      // asked to close after this exchange would have its connection closed under it mid-body (EPIPE,
+      // answer unread), so its small body is taken first.
       if (!ctx.req.complete) {
-        if (err.status === 413 && declaredSmall(ctx)) ctx.req.resume();
+        if (err.status === 413 && declaredSmall(ctx) && !closesAfter(ctx)) ctx.req.resume();
         else if (!(await drained(ctx))) ctx.set('Connection', 'close');
       }
     }
@@ -43,6 +45,10 @@ export function errors(logger: Logger) {
 }
 
 const DRAIN_LIMIT = 16 * 1024 * 1024;
+
+function closesAfter(ctx: Context): boolean {
+  return ctx.req.httpVersion === '1.0' || /(^|,)\s*close\s*(,|$)/i.test(ctx.get('connection'));
+}
 
 function declaredSmall(ctx: Context): boolean {
   return Number(ctx.get('content-length') || NaN) <= DRAIN_LIMIT && !ctx.req.destroyed;
