@@ -125,9 +125,11 @@ describe('coalescing and freshness', () => {
 
   it('HEAD on an uncached blob asks the upstream: 200 with the right Content-Length', async () => {
     const x = makeImage({ layers: 1, layerSize: 10_000 });
-    await hub.push('acme/headonly', '1', x);
+    await hub.push('acme/headonly', '1', makeImage({ layers: 1 }));
+    await hub.push('acme/headonly', '2', x);
     const layer = x.layers[0]!;
-    // As every client does, the pull starts with the manifest; the layer itself is still uncached.
+    // As every client does, the pull starts with a manifest (tag 1's: prefetch fetches its blobs, not tag 2's
+    // layer, which stays uncached).
     assert.equal((await getManifest(w, 'acme/headonly', '1')).status, 200);
     const res = await getBlob(w, 'acme/headonly', layer.digest, { method: 'HEAD' });
     assert.equal(res.status, 200, show(res));
