@@ -97,8 +97,9 @@ describe('token flow', () => {
   });
 
   it('a token lacking a scope its user may get is 401 insufficient_scope; an expired one is 401 invalid_token', async () => {
-    // 1 s tokens so expiry is seen without a long wait
-    const w = await startWharf({ config: { upstreams: [], auth: authConfig({ token: { expiry: '1s' } }) } });
+    // Short tokens so expiry is seen without a long wait. Not 1 s: exp is in whole seconds, so a 1 s token
+    // issued late in a second lives only what is left of it, and a loaded machine missed that window.
+    const w = await startWharf({ config: { upstreams: [], auth: authConfig({ token: { expiry: '3s' } }) } });
     try {
       await insufficientThenExpired(w);
     } finally {
@@ -114,7 +115,7 @@ describe('token flow', () => {
 
     const pull = await request(`${w.url}/v2/apps/y/tags/list`, { headers: { authorization: `Bearer ${t.token}` } });
     assert.equal(pull.status, 404, `valid token: past auth to NAME_UNKNOWN: ${describeResponse(pull)}`);
-    await new Promise((r) => setTimeout(r, 2100));
+    await new Promise((r) => setTimeout(r, 4100));
     const expired = await request(`${w.url}/v2/apps/y/tags/list`, { headers: { authorization: `Bearer ${t.token}` } });
     assert.equal(expired.status, 401, describeResponse(expired));
     assert.deepEqual(errorCodes(expired), ['UNAUTHORIZED']);
