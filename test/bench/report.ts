@@ -79,8 +79,7 @@ export function renderTable(rows: Row[]): string {
     );
     last = r.scenario;
   }
-  const notes = rows.filter((r) => r.note !== undefined).map((r) => `- ${r.scenario}, ${r.measure}: ${r.note}`);
-  return [...lines, ...(notes.length > 0 ? ['', ...notes] : [])].join('\n');
+  return lines.join('\n');
 }
 
 function version(cmd: string, args: string[], pattern: RegExp): string {
