@@ -249,6 +249,7 @@ describe('FsBlobStore', () => {
           read: (b, o, l, p) => real.read(b, o, l, p),
           truncate: (n) => real.truncate(n),
           sync: () => real.sync(),
+          datasync: () => real.datasync(),
           stat: () => real.stat(),
           close: () => real.close(),
           createReadStream: (o) => real.createReadStream(o),

@@ -14,6 +14,8 @@ export interface BlobFileHandle {
   read(buf: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
   truncate(len: number): Promise<void>;
   sync(): Promise<void>;
+  /** Flushes the file's data (not its metadata) to disk. */
+  datasync(): Promise<void>;
   stat(): Promise<{ size: number }>;
   close(): Promise<void>;
   /** Stream [start, end] (inclusive); closes the handle when the stream ends or is destroyed. */
@@ -54,6 +56,9 @@ class NodeFileHandle implements BlobFileHandle {
   }
   sync() {
     return this.fh.sync();
+  }
+  datasync() {
+    return this.fh.datasync();
   }
   stat() {
     return this.fh.stat();
