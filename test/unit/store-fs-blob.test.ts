@@ -281,6 +281,44 @@ describe('FsBlobStore', () => {
     assert.deepEqual(await filesUnder(root), []);
   });
 
+  it('flushes large writes in the background, and a failed flush fails the commit (nothing published)', async (t) => {
+    const root = await tempRoot(t);
+    let datasyncs = 0;
+    const failingDisk: BlobFs = {
+      ...nodeBlobFs,
+      async open(path, flags) {
+        const real = await nodeBlobFs.open(path, flags);
+        return {
+          write: (b, o, l, p) => real.write(b, o, l, p),
+          writev: (bufs, p) => real.writev(bufs, p),
+          read: (b, o, l, p) => real.read(b, o, l, p),
+          truncate: (n) => real.truncate(n),
+          sync: () => real.sync(), // the error is not reported again here, as on Linux after a failed datasync
+          async datasync() {
+            datasyncs++;
+            throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+          },
+          stat: () => real.stat(),
+          close: () => real.close(),
+          createReadStream: (o) => real.createReadStream(o),
+        };
+      },
+    };
+    const store = await FsBlobStore.open(root, { fs: failingDisk });
+    const w = await store.create();
+    const mib = Buffer.alloc(1 << 20, 7);
+    const body = (async function* () {
+      for (let i = 0; i < 40; i++) yield mib;
+    })();
+    await w.write(body);
+    assert.ok(datasyncs >= 1, 'no background flush after 40 MiB');
+    const digest = digestOf(Buffer.concat(Array.from({ length: 40 }, () => mib)));
+    await assert.rejects(w.commit(digest), (e: unknown) => (e as { code?: string }).code === 'EIO');
+    assert.deepEqual(await filesUnder(join(root, 'blobs')), []);
+    assert.equal(await store.stat(digest), undefined);
+    await w.cancel();
+  });
+
   describe('open()', () => {
     it('creates blobs/ and tmp/ under a new root', async (t) => {
       const root = join(await tempRoot(t), 'data');
