@@ -7,6 +7,8 @@ export interface Images {
   big1g: BenchImage;
   layers20: BenchImage;
   index: BenchImage;
+  /** A small unrelated image a mirror serves once before a timed cold pull, as a running mirror has served traffic before. */
+  warmup: BenchImage;
 }
 
 export interface BenchContext {
