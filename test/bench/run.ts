@@ -98,7 +98,7 @@ async function main(): Promise<void> {
       big1g: await bigImage('1 GiB, 1 layer', 'bench/big1g', dir.path, 1024 * MiB),
       layers20: layeredImage('20 layers of 1–4 MiB', 'bench/layers20', 20),
       index: indexImage('two-platform index', 'bench/multi'),
-      warmup: layeredImage('warm-up image, 3 layers of 1–4 MiB', 'bench/warmup', 3),
+      warmup: layeredImage('warm-up image, 10 layers of 1–4 MiB', 'bench/warmup', 10),
     };
     log('starting the upstream (Distribution 2.8 → counting proxy → byte counter) and pushing');
     const hub: Hub = await startHub();
