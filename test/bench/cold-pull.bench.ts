@@ -35,19 +35,29 @@ export async function coldPullThrough(ctx: BenchContext, kind: TargetKind, img: 
   }
 }
 
+const ATTEMPTS = 3;
+
 /**
- * A timed pull that may fail once (a mirror's own bug, say): the failure is counted and reported, and the
- * pull is repeated with a fresh mirror, so one bad pull does not cost the whole scenario its figures.
+ * A timed pull that may fail (Distribution's proxy mode now and then ends a blob early: `unexpected EOF`):
+ * each failure is counted and reported, and the pull repeated with a fresh mirror, up to ATTEMPTS times;
+ * after that the sample is missing (NaN), so one mirror's bad pulls do not cost the scenario its figures.
  */
 async function timedPull(ctx: BenchContext, who: string, failures: Map<string, string[]>, pull: () => Promise<number>): Promise<number> {
-  try {
-    return await pull();
-  } catch (e) {
-    const msg = (e as Error).message;
-    ctx.log(`${who}: pull failed, repeating it: ${msg.slice(0, 300)}`);
-    failures.set(who, [...(failures.get(who) ?? []), msg.replace(/\s+/g, ' ').slice(-120)]);
-    return pull();
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await pull();
+    } catch (e) {
+      const msg = (e as Error).message;
+      ctx.log(`${who}: pull failed (attempt ${attempt} of ${ATTEMPTS}): ${msg.slice(0, 300)}`);
+      failures.set(who, [...(failures.get(who) ?? []), msg.replace(/\s+/g, ' ').slice(-120)]);
+      if (attempt >= ATTEMPTS) return NaN;
+    }
   }
+}
+
+/** Samples that exist (a pull that failed every attempt has none). */
+function measured(times: Record<string, number[]>): Record<string, number[]> {
+  return Object.fromEntries(Object.entries(times).map(([k, v]) => [k, v.filter(Number.isFinite)]));
 }
 
 const LINKS: Array<{ label: string; rate: number | undefined }> = [
@@ -73,7 +83,7 @@ export async function coldPulls(ctx: BenchContext): Promise<Row[]> {
           times.direct!.push((await timedPull(ctx, 'direct', failures, () => skopeoPull(ctx.hub.link.url, img))) / 1000);
           ctx.log(`cold pull ${img.label}, ${link.label}, rep ${i + 1}: ${Object.entries(times).map(([k, v]) => `${k} ${v.at(-1)!.toFixed(2)} s`).join(', ')}`);
         }
-        const r = row({ scenario: `3. Cold pull (skopeo), ${link.label}`, measure: img.label, unit: 's', values: times, ratios: [['wharf', 'distribution'], ['wharf', 'direct']] });
+        const r = row({ scenario: `3. Cold pull (skopeo), ${link.label}`, measure: img.label, unit: 's', values: measured(times), ratios: [['wharf', 'distribution'], ['wharf', 'direct']] });
         if (failures.size > 0) r.note = failureNote(failures);
         const vsPeer = r.ratios['wharf/distribution'] ?? Infinity;
         const vsDirect = r.ratios['wharf/direct'] ?? Infinity;
@@ -92,7 +102,7 @@ export async function coldPulls(ctx: BenchContext): Promise<Row[]> {
 }
 
 function failureNote(failures: Map<string, string[]>): string {
-  return [...failures].map(([who, msgs]) => `${who}: ${msgs.length} failed pull(s), repeated (${msgs[0]})`).join('; ');
+  return [...failures].map(([who, msgs]) => `${who}: ${msgs.length} failed pull attempt(s), each repeated with a fresh mirror up to ${ATTEMPTS} times (${msgs[0]})`).join('; ');
 }
 
 /** The same cold pull as the process's very first one (no warm-up pull): what a restart costs the next pull. */
@@ -105,7 +115,7 @@ async function firstPullAfterStart(ctx: BenchContext): Promise<Row> {
     times.direct!.push((await timedPull(ctx, 'direct', failures, () => skopeoPull(ctx.hub.link.url, img))) / 1000);
     ctx.log(`first pull after start, ${img.label}, rep ${i + 1}: ${Object.entries(times).map(([k, v]) => `${k} ${v.at(-1)!.toFixed(2)} s`).join(', ')}`);
   }
-  const r = row({ scenario: '3. Cold pull (skopeo), unthrottled', measure: `${img.label}, the mirror process's first pull`, unit: 's', values: times, ratios: [['wharf', 'distribution'], ['wharf', 'direct']] });
+  const r = row({ scenario: '3. Cold pull (skopeo), unthrottled', measure: `${img.label}, the mirror process's first pull`, unit: 's', values: measured(times), ratios: [['wharf', 'distribution'], ['wharf', 'direct']] });
   if (failures.size > 0) r.note = failureNote(failures);
   return r;
 }
