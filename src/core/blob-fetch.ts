@@ -20,6 +20,9 @@ const RECENT = 4 * BATCH;
  * the 1 MiB allocations that Readable.read() makes to join what it has buffered.
  */
 export async function* batched(body: Readable): AsyncGenerator<Buffer[]> {
+  // Failed or closed before we listened: its 'error' and 'close' have been and gone.
+  if (body.errored) throw body.errored;
+  if (body.destroyed) throw new Error('upstream body closed early');
   let parts: Buffer[] = [];
   let bytes = 0;
   let ended = false;
@@ -177,6 +180,9 @@ export class BlobFetch {
     for (;;) {
       try {
         const res = await upstream.blob(repoPath, digest, this.abort.signal, this.written);
+        // batched() reads the body's errors; this one only keeps an error that comes before it listens
+        // (while the temp file is still being created) from being an uncaught 'error' event.
+        res.body.on('error', () => {});
         if (!this.writer) {
           try {
             this.writer = await creating;
