@@ -26,6 +26,17 @@ after(async () => {
 });
 
 const blobsOfImage = (img: TestImage) => [img.config, ...img.layers];
+
+/** An upstream of its own (so its proxy counts only this test) and a wharf with `prefetch` set; both stopped after the test. */
+async function ownMirror(t: { after(fn: () => Promise<void>): void }, prefetch: number): Promise<{ up: MirrorUpstream; mirror: WharfProcess }> {
+  const up = await startHubUpstream();
+  const mirror = await startMirror([up.config({ prefetch })]);
+  t.after(async () => {
+    await mirror.stop();
+    await up.stop();
+  });
+  return { up, mirror };
+}
 const onDisk = (at: WharfProcess, digest: string) => access(blobFile(at.dataDir, digest)).then(() => true, () => false);
 
 async function waitOnDisk(at: WharfProcess, digests: string[], timeoutMs = 20_000): Promise<void> {
@@ -114,12 +125,7 @@ describe('layer prefetch', () => {
   });
 
   it('keeps at most `prefetch` downloads per upstream running at once', async (t) => {
-    const up = await startHubUpstream();
-    const two = await startMirror([up.config({ prefetch: 2 })]);
-    t.after(async () => {
-      await two.stop();
-      await up.stop();
-    });
+    const { up, mirror: two } = await ownMirror(t, 2);
     const img = makeImage({ layers: 7, layerSize: 4096 });
     await up.push('pf/limit', '1', img);
     const DELAY = 400;
@@ -156,12 +162,7 @@ describe('layer prefetch', () => {
   });
 
   it('prefetch: 0 turns it off: a manifest request fetches no blob', async (t) => {
-    const up = await startHubUpstream();
-    const off = await startMirror([up.config({ prefetch: 0 })]);
-    t.after(async () => {
-      await off.stop();
-      await up.stop();
-    });
+    const { up, mirror: off } = await ownMirror(t, 0);
     const img = makeImage({ layers: 2 });
     await up.push('pf/off', '1', img);
     const res = await getManifest(off, 'pf/off', '1');

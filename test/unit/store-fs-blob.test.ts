@@ -25,6 +25,28 @@ async function filesUnder(dir: string): Promise<string[]> {
   return out;
 }
 
+/** An fs whose opened handles pass every call to the real one, except those `faults` replaces (given the real handle). */
+function faultyFs(faults: (real: BlobFileHandle) => Partial<BlobFileHandle>): BlobFs {
+  return {
+    ...nodeBlobFs,
+    async open(path, flags) {
+      const real = await nodeBlobFs.open(path, flags);
+      const passThrough: BlobFileHandle = {
+        write: (b, o, l, p) => real.write(b, o, l, p),
+        writev: (bufs, p) => real.writev(bufs, p),
+        read: (b, o, l, p) => real.read(b, o, l, p),
+        truncate: (n) => real.truncate(n),
+        sync: () => real.sync(),
+        datasync: () => real.datasync(),
+        stat: () => real.stat(),
+        close: () => real.close(),
+        createReadStream: (o) => real.createReadStream(o),
+      };
+      return { ...passThrough, ...faults(real) };
+    },
+  };
+}
+
 function hasCode(code: string) {
   return (e: unknown) => isRegistryError(e) && e.code === code;
 }
@@ -241,36 +263,25 @@ describe('FsBlobStore', () => {
   it('ENOSPC rejects write(), publishes nothing, and cancel() cleans up', async (t) => {
     const root = await tempRoot(t);
     let budget = 8;
-    const fullDiskFs: BlobFs = {
-      ...nodeBlobFs,
-      async open(path, flags) {
-        const real = await nodeBlobFs.open(path, flags);
-        const fake: BlobFileHandle = {
-          read: (b, o, l, p) => real.read(b, o, l, p),
-          truncate: (n) => real.truncate(n),
-          sync: () => real.sync(),
-          datasync: () => real.datasync(),
-          stat: () => real.stat(),
-          close: () => real.close(),
-          createReadStream: (o) => real.createReadStream(o),
-          async write(b, o, l, p) {
-            if (l > budget) {
-              // a short write, then the disk is full
-              if (budget > 0) await real.write(b, o, budget, p);
-              budget = 0;
-              throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
-            }
-            budget -= l;
-            return real.write(b, o, l, p);
-          },
-          async writev(bufs, p) {
-            const whole = Buffer.concat(bufs);
-            return this.write(whole, 0, whole.length, p);
-          },
-        };
-        return fake;
-      },
-    };
+    const fullDiskFs = faultyFs((real) => {
+      const write = async (b: Uint8Array, o: number, l: number, p: number) => {
+        if (l > budget) {
+          // a short write, then the disk is full
+          if (budget > 0) await real.write(b, o, budget, p);
+          budget = 0;
+          throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+        }
+        budget -= l;
+        return real.write(b, o, l, p);
+      };
+      return {
+        write,
+        writev: (bufs, p) => {
+          const whole = Buffer.concat(bufs);
+          return write(whole, 0, whole.length, p);
+        },
+      };
+    });
     const store = await FsBlobStore.open(root, { fs: fullDiskFs });
     const w = await store.create();
     await assert.rejects(w.write(chunks('12345', '67890')), (e: unknown) => (e as { code?: string }).code === 'ENOSPC');
@@ -284,26 +295,13 @@ describe('FsBlobStore', () => {
   it('flushes large writes in the background, and a failed flush fails the commit (nothing published)', async (t) => {
     const root = await tempRoot(t);
     let datasyncs = 0;
-    const failingDisk: BlobFs = {
-      ...nodeBlobFs,
-      async open(path, flags) {
-        const real = await nodeBlobFs.open(path, flags);
-        return {
-          write: (b, o, l, p) => real.write(b, o, l, p),
-          writev: (bufs, p) => real.writev(bufs, p),
-          read: (b, o, l, p) => real.read(b, o, l, p),
-          truncate: (n) => real.truncate(n),
-          sync: () => real.sync(), // the error is not reported again here, as on Linux after a failed datasync
-          async datasync() {
-            datasyncs++;
-            throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
-          },
-          stat: () => real.stat(),
-          close: () => real.close(),
-          createReadStream: (o) => real.createReadStream(o),
-        };
+    // sync() passes through: after a failed datasync Linux need not report the error again.
+    const failingDisk = faultyFs(() => ({
+      async datasync() {
+        datasyncs++;
+        throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
       },
-    };
+    }));
     const store = await FsBlobStore.open(root, { fs: failingDisk });
     const w = await store.create();
     const mib = Buffer.alloc(1 << 20, 7);
