@@ -73,7 +73,8 @@ export async function* batched(body: Readable): AsyncGenerator<Buffer[]> {
 
 export interface BlobFetchOptions {
   store: BlobStore;
-  upstream: Upstream;
+  /** a download needs nothing else of its upstream */
+  upstream: Pick<Upstream, 'blob'>;
   repoPath: string;
   digest: Digest;
   /** the whole fetch (and so the cache write) gives up after this long */
@@ -106,6 +107,8 @@ export class BlobFetch {
   size?: number;
   private writer?: BlobWriter;
   private state: State = 'running';
+  /** the download is complete and matches its digest (commit may still be running) */
+  private verified = false;
   private error?: Error;
   private readers = 0;
   private closed = false;
@@ -157,15 +160,25 @@ export class BlobFetch {
         this.state = 'passed';
         throw new RegistryError(ErrorCode.UNAVAILABLE, 'blob served but not cached: the cache write failed');
       }
+      await this.writer.verify(digest, this.size);
+      // The content is proven: clients get their last byte now, not after the fsync and rename that make
+      // it a cache entry (on a busy disk those took longer than the transfer of a small layer).
+      this.verified = true;
+      this.notify();
       const desc = await this.writer.commit(digest, this.size);
       this.state = 'committed';
       return desc;
     } catch (e) {
-      if (this.state !== 'passed') {
+      const err = e instanceof Error ? e : new Error(String(e));
+      if (this.verified && this.state === 'running') {
+        // Publishing failed after the content was proven: readers finish from the temp file, nothing is kept.
+        this.state = 'passed';
+        this.opts.onCacheWriteError?.(err);
+      } else if (this.state !== 'passed') {
         this.state = 'failed';
-        this.error = e instanceof Error ? e : new Error(String(e));
+        this.error = err;
       }
-      if (!this.mem) await (this.writer ?? (await creating.catch(() => undefined)))?.cancel().catch(() => {});
+      if (!this.mem && this.state !== 'passed') await (this.writer ?? (await creating.catch(() => undefined)))?.cancel().catch(() => {});
       throw e;
     } finally {
       clearTimeout(timer);
@@ -175,7 +188,7 @@ export class BlobFetch {
     }
   }
 
-  private async download(upstream: Upstream, repoPath: string, digest: Digest, creating: Promise<BlobWriter>): Promise<void> {
+  private async download(upstream: Pick<Upstream, 'blob'>, repoPath: string, digest: Digest, creating: Promise<BlobWriter>): Promise<void> {
     let attempts = 0;
     for (;;) {
       try {
@@ -315,7 +328,7 @@ export class BlobFetch {
     for (;;) {
       if (this.state === 'failed') throw this.error;
       const end = range ? range.end + 1 : this.size;
-      const complete = this.state === 'committed' || this.state === 'passed';
+      const complete = this.verified || this.state === 'committed' || this.state === 'passed';
       if (end !== undefined && cursor.pos >= end && (range || complete)) return undefined;
       if (this.released) {
         // The temp file handle is gone, which happens only after commit: the rest is in the store.

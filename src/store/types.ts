@@ -46,6 +46,12 @@ export interface BlobWriter {
    * that buffer (from its start, at most its length), returning the part filled.
    */
   readAt(position: number, length: number, into?: Buffer): Promise<Buffer>;
+  /**
+   * Checks what was written against the digest (and size when given) without publishing it, so a download
+   * can hand its last byte to clients before the slower fsync and rename. Throws DIGEST_INVALID /
+   * SIZE_INVALID and discards, as commit would.
+   */
+  verify(expected: Digest, size?: number): Promise<void>;
   /** Verifies digest (and size when given), publishes. Throws DIGEST_INVALID / SIZE_INVALID and discards. */
   commit(expected: Digest, size?: number): Promise<Descriptor>;
   /** Discards the temp file. Idempotent; safe after commit. */

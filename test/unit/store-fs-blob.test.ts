@@ -7,7 +7,8 @@ import { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import { digestOf, isRegistryError } from '../../src/oci/index.js';
 import { FsBlobStore } from '../../src/store/blob/fs-blob-store.js';
-import { nodeBlobFs, type BlobFs, type BlobFileHandle } from '../../src/store/blob/blob-fs.js';
+import { nodeBlobFs, type BlobFs } from '../../src/store/blob/blob-fs.js';
+import { faultyFs } from '../helpers/faulty-fs.js';
 
 async function tempRoot(t: { after(fn: () => Promise<void>): void }): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'wharf-blob-'));
@@ -23,28 +24,6 @@ async function filesUnder(dir: string): Promise<string[]> {
   const out: string[] = [];
   for (const e of await readdir(dir, { recursive: true, withFileTypes: true })) if (e.isFile()) out.push(e.name);
   return out;
-}
-
-/** An fs whose opened handles pass every call to the real one, except those `faults` replaces (given the real handle). */
-function faultyFs(faults: (real: BlobFileHandle) => Partial<BlobFileHandle>): BlobFs {
-  return {
-    ...nodeBlobFs,
-    async open(path, flags) {
-      const real = await nodeBlobFs.open(path, flags);
-      const passThrough: BlobFileHandle = {
-        write: (b, o, l, p) => real.write(b, o, l, p),
-        writev: (bufs, p) => real.writev(bufs, p),
-        read: (b, o, l, p) => real.read(b, o, l, p),
-        truncate: (n) => real.truncate(n),
-        sync: () => real.sync(),
-        datasync: () => real.datasync(),
-        stat: () => real.stat(),
-        close: () => real.close(),
-        createReadStream: (o) => real.createReadStream(o),
-      };
-      return { ...passThrough, ...faults(real) };
-    },
-  };
 }
 
 function hasCode(code: string) {

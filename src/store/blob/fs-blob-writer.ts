@@ -40,6 +40,8 @@ export class FsBlobWriter implements BlobWriter {
   private flushing?: Promise<void>;
   /** A background flush failed: the data may not be on disk, and a later fsync may not say so again. */
   private flushError?: unknown;
+  /** The digest the content was last checked against; any write clears it. */
+  private verified?: Digest;
 
   constructor(
     readonly id: string,
@@ -82,6 +84,7 @@ export class FsBlobWriter implements BlobWriter {
           const next = await nextOrAbort(it, signal);
           if (next.done) break;
           const parts = isBufferList(next.value) ? next.value : [next.value];
+          this.verified = undefined;
           // Hash while the thread pool writes (each costs about as much as the other), but keep the
           // hash of the file prefix only: a failed write rolls it back, so size and digest still agree.
           const written = writeAll(fh, parts, this._size);
@@ -139,22 +142,18 @@ export class FsBlobWriter implements BlobWriter {
     return off === buf.length ? buf : buf.subarray(0, off);
   }
 
+  verify(expected: Digest, size?: number): Promise<void> {
+    return this.exclusive(async () => {
+      if (this.state !== 'open') throw new RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, `blob writer ${this.id} is ${this.state}`);
+      await this.check(parseDigest(expected), size);
+    });
+  }
+
   commit(expected: Digest, size?: number): Promise<Descriptor> {
     return this.exclusive(async () => {
       if (this.state !== 'open') throw new RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, `blob writer ${this.id} is ${this.state}`);
       const digest = parseDigest(expected);
-      const fh = this.handle();
-      if (size !== undefined && size !== this._size) {
-        await this.discard();
-        throw new RegistryError(ErrorCode.SIZE_INVALID, `blob size ${this._size} does not match the expected ${size}`, {
-          detail: { expected: size, actual: this._size },
-        });
-      }
-      const actual = await this.digestAs(algorithmOf(digest), fh);
-      if (actual !== digest) {
-        await this.discard();
-        throw new RegistryError(ErrorCode.DIGEST_INVALID, undefined, { detail: { expected: digest, actual } });
-      }
+      const fh = await this.check(digest, size);
       await this.flushing;
       if (this.flushError !== undefined) throw this.flushError;
       await fh.sync();
@@ -175,6 +174,26 @@ export class FsBlobWriter implements BlobWriter {
       this.host.finished(this.id);
       return { mediaType: 'application/octet-stream', digest, size: this._size };
     });
+  }
+
+  /** Size and digest of what was written against the expected ones; discards on a mismatch. */
+  private async check(digest: Digest, size: number | undefined): Promise<BlobFileHandle> {
+    const fh = this.handle();
+    if (size !== undefined && size !== this._size) {
+      await this.discard();
+      throw new RegistryError(ErrorCode.SIZE_INVALID, `blob size ${this._size} does not match the expected ${size}`, {
+        detail: { expected: size, actual: this._size },
+      });
+    }
+    // verify() then commit() hashes once (sha512 content is re-read from the file for it).
+    if (this.verified === digest) return fh;
+    const actual = await this.digestAs(algorithmOf(digest), fh);
+    if (actual !== digest) {
+      await this.discard();
+      throw new RegistryError(ErrorCode.DIGEST_INVALID, undefined, { detail: { expected: digest, actual } });
+    }
+    this.verified = digest;
+    return fh;
   }
 
   cancel(): Promise<void> {

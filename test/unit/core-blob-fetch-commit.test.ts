@@ -1,0 +1,97 @@
+/**
+ * When a download's clients get their last byte: as soon as the content is proven (digest checked), not
+ * after the fsync and rename that make it a cache entry; and a corrupted body still never gets its last
+ * byte to a client. The upstream is a fake (a Readable of fixed bytes); the store is the real one on a
+ * temp dir, with its file handles' sync() held or failed on demand.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { describe, it } from 'node:test';
+import { BlobFetch } from '../../src/core/blob-fetch.js';
+import { digestOf, type Digest } from '../../src/oci/index.js';
+import { FsBlobStore } from '../../src/store/blob/fs-blob-store.js';
+import type { Upstream } from '../../src/upstream/types.js';
+import { heldSyncFs } from '../helpers/faulty-fs.js';
+import { within } from '../helpers/settle.js';
+
+async function tempRoot(t: { after(fn: () => Promise<void>): void }): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'wharf-fetch-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** A fake upstream that answers every blob request with `bytes` (whatever digest was asked for). */
+function fakeUpstream(bytes: Buffer): Pick<Upstream, 'blob'> {
+  return {
+    blob: async () => ({ size: bytes.length, offset: 0, body: Readable.from([bytes.subarray(0, 1000), bytes.subarray(1000)]) }),
+  };
+}
+
+async function readAll(stream: Readable): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of stream) parts.push(c as Buffer);
+  return Buffer.concat(parts);
+}
+
+function fetchOf(store: FsBlobStore, bytes: Buffer, digest: Digest, onCacheWriteError?: (e: Error) => void): BlobFetch {
+  return new BlobFetch({ store, upstream: fakeUpstream(bytes), repoPath: 'acme/app', digest, timeoutMs: 30_000, resumeAttempts: 0, onCacheWriteError });
+}
+
+describe('BlobFetch: the last byte and the cache commit', () => {
+  it('a client gets the whole blob while the commit is still on the disk; it is cached once the commit ends', async (t) => {
+    const bytes = Buffer.alloc(64 * 1024, 3);
+    const digest = digestOf(bytes);
+    const disk = heldSyncFs('pass');
+    const store = await FsBlobStore.open(await tempRoot(t), { fs: disk.fs });
+    const fetch = fetchOf(store, bytes, digest);
+    const got = readAll(fetch.reader());
+    await disk.syncing;
+    // The fsync is held until the client is done (a client that waited for it would wait for ever).
+    assert.deepEqual(await within(got, 5000, 'the client is still waiting for the fsync'), bytes);
+    assert.equal(await store.stat(digest), undefined, 'not a cache entry before its commit');
+    disk.release();
+    assert.equal((await fetch.done).digest, digest);
+    assert.equal((await store.stat(digest))?.size, bytes.length);
+    fetch.close();
+  });
+
+  it('a commit that fails after the content was proven: the client still completes, nothing is cached, the failure is reported', async (t) => {
+    const bytes = Buffer.alloc(64 * 1024, 5);
+    const digest = digestOf(bytes);
+    const disk = heldSyncFs('fail');
+    const root = await tempRoot(t);
+    const store = await FsBlobStore.open(root, { fs: disk.fs });
+    const reported: Error[] = [];
+    const fetch = fetchOf(store, bytes, digest, (e) => reported.push(e));
+    const early = fetch.reader();
+    const got = readAll(early);
+    await disk.syncing;
+    // A second client joins while the commit runs and reads after it failed: still served from the temp file.
+    const late = fetch.reader();
+    disk.release();
+    await assert.rejects(fetch.done, /EIO/);
+    assert.deepEqual(await got, bytes);
+    assert.deepEqual(await readAll(late), bytes);
+    assert.equal(await store.stat(digest), undefined);
+    assert.equal(reported.length, 1);
+    fetch.close();
+  });
+
+  it('a body that does not match its digest never gets its last byte to a client, and is not cached', async (t) => {
+    const bytes = Buffer.alloc(64 * 1024, 9);
+    const claimed = digestOf(Buffer.from('something else'));
+    const store = await FsBlobStore.open(await tempRoot(t));
+    const fetch = fetchOf(store, bytes, claimed);
+    const seen: Buffer[] = [];
+    const reader = fetch.reader();
+    reader.on('data', (c: Buffer) => seen.push(c));
+    await assert.rejects(new Promise((resolve, reject) => reader.once('end', resolve).once('error', reject)), (e: unknown) => (e as { code?: string }).code === 'DIGEST_INVALID');
+    await assert.rejects(fetch.done);
+    assert.ok(Buffer.concat(seen).length < bytes.length, `the client got all ${bytes.length} bytes of a wrong blob`);
+    assert.equal(await store.stat(claimed), undefined);
+    fetch.close();
+  });
+});
