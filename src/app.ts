@@ -100,6 +100,7 @@ export function createApp(deps: AppDeps): App {
     metricsKoa,
     registry,
     async close() {
+      await registry.settle();
       for (const u of deps.upstreams.values()) await u.close().catch(() => {});
       await deps.meta.close().catch(() => {});
     },

@@ -27,7 +27,7 @@ export class Blobs implements BlobService {
   async stat(repo: RepoRef, digest: Digest, signal?: AbortSignal): Promise<{ digest: Digest; size: number; outcome: Outcome }> {
     const local = await this.linkedStat(repo, digest);
     if (local) return { digest, size: local, outcome: 'hit' };
-    const rec = await this.d.meta.getRepo(repo.key);
+    const rec = await this.access.record(repo);
     // A pull starts with a manifest, so a blob HEAD in a repository wharf has never seen is a push
     // checking what to upload: asking the upstream would leak a new internal name to it.
     if (!rec) throw blobUnknown(digest);

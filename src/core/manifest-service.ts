@@ -26,6 +26,11 @@ function isOutage(e: unknown): boolean {
 
 export class Manifests implements ManifestService {
   private readonly flights = new SingleFlight<ManifestResult>();
+  /**
+   * Manifests fetched from an upstream whose storing is still running, by flight key: served from here
+   * meanwhile, so a request in that window neither misses nor costs a second upstream GET.
+   */
+  private readonly storing = new Map<string, ManifestResult>();
 
   constructor(
     private readonly d: CoreDeps,
@@ -83,6 +88,12 @@ export class Manifests implements ManifestService {
   }
 
   private async byDigest(repo: RepoRef, digest: Digest): Promise<ManifestResult> {
+    const key = digestKey(repo, digest);
+    const storing = this.storing.get(key);
+    if (storing) {
+      this.d.metrics.cacheRequest('manifest', 'coalesced');
+      return { ...storing, outcome: 'coalesced' };
+    }
     const link = await this.d.meta.getLink(repo.key, digest);
     if (link?.kind === 'manifest') {
       const bytes = await this.access.readBytes(digest);
@@ -93,13 +104,19 @@ export class Manifests implements ManifestService {
     }
     const target = await this.access.mirror(repo);
     if (!target) throw new RegistryError(ErrorCode.MANIFEST_UNKNOWN, undefined, { detail: { digest } });
-    const { promise, joined } = this.flights.run(`m:${repo.key}@${digest}`, () => this.fetch(repo, target, digest));
+    const { promise, joined } = this.flights.run(key, () => this.fetch(repo, target, digest));
     const res = await promise;
     this.d.metrics.cacheRequest('manifest', joined ? 'coalesced' : 'miss');
     return joined ? { ...res, outcome: 'coalesced' } : res;
   }
 
   private async byTag(repo: RepoRef, tag: string): Promise<ManifestResult> {
+    const key = tagKey(repo, tag);
+    const storing = this.storing.get(key);
+    if (storing) {
+      this.d.metrics.cacheRequest('tag', 'coalesced');
+      return { ...storing, outcome: 'coalesced' };
+    }
     const rec = await this.d.meta.getTag(repo.key, tag);
     const target = await this.access.mirror(repo);
     if (rec && (rec.origin === 'local' || !target)) return this.fromTag(rec, 'local');
@@ -123,7 +140,7 @@ export class Manifests implements ManifestService {
         return res;
       }
     }
-    const { promise, joined } = this.flights.run(`t:${repo.key}:${tag}`, () => this.revalidate(repo, target, tag, rec));
+    const { promise, joined } = this.flights.run(key, () => this.revalidate(repo, target, tag, rec));
     const res = await promise;
     this.d.metrics.cacheRequest('tag', joined ? 'coalesced' : res.outcome === 'stale' ? 'stale' : res.outcome === 'hit' ? 'hit' : 'miss');
     return joined ? { ...res, outcome: 'coalesced' } : res;
@@ -144,13 +161,9 @@ export class Manifests implements ManifestService {
             return res;
           }
         }
-        const res = await this.fetch(repo, target, head.digest ?? tag);
-        await this.d.meta.putTag(repo.key, tag, this.tagRecord(res));
-        return res;
+        return await this.fetch(repo, target, head.digest ?? tag, tag);
       }
-      const res = await this.fetch(repo, target, tag);
-      await this.d.meta.putTag(repo.key, tag, this.tagRecord(res));
-      return res;
+      return await this.fetch(repo, target, tag, tag);
     } catch (e) {
       if (rec && isOutage(e)) {
         this.d.logger.warn({ upstream: repo.upstream, err: (e as Error).message }, 'upstream unavailable; serving cached tag');
@@ -170,10 +183,11 @@ export class Manifests implements ManifestService {
   }
 
   /**
-   * GET from upstream (by tag or digest), store byte-for-byte, link. Shared by every waiting client, so no
-   * client's signal is passed on: one hanging up must not fail the others.
+   * GET from upstream (by tag or digest); answered as soon as it is here, while it is stored byte-for-byte
+   * and linked (and `tag` pointed at it). Shared by every waiting client, so no client's signal is passed
+   * on: one hanging up must not fail the others.
    */
-  private async fetch(repo: RepoRef, target: MirrorTarget, ref: string): Promise<ManifestResult> {
+  private async fetch(repo: RepoRef, target: MirrorTarget, ref: string, tag?: string): Promise<ManifestResult> {
     const m = await this.quotaGet(target, repo.path, ref);
     let parsed: ParsedManifest | undefined;
     try {
@@ -184,10 +198,36 @@ export class Manifests implements ManifestService {
     // An image manifest (not an index: which platform the client wants is not known) names the blobs it
     // asks for next; their downloads start while the manifest is being stored.
     if (parsed && parsed.manifests.length === 0) this.prefetcher?.enqueue(repo, parsed.blobs, target.policy.prefetch);
-    await this.access.storeBytes(m.digest, m.bytes);
     const mediaType = parsed?.mediaType ?? m.mediaType;
-    await this.linkManifest(repo, m.digest, m.bytes.byteLength, parsed, 'upstream', mediaType);
-    return { descriptor: { mediaType, digest: m.digest, size: m.bytes.byteLength }, bytes: m.bytes, outcome: 'miss' };
+    const res: ManifestResult = { descriptor: { mediaType, digest: m.digest, size: m.bytes.byteLength }, bytes: m.bytes, outcome: 'miss' };
+    this.store(repo, res, parsed, tag);
+    return res;
+  }
+
+  /**
+   * Stores, links and tags a fetched manifest after its client was answered: the bytes are what the
+   * upstream sent under that digest (checked by the client), and three fsyncs in a row had been ~10 ms
+   * of every cold manifest request. Until it is done the manifest is served from `storing`.
+   */
+  private store(repo: RepoRef, res: ManifestResult, parsed: ParsedManifest | undefined, tag: string | undefined): void {
+    const { digest, size, mediaType } = res.descriptor;
+    const keys = [digestKey(repo, digest), ...(tag === undefined ? [] : [tagKey(repo, tag)])];
+    for (const k of keys) this.storing.set(k, res);
+    const work = (async () => {
+      await this.access.storeBytes(digest, res.bytes);
+      await this.linkManifest(repo, digest, size, parsed, 'upstream', mediaType);
+      if (tag !== undefined) await this.d.meta.putTag(repo.key, tag, this.tagRecord(res));
+    })();
+    this.access.pending.track(
+      work
+        .catch((e: unknown) => {
+          this.d.metrics.cacheWriteError();
+          this.d.logger.error({ upstream: repo.upstream, digest, err: (e as Error).message }, 'storing a mirrored manifest failed; it was served, not cached');
+        })
+        .finally(() => {
+          for (const k of keys) if (this.storing.get(k) === res) this.storing.delete(k);
+        }),
+    );
   }
 
   /**
@@ -263,6 +303,14 @@ export class Manifests implements ManifestService {
     }
     return res;
   }
+}
+
+function digestKey(repo: RepoRef, digest: Digest): string {
+  return `m:${repo.key}@${digest}`;
+}
+
+function tagKey(repo: RepoRef, tag: string): string {
+  return `t:${repo.key}:${tag}`;
 }
 
 function negativeKey(repo: RepoRef, tag: string): string {

@@ -9,7 +9,10 @@ import type { Registry } from './types.js';
 import { Uploads } from './upload-service.js';
 
 /** Builds the core services over one set of dependencies. */
-export function createRegistry(d: CoreDeps, hooks: { onAccess?: (digest: Digest) => void } = {}): Registry & { blobService: Blobs } {
+export function createRegistry(
+  d: CoreDeps,
+  hooks: { onAccess?: (digest: Digest) => void } = {},
+): Registry & { blobService: Blobs; /** resolves once writes that outlived their request are done */ settle(): Promise<void> } {
   const access = new RepoAccess(d);
   const blobs = new Blobs(d, access, hooks.onAccess);
   const prefetcher = new Prefetcher((repo, digest) => blobs.fetchAhead(repo, digest), d.metrics, d.logger);
@@ -20,8 +23,9 @@ export function createRegistry(d: CoreDeps, hooks: { onAccess?: (digest: Digest)
     blobService: blobs,
     uploads: new Uploads(d, access),
     tags: new Tags(d, access),
-    catalog: new Catalog(d),
+    catalog: new Catalog(d, access.pending),
     referrers: new Referrers(d),
     overlays: (repo) => access.isOverlay(repo),
+    settle: () => access.pending.settled(),
   };
 }

@@ -3,6 +3,7 @@ import { ErrorCode, RegistryError, type Digest } from '../oci/index.js';
 import type { Upstream } from '../upstream/types.js';
 import type { LinkRecord, RepoRecord } from '../store/types.js';
 import type { CoreDeps } from './deps.js';
+import { PendingWrites } from './pending-writes.js';
 import { overlayMatcher, type UpstreamPolicy } from './policy.js';
 import { single } from './streams.js';
 import type { RepoRef } from './types.js';
@@ -23,8 +24,22 @@ export class RepoAccess {
   private readonly overlay: (path: string) => boolean;
   private readonly small = new LRUCache<Digest, Buffer>({ maxSize: MANIFEST_CACHE_BYTES, sizeCalculation: (b) => Math.max(1, b.length) });
 
+  /** Mirrored manifests still being stored after their client was answered (see Manifests.store). */
+  readonly pending = new PendingWrites();
+
   constructor(private readonly d: CoreDeps) {
     this.overlay = overlayMatcher(d.policy.overlay);
+  }
+
+  /**
+   * The repository's record, as of every write that has started: one not yet marked mirrored may be the
+   * subject of a manifest still being stored (a pull's next request or a push can come that soon).
+   */
+  async record(repo: RepoRef): Promise<RepoRecord | undefined> {
+    const rec = await this.d.meta.getRepo(repo.key);
+    if (rec?.mirrored || this.pending.size === 0) return rec;
+    await this.pending.settled();
+    return this.d.meta.getRepo(repo.key);
   }
 
   isOverlay(repo: RepoRef): boolean {
@@ -34,7 +49,7 @@ export class RepoAccess {
   /** The upstream reads of this repository may go to, or undefined for a local repository. */
   async mirror(repo: RepoRef, rec?: RepoRecord): Promise<MirrorTarget | undefined> {
     if (repo.upstream === undefined) return undefined;
-    const state = rec ?? (await this.d.meta.getRepo(repo.key));
+    const state = rec ?? (await this.record(repo));
     if (state?.local && !this.isOverlay(repo)) return undefined;
     const target = this.d.policy.upstreams.get(repo.upstream);
     return target;
@@ -42,7 +57,7 @@ export class RepoAccess {
 
   async assertPushable(repo: RepoRef): Promise<void> {
     if (repo.upstream === undefined) return;
-    const rec = await this.d.meta.getRepo(repo.key);
+    const rec = await this.record(repo);
     if (rec?.mirrored && !rec.local && !this.isOverlay(repo)) {
       throw new RegistryError(ErrorCode.DENIED, 'repository holds mirrored content; pushing here is allowed only for push.overlay patterns', {
         detail: { repository: this.d.namespaces.displayName(repo.key) },

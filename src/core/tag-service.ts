@@ -1,6 +1,7 @@
 import { ErrorCode, RegistryError, isRegistryError, type Digest } from '../oci/index.js';
 import type { Page } from '../store/types.js';
 import type { CoreDeps } from './deps.js';
+import type { PendingWrites } from './pending-writes.js';
 import type { RepoAccess } from './repo-access.js';
 import type { CatalogService, ReferrersService, RepoRef, TagService } from './types.js';
 import { MediaType } from '../oci/index.js';
@@ -22,7 +23,7 @@ export class Tags implements TagService {
 
   /** Local tags, plus the upstream's for a mirrored repository (the union; local ones when it is down). */
   async list(repo: RepoRef, n: number | undefined, last: string | undefined, signal?: AbortSignal): Promise<Page<string>> {
-    const rec = await this.d.meta.getRepo(repo.key);
+    const rec = await this.access.record(repo);
     const known = (await this.d.meta.listTags(repo.key)).items;
     const target = await this.access.mirror(repo, rec);
     let names = known;
@@ -44,9 +45,14 @@ export class Tags implements TagService {
 }
 
 export class Catalog implements CatalogService {
-  constructor(private readonly d: CoreDeps) {}
+  constructor(
+    private readonly d: CoreDeps,
+    private readonly pending: PendingWrites,
+  ) {}
 
   async list(n: number | undefined, last: string | undefined): Promise<Page<string>> {
+    // A repository whose first manifest was just served may still be being recorded.
+    await this.pending.settled();
     const keys = (await this.d.meta.listRepos()).items;
     const names = keys.map((k) => this.d.namespaces.displayName(k)).sort();
     return page(names, n, last);

@@ -1,0 +1,134 @@
+/**
+ * A mirrored manifest is answered as soon as it arrives from the upstream; storing it (three fsyncs in a
+ * row: the file, its link, the tag) runs after. Meanwhile it is still one upstream GET however many
+ * clients ask, a listing or a push check waits for it, and a store that fails loses nothing a client can
+ * see. The registry core runs in-process on the real stores, with the blob store's fsync held or failed
+ * on demand; the upstream is a real Distribution 2.8 behind a counting proxy.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { UpstreamNamespaces } from '../../src/core/namespaces.js';
+import { createRegistry } from '../../src/core/registry.js';
+import { MediaType, type Digest } from '../../src/oci/index.js';
+import { noMetrics, silentLogger, type Metrics } from '../../src/observability/types.js';
+import { EmbeddedMetadataStore, FsBlobStore } from '../../src/store/index.js';
+import type { BlobFs } from '../../src/store/blob/blob-fs.js';
+import { createUpstream } from '../../src/upstream/index.js';
+import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
+import { heldSyncFs } from '../helpers/faulty-fs.js';
+import { stillPending, within } from '../helpers/settle.js';
+import { makeImage, pushImage, type TestImage } from '../helpers/oci-image.js';
+import { startRegistry, type RegistryProcess } from '../helpers/registry.js';
+import { upstreamConfig } from '../helpers/upstream-config.js';
+
+const ACCEPT = [MediaType.ociManifest, MediaType.dockerManifest, MediaType.ociIndex, MediaType.dockerManifestList];
+
+describe('mirrored manifests are answered before they are stored', () => {
+  let registry: RegistryProcess;
+  let proxy: FaultProxy;
+  const image: TestImage = makeImage({ layers: 1, layerSize: 4096 });
+  const dirs: string[] = [];
+
+  before(async () => {
+    registry = await startRegistry();
+    proxy = await startFaultProxy(registry.url);
+    await pushImage(registry.url, 'acme/app', '1', image);
+  });
+  after(async () => {
+    await proxy?.stop();
+    await registry?.stop();
+    for (const d of dirs) await rm(d, { recursive: true, force: true });
+  });
+
+  async function core(fs: BlobFs, metrics: Metrics = noMetrics) {
+    const dir = await mkdtemp(join(tmpdir(), 'wharf-manifest-store-'));
+    dirs.push(dir);
+    const store = await FsBlobStore.open(join(dir, 'blobs'), { fs });
+    const meta = await EmbeddedMetadataStore.open(join(dir, 'meta'));
+    const upstream = createUpstream(upstreamConfig(proxy.url, { name: 'hub', default: true }));
+    const namespaces = new UpstreamNamespaces([{ name: 'hub', host: new URL(proxy.url).host, aliases: [], default: true, libraryPrefix: false }]);
+    const reg = createRegistry({
+      store,
+      meta,
+      namespaces,
+      policy: {
+        upstreams: new Map([['hub', { upstream, policy: { tagFreshness: 60_000, notFoundTtl: 60_000, prefetch: 0 } }]]),
+        overlay: [],
+        maxManifestBytes: 4 << 20,
+        maxBlobBytes: 1 << 30,
+        fetchTimeout: 30_000,
+        resumeAttempts: 0,
+      },
+      metrics,
+      logger: silentLogger,
+      now: Date.now,
+    });
+    return {
+      reg,
+      repo: namespaces.resolve('acme/app'),
+      async close() {
+        await reg.settle();
+        await upstream.close();
+        await meta.close();
+      },
+    };
+  }
+
+  const manifestGets = (): number => proxy.count({ method: 'GET', path: '/v2/acme/app/manifests/1' }) + proxy.count({ method: 'GET', path: `/v2/acme/app/manifests/${image.manifestDigest}` });
+
+  it('answers while the store is still on the disk; clients meanwhile share the one upstream GET; listings and push checks wait for it', async () => {
+    const disk = heldSyncFs('pass');
+    const { reg, repo, close } = await core(disk.fs);
+    try {
+      const before = manifestGets();
+      const first = await within(reg.manifests.get(repo, { kind: 'tag', tag: '1' }, ACCEPT), 10_000, 'the manifest waited for its store');
+      await disk.syncing;
+      assert.equal(first.descriptor.digest, image.manifestDigest);
+      assert.deepEqual(first.bytes, image.manifest);
+
+      const again = await reg.manifests.get(repo, { kind: 'tag', tag: '1' }, ACCEPT);
+      const byDigest = await reg.manifests.get(repo, { kind: 'digest', digest: image.manifestDigest as Digest }, ACCEPT);
+      assert.deepEqual([again.descriptor.digest, byDigest.descriptor.digest], [image.manifestDigest, image.manifestDigest]);
+      assert.equal(manifestGets() - before, 1, 'one upstream manifest GET for three requests');
+
+      const catalog = reg.catalog.list(undefined, undefined);
+      const push = reg.manifests.put(repo, { kind: 'tag', tag: 'mine' }, MediaType.ociManifest, image.manifest);
+      push.catch(() => {});
+      assert.ok(await stillPending(catalog), 'the catalog answered before the repository was recorded');
+      assert.ok(await stillPending(push), 'a push was checked before the repository was recorded as mirrored');
+      disk.release();
+      assert.deepEqual((await catalog).items, ['acme/app']);
+      await assert.rejects(push, (e: unknown) => (e as { code?: string }).code === 'DENIED', 'a push into a mirrored repository');
+      const cached = await reg.manifests.get(repo, { kind: 'tag', tag: '1' }, ACCEPT);
+      assert.equal(cached.outcome, 'hit');
+      assert.equal(manifestGets() - before, 1);
+    } finally {
+      disk.release();
+      await close();
+    }
+  });
+
+  it('a store that fails: the client still gets the manifest, the failure is counted, and the next request fetches it again', async () => {
+    const disk = heldSyncFs('fail');
+    let writeErrors = 0;
+    const { reg, repo, close } = await core(disk.fs, { ...noMetrics, cacheWriteError: () => writeErrors++ });
+    try {
+      const before = manifestGets();
+      const first = await within(reg.manifests.get(repo, { kind: 'tag', tag: '1' }, ACCEPT), 10_000, 'the manifest waited for its store');
+      assert.deepEqual(first.bytes, image.manifest);
+      disk.release();
+      await reg.settle();
+      assert.equal(writeErrors, 1);
+      const next = await reg.manifests.get(repo, { kind: 'tag', tag: '1' }, ACCEPT);
+      assert.deepEqual(next.bytes, image.manifest);
+      assert.equal(next.outcome, 'miss');
+      assert.equal(manifestGets() - before, 2);
+    } finally {
+      disk.release();
+      await close();
+    }
+  });
+});
