@@ -80,9 +80,11 @@ function streamUpload(method: string, path: string, opts: { total: number; decla
       if (complete()) finish();
     });
     sock.once('end', () => finish());
-    sock.once('close', () => finish());
-    // Writing into a socket wharf has closed fails (EPIPE/ECONNRESET): the answer is what counts.
-    sock.on('error', (e) => finish(e));
+    // Writing into a socket wharf has closed fails (EPIPE/ECONNRESET): the answer is what counts, and a
+    // client (curl, Go's) still reads what arrived before the close, so the error only counts without one.
+    let writeError: Error | undefined;
+    sock.on('error', (e) => (writeError ??= e));
+    sock.once('close', () => finish(writeError));
     sock.once('connect', async () => {
       const chunked = opts.declare === undefined;
       const head = [

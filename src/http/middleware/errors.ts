@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import type { Context, Next } from 'koa';
 import { ErrorCode, RegistryError, isRegistryError } from '../../oci/index.js';
 import type { Logger } from '../../observability/types.js';
@@ -38,13 +39,38 @@ export function errors(logger: Logger) {
       // answer unread), so its small body is taken first.
       if (!ctx.req.complete) {
         if (err.status === 413 && declaredSmall(ctx) && !closesAfter(ctx)) ctx.req.resume();
-        else if (!(await drained(ctx))) ctx.set('Connection', 'close');
+        else if (!(await drained(ctx))) closeAfterAnswer(ctx);
       }
     }
   };
 }
 
 const DRAIN_LIMIT = 16 * 1024 * 1024;
+/** How long a connection closed after an error answer goes on reading what the client still sends. */
+const LINGER_MS = 2000;
+
+/**
+ * `Connection: close`, closed lingering (as nginx does). Closing a socket with unread bytes sends a reset,
+ * and a reset destroys the answer in the client's buffer if it has not read it yet: a client still
+ * sending a body that was cut at a limit lost its 413 that way more often than not (a raw loopback probe:
+ * 30 of 40). So once the answer is out, the socket is half-closed and what arrives is discarded until the
+ * client closes too, for at most LINGER_MS.
+ */
+function closeAfterAnswer(ctx: Context): void {
+  ctx.set('Connection', 'close');
+  // ctx.req.socket is gone once the body's reader gave up on it; the response keeps its own reference.
+  const socket = ctx.res.socket as Socket | null;
+  if (!socket || socket.destroyed) return;
+  // Node ends a Connection: close exchange with destroySoon(): end, then destroy as soon as our side is flushed.
+  socket.destroySoon = function lingeringClose(this: Socket): void {
+    if (this.writable) this.end();
+    const timer = setTimeout(() => this.destroy(), LINGER_MS);
+    timer.unref();
+    this.once('end', () => this.destroy()).once('close', () => clearTimeout(timer));
+    this.resume();
+  };
+  if (!ctx.req.destroyed) ctx.req.resume();
+}
 
 function closesAfter(ctx: Context): boolean {
   return ctx.req.httpVersion === '1.0' || /(^|,)\s*close\s*(,|$)/i.test(ctx.get('connection'));
