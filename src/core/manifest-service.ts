@@ -219,6 +219,7 @@ export class Manifests implements ManifestService {
       if (tag !== undefined) await this.d.meta.putTag(repo.key, tag, this.tagRecord(res));
     })();
     this.access.pending.track(
+      repo.key,
       work
         .catch((e: unknown) => {
           this.d.metrics.cacheWriteError();

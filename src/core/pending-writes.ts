@@ -1,23 +1,24 @@
 /**
  * Writes that run after the client was answered (a mirrored manifest is stored while its bytes are already
- * on their way). Listings wait for them, so a client that pulled and then lists sees what it pulled, and
- * shutdown waits for them before closing the stores.
+ * on their way), by repository. Reads that must see them (a listing, the first blob request or push check
+ * of a repository) wait for them; shutdown waits for all before closing the stores.
  */
 export class PendingWrites {
-  private readonly running = new Set<Promise<void>>();
+  private readonly running = new Map<Promise<void>, string>();
 
-  track(work: Promise<void>): void {
+  track(repoKey: string, work: Promise<void>): void {
     const p = work.finally(() => this.running.delete(p));
     p.catch(() => {}); // the owner of `work` reports its failure
-    this.running.add(p);
+    this.running.set(p, repoKey);
   }
 
-  /** Resolves once every write running now has settled (successfully or not). */
-  async settled(): Promise<void> {
-    await Promise.allSettled([...this.running]);
+  has(repoKey: string): boolean {
+    for (const k of this.running.values()) if (k === repoKey) return true;
+    return false;
   }
 
-  get size(): number {
-    return this.running.size;
+  /** Resolves once every write running now (for `repoKey`, or all) has settled, successfully or not. */
+  async settled(repoKey?: string): Promise<void> {
+    await Promise.allSettled([...this.running].filter(([, k]) => repoKey === undefined || k === repoKey).map(([p]) => p));
   }
 }

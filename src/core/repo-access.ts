@@ -32,13 +32,13 @@ export class RepoAccess {
   }
 
   /**
-   * The repository's record, as of every write that has started: one not yet marked mirrored may be the
-   * subject of a manifest still being stored (a pull's next request or a push can come that soon).
+   * The repository's record, as of every write that has started: a repository wharf has no record of may
+   * have its first manifest still being stored (a pull's next request or a push can come that soon).
    */
   async record(repo: RepoRef): Promise<RepoRecord | undefined> {
     const rec = await this.d.meta.getRepo(repo.key);
-    if (rec?.mirrored || this.pending.size === 0) return rec;
-    await this.pending.settled();
+    if (rec || !this.pending.has(repo.key)) return rec;
+    await this.pending.settled(repo.key);
     return this.d.meta.getRepo(repo.key);
   }
 
@@ -49,7 +49,8 @@ export class RepoAccess {
   /** The upstream reads of this repository may go to, or undefined for a local repository. */
   async mirror(repo: RepoRef, rec?: RepoRecord): Promise<MirrorTarget | undefined> {
     if (repo.upstream === undefined) return undefined;
-    const state = rec ?? (await this.record(repo));
+    // No wait for pending stores here: they only ever mark a repository mirrored, never local.
+    const state = rec ?? (await this.d.meta.getRepo(repo.key));
     if (state?.local && !this.isOverlay(repo)) return undefined;
     const target = this.d.policy.upstreams.get(repo.upstream);
     return target;
