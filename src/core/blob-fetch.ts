@@ -103,6 +103,8 @@ type State = 'running' | 'committed' | 'passed' | 'failed';
 export class BlobFetch {
   /** bytes received from upstream (in the temp file, or in memory once degraded) */
   written = 0;
+  /** bytes readers may have: `written`, plus the batch being written (read from memory meanwhile) */
+  private available = 0;
   /** full size, once the upstream has said */
   size?: number;
   private writer?: BlobWriter;
@@ -237,9 +239,12 @@ export class BlobFetch {
     let n = 0;
     for (const p of parts) n += p.length;
     if (!this.mem) {
+      // Readers take these from memory while they are being written: sending to a client overlaps the write.
+      for (const p of parts) this.remember(p);
+      this.available = this.written + n;
+      this.notify();
       try {
         await this.writer!.write(single(parts), this.abort.signal);
-        for (const p of parts) this.remember(p);
       } catch (e) {
         if (this.abort.signal.aborted) throw e;
         await this.degrade(e);
@@ -251,18 +256,22 @@ export class BlobFetch {
       if (this.readers === 0) throw new RegistryError(ErrorCode.UNAVAILABLE, 'cache write failed and no client is waiting');
     }
     this.written += n;
+    this.available = this.written;
     this.opts.onBytes?.(n);
     this.notify();
     while (this.mem && this.buffered() > DEGRADED_BUFFER && this.readers > 0) await new Promise<void>((r) => this.wake.push(r));
   }
 
-  /** Keeps `chunk` (just written at `written`) among the recent bytes, dropping the oldest beyond RECENT. */
+  /**
+   * Keeps `chunk` (about to be written after the recent ones) among the recent bytes, dropping the oldest
+   * beyond RECENT, but never one not yet in the file: readers behind the recent bytes read the file.
+   */
   private remember(chunk: Buffer): void {
     const r = this.recent;
     if (r.chunks.length === 0) r.base = this.written;
     r.chunks.push(chunk);
     r.bytes += chunk.length;
-    while (r.bytes - r.chunks[0]!.length >= RECENT) {
+    while (r.bytes - r.chunks[0]!.length >= RECENT && r.base + r.chunks[0]!.length <= this.written) {
       const old = r.chunks.shift()!;
       r.base += old.length;
       r.bytes -= old.length;
@@ -338,7 +347,7 @@ export class BlobFetch {
         return { rest };
       }
       // Hold back the final byte until the digest has been verified.
-      const available = complete ? this.written : Math.max(0, this.written - 1);
+      const available = complete ? this.available : Math.max(0, this.available - 1);
       const limit = end === undefined ? available : Math.min(available, end);
       if (cursor.pos < limit) {
         const buf = await this.readRange(cursor.pos, Math.min(limit - cursor.pos, into?.length ?? READ_CHUNK), into);

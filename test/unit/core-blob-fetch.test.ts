@@ -1,7 +1,7 @@
 /**
- * When a download's clients get their last byte: as soon as the content is proven (digest checked), not
- * after the fsync and rename that make it a cache entry; and a corrupted body still never gets its last
- * byte to a client. The upstream is a fake (a Readable of fixed bytes); the store is the real one on a
+ * When a download's clients get its bytes: while they are still being written to the cache file; the last
+ * one as soon as the content is proven (digest checked), not after the fsync and rename that make it a
+ * cache entry; and a corrupted body still never gets its last byte to a client. The upstream is a fake (a Readable of fixed bytes); the store is the real one on a
  * temp dir, with its file handles' sync() held or failed on demand.
  */
 import assert from 'node:assert/strict';
@@ -14,7 +14,7 @@ import { BlobFetch } from '../../src/core/blob-fetch.js';
 import { digestOf, type Digest } from '../../src/oci/index.js';
 import { FsBlobStore } from '../../src/store/blob/fs-blob-store.js';
 import type { Upstream } from '../../src/upstream/types.js';
-import { heldSyncFs } from '../helpers/faulty-fs.js';
+import { faultyFs, heldSyncFs } from '../helpers/faulty-fs.js';
 import { within } from '../helpers/settle.js';
 
 async function tempRoot(t: { after(fn: () => Promise<void>): void }): Promise<string> {
@@ -40,7 +40,40 @@ function fetchOf(store: FsBlobStore, bytes: Buffer, digest: Digest, onCacheWrite
   return new BlobFetch({ store, upstream: fakeUpstream(bytes), repoPath: 'acme/app', digest, timeoutMs: 30_000, resumeAttempts: 0, onCacheWriteError });
 }
 
-describe('BlobFetch: the last byte and the cache commit', () => {
+describe('BlobFetch: when clients get the bytes', () => {
+  it('a client gets the bytes while their write to the cache file is still running', async (t) => {
+    const bytes = Buffer.alloc(64 * 1024, 1);
+    const digest = digestOf(bytes);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const slowDisk = faultyFs((real) => ({
+      write: async (b, o, l, p) => (await gate, real.write(b, o, l, p)),
+      writev: async (bufs, p) => (await gate, real.writev(bufs, p)),
+    }));
+    const store = await FsBlobStore.open(await tempRoot(t), { fs: slowDisk });
+    const fetch = fetchOf(store, bytes, digest);
+    const reader = fetch.reader();
+    let got = 0;
+    const allButLast = new Promise<void>((resolve) =>
+      reader.on('data', (c: Buffer) => {
+        got += c.length;
+        if (got >= bytes.length - 1) resolve();
+      }),
+    );
+    try {
+      // Every byte but the last (held back until the digest is checked, which needs the write done).
+      await within(allButLast, 5000, `the client got ${got} of ${bytes.length} bytes while the cache write was held`);
+      assert.equal(got, bytes.length - 1);
+    } finally {
+      release();
+    }
+    await new Promise((resolve) => reader.once('end', resolve));
+    assert.equal(got, bytes.length);
+    assert.equal((await fetch.done).digest, digest);
+    fetch.close();
+  });
+
+
   it('a client gets the whole blob while the commit is still on the disk; it is cached once the commit ends', async (t) => {
     const bytes = Buffer.alloc(64 * 1024, 3);
     const digest = digestOf(bytes);
