@@ -1,3 +1,5 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { copy } from '../helpers/skopeo.js';
 import { tempDir } from '../helpers/tmp.js';
 import { MB, type BenchContext } from './context.js';
@@ -5,10 +7,17 @@ import type { BenchImage } from './images.js';
 import { row, type Row } from './report.js';
 import { KINDS, startTarget, type TargetKind } from './setup.js';
 
-/** `skopeo copy docker://… dir:…` (the whole index with --all); milliseconds from spawn to exit. */
+const run = promisify(execFile);
+
+/**
+ * `skopeo copy docker://… dir:…` (the whole index with --all); milliseconds from spawn to exit. The disk
+ * is synced first, so no pull is timed while the previous one's files (hundreds of MiB, from whichever
+ * mirror ran before) are still being written back.
+ */
 export async function skopeoPull(base: string, img: BenchImage): Promise<number> {
   const dir = await tempDir('wharf-bench-pull-');
   try {
+    await run('sync');
     const started = performance.now();
     await copy(`docker://${new URL(base).host}/${img.repo}:${img.tag}`, `dir:${dir.path}/img`, { all: img.index, timeoutMs: 300_000 });
     return performance.now() - started;
