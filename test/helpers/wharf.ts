@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { waitExit } from './process.js';
-import { readdir, writeFile } from 'node:fs/promises';
+import { access, readdir, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { get as httpsGet } from 'node:https';
 import { connect } from 'node:net';
@@ -282,6 +282,50 @@ export function errorCodes(res: HttpResponse): string[] {
 export function blobFile(dataDir: string, digest: string): string {
   const [alg, hex] = digest.split(':') as [string, string];
   return join(dataDir, 'blobs', alg, hex.slice(0, 2), hex);
+}
+
+/** Whether a blob is in the cache directory now. */
+export function onDisk(dataDir: string, digest: string): Promise<boolean> {
+  return access(blobFile(dataDir, digest)).then(
+    () => true,
+    () => false,
+  );
+}
+
+/**
+ * Waits until every digest is in the cache directory. A mirrored blob becomes a cache entry a moment after
+ * its client got the last byte (the commit's fsync and rename follow the digest check), so a test that
+ * looks at the disk right after a pull waits for it.
+ */
+export async function waitOnDisk(dataDir: string, digests: string[], timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const missing: string[] = [];
+    for (const d of digests) if (!(await onDisk(dataDir, d))) missing.push(d);
+    if (missing.length === 0) return;
+    if (Date.now() > deadline) throw new Error(`not cached after ${timeoutMs} ms: ${missing.join(', ')}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/**
+ * Waits until the work a pull leaves behind is done: no upstream fetch in flight (each ends with its cache
+ * commit and link) and no mirrored manifest still being stored (the catalog answers only after those). For
+ * tests that read wharf's bookkeeping (admin API, eviction) right after a pull. Needs /metrics on the
+ * main port without auth, and anonymous access to the catalog.
+ */
+export async function waitIdle(w: Pick<WharfProcess, 'url'>, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const m = await request(`${w.url}/metrics`);
+    const inflight = /^wharf_inflight_fetches (\S+)$/m.exec(m.body.toString('utf8'))?.[1];
+    if (m.status !== 200 || inflight === undefined) throw new Error(`waitIdle: no wharf_inflight_fetches in /metrics (HTTP ${m.status})`);
+    if (Number(inflight) === 0) break;
+    if (Date.now() > deadline) throw new Error(`waitIdle: ${inflight} fetches still in flight after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const catalog = await request(`${w.url}/v2/_catalog`);
+  if (catalog.status !== 200) throw new Error(`waitIdle: catalog answered HTTP ${catalog.status}`);
 }
 
 /** Every regular file under `dir` (relative paths, sorted); [] when `dir` does not exist. */

@@ -13,7 +13,7 @@ import { basicHeader, manifestAccept, request } from '../helpers/http.js';
 import { blobsOf, makeImage, pushImage, sha256, type TestImage } from '../helpers/oci-image.js';
 import { startRegistry, type RegistryProcess } from '../helpers/registry.js';
 import { tempDir, type TempDir } from '../helpers/tmp.js';
-import { blobFile, describeResponse, startWharf, type WharfProcess } from '../helpers/wharf.js';
+import { blobFile, describeResponse, startWharf, waitIdle, type WharfProcess } from '../helpers/wharf.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const ADMIN = { username: 'ops', password: 'op-secret' };
@@ -60,6 +60,7 @@ async function pull(repo: string, tag: string, img: TestImage): Promise<void> {
     assert.equal(res.status, 200, describeResponse(res));
     assert.equal(sha256(res.body), b.digest);
   }
+  await waitIdle(w);
 }
 
 describe('operator commands through the admin API', () => {

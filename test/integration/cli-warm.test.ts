@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { access, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
@@ -13,7 +13,7 @@ import { manifestAccept, request } from '../helpers/http.js';
 import { blobsOf, makeImage, makeMultiPlatform, pushImage, sha256, type TestImage } from '../helpers/oci-image.js';
 import { startRegistry, type RegistryProcess } from '../helpers/registry.js';
 import { tempDir } from '../helpers/tmp.js';
-import { blobFile, describeResponse, startWharf, type WharfProcess } from '../helpers/wharf.js';
+import { describeResponse, onDisk, startWharf, waitOnDisk, type WharfProcess } from '../helpers/wharf.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -42,8 +42,6 @@ after(async () => {
   await registry?.stop();
 });
 
-const onDisk = (d: string) => access(blobFile(w.dataDir, d)).then(() => true, () => false);
-
 /** What a client does for one platform image: manifest by tag (or digest), then every blob, verified. */
 async function pullImage(repo: string, ref: string, img: TestImage): Promise<void> {
   const m = await request(`${w.url}/v2/${repo}/manifests/${ref}`, { headers: { accept: manifestAccept } });
@@ -71,7 +69,7 @@ describe('wharf warm', () => {
     assert.ok(total, warm.stdout);
     assert.equal(Number(total[1]), before);
     assert.equal(Number(total[1]) + Number(total[2]), blobs.length);
-    for (const b of blobs) assert.ok(await onDisk(b.digest), `${b.digest} cached`);
+    await waitOnDisk(w.dataDir, blobs.map((b) => b.digest));
 
     proxy.reset();
     const top = await request(`${w.url}/v2/acme/multi/manifests/1`, { headers: { accept: manifestAccept } });
@@ -97,9 +95,8 @@ describe('wharf warm', () => {
     const warm = await wharfCli(['warm', 'acme/plat:1', '--file', list, '--platform', 'linux/arm64/v8', '--url', w.url]);
     assert.equal(warm.code, 0, `${warm.stdout}\n${warm.stderr}`);
     const [amd64, arm64] = index.images as [TestImage, TestImage];
-    for (const b of [arm64.config, ...arm64.layers]) assert.ok(await onDisk(b.digest), `arm64 ${b.digest} cached`);
-    for (const b of [amd64.config, ...amd64.layers]) assert.equal(await onDisk(b.digest), false, `amd64 ${b.digest} not fetched`);
-    for (const b of blobsOf(plain)) assert.ok(await onDisk(b.digest), `image from --file: ${b.digest} cached`);
+    await waitOnDisk(w.dataDir, [arm64.config, ...arm64.layers, ...blobsOf(plain)].map((b) => b.digest));
+    for (const b of [amd64.config, ...amd64.layers]) assert.equal(await onDisk(w.dataDir, b.digest), false, `amd64 ${b.digest} not fetched`);
     assert.match(warm.stdout, /^warmed 2 of 2 images/m);
   });
 

@@ -10,7 +10,7 @@ import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { manifestAccept, request } from '../helpers/http.js';
 import { makeImage, pushImage, sha256, type TestImage } from '../helpers/oci-image.js';
 import { startRegistry, type RegistryProcess } from '../helpers/registry.js';
-import { blobFile, describeResponse, startWharf, type WharfProcess } from '../helpers/wharf.js';
+import { blobFile, describeResponse, startWharf, waitIdle, type WharfProcess } from '../helpers/wharf.js';
 
 const MiB = 1024 * 1024;
 const MAX = 3 * MiB;
@@ -70,6 +70,7 @@ async function pull(name: string, tag: string, img: TestImage): Promise<void> {
   assert.equal(m.status, 200, describeResponse(m));
   assert.deepEqual(m.body, img.manifest);
   for (const b of [img.config, ...img.layers]) await pullBlob(name, b.digest);
+  await waitIdle(w);
 }
 
 async function pullBlob(name: string, digest: string): Promise<void> {

@@ -4,14 +4,13 @@
  * them one at a time finds them cached or on their way, and each blob crosses the upstream link once.
  */
 import assert from 'node:assert/strict';
-import { access } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { getBlob, getManifest, seen, show, sleep, startHubUpstream, startMirror, type MirrorUpstream } from '../helpers/mirror.js';
 import { makeImage, makeMultiPlatform, sha256, type TestImage } from '../helpers/oci-image.js';
 import { request } from '../helpers/http.js';
 import { copy } from '../helpers/skopeo.js';
 import { tempDir } from '../helpers/tmp.js';
-import { blobFile, type WharfProcess } from '../helpers/wharf.js';
+import { onDisk, waitOnDisk, type WharfProcess } from '../helpers/wharf.js';
 
 let hub: MirrorUpstream;
 let w: WharfProcess;
@@ -37,19 +36,6 @@ async function ownMirror(t: { after(fn: () => Promise<void>): void }, prefetch: 
   });
   return { up, mirror };
 }
-const onDisk = (at: WharfProcess, digest: string) => access(blobFile(at.dataDir, digest)).then(() => true, () => false);
-
-async function waitOnDisk(at: WharfProcess, digests: string[], timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const missing: string[] = [];
-    for (const d of digests) if (!(await onDisk(at, d))) missing.push(d);
-    if (missing.length === 0) return;
-    if (Date.now() > deadline) assert.fail(`not cached after ${timeoutMs} ms: ${missing.join(', ')}`);
-    await sleep(50);
-  }
-}
-
 /** Upstream blob GETs per digest of `repo` recorded by the proxy since `mark`. */
 function blobGets(mark: number, repo: string): Map<string, number> {
   const out = new Map<string, number>();
@@ -76,7 +62,7 @@ describe('layer prefetch', () => {
     await hub.push('pf/alone', '1', img);
     const head = await getManifest(w, 'pf/alone', '1', { method: 'HEAD' }); // how Docker and containerd resolve a tag
     assert.equal(head.status, 200, show(head));
-    await waitOnDisk(w, blobsOfImage(img).map((b) => b.digest));
+    await waitOnDisk(w.dataDir, blobsOfImage(img).map((b) => b.digest));
 
     // The upstream now refuses every blob: only the cache can answer.
     hub.proxy.inject({ match: { path: /^\/v2\/pf\/alone\/blobs\// }, action: { kind: 'status', status: 503 } });
@@ -102,9 +88,9 @@ describe('layer prefetch', () => {
     assert.equal(top.status, 200, show(top));
     const child = await getManifest(w, 'pf/multi', arm64.manifestDigest);
     assert.equal(child.status, 200, show(child));
-    await waitOnDisk(w, blobsOfImage(arm64).map((b) => b.digest));
+    await waitOnDisk(w.dataDir, blobsOfImage(arm64).map((b) => b.digest));
     await sleep(300); // time enough for a wrong prefetch of the other platform to show
-    for (const b of blobsOfImage(amd64)) assert.equal(await onDisk(w, b.digest), false, `amd64 ${b.digest} was fetched`);
+    for (const b of blobsOfImage(amd64)) assert.equal(await onDisk(w.dataDir, b.digest), false, `amd64 ${b.digest} was fetched`);
     assert.deepEqual([...blobGets(mark, 'pf/multi').keys()].sort(), blobsOfImage(arm64).map((b) => b.digest).sort());
   });
 
@@ -121,7 +107,7 @@ describe('layer prefetch', () => {
     const gets = blobGets(mark, 'pf/skopeo');
     assert.deepEqual([...gets.keys()].sort(), blobsOfImage(img).map((b) => b.digest).sort(), seen(hub.proxy, { path: /\/blobs\// }));
     for (const [d, n] of gets) assert.equal(n, 1, `${d} fetched ${n} times`);
-    for (const b of blobsOfImage(img)) assert.equal(await onDisk(w, b.digest), true);
+    await waitOnDisk(w.dataDir, blobsOfImage(img).map((b) => b.digest));
   });
 
   it('keeps at most `prefetch` downloads per upstream running at once', async (t) => {
@@ -132,7 +118,7 @@ describe('layer prefetch', () => {
     up.proxy.inject({ match: { method: 'GET', path: /\/blobs\// }, action: { kind: 'delay', ms: DELAY } });
     const res = await getManifest(two, 'pf/limit', '1');
     assert.equal(res.status, 200, show(res));
-    await waitOnDisk(two, blobsOfImage(img).map((b) => b.digest), 30_000);
+    await waitOnDisk(two.dataDir, blobsOfImage(img).map((b) => b.digest), 30_000);
     // Each of the 2 lanes starts its next download only after the last one (which took ≥ DELAY) ended,
     // so no window shorter than DELAY holds more than 2 arrivals.
     const arrivals = up.proxy.requests.filter((r) => r.method === 'GET' && r.path.includes('/blobs/')).map((r) => r.at).sort((a, b) => a - b);
@@ -151,11 +137,11 @@ describe('layer prefetch', () => {
     const failedBefore = await metric(w, 'wharf_prefetch_blobs_total', { result: 'failed' });
     const res = await getManifest(w, 'pf/corrupt', '1');
     assert.equal(res.status, 200, show(res));
-    await waitOnDisk(w, [img.config.digest, img.layers[0]!.digest]);
+    await waitOnDisk(w.dataDir, [img.config.digest, img.layers[0]!.digest]);
     const deadline = Date.now() + 10_000;
     while ((await metric(w, 'wharf_prefetch_blobs_total', { result: 'failed' })) === failedBefore && Date.now() < deadline) await sleep(50);
     assert.equal(await metric(w, 'wharf_prefetch_blobs_total', { result: 'failed' }), failedBefore + 1);
-    assert.equal(await onDisk(w, bad.digest), false, 'the corrupted download was cached');
+    assert.equal(await onDisk(w.dataDir, bad.digest), false, 'the corrupted download was cached');
     const blob = await getBlob(w, 'pf/corrupt', bad.digest);
     assert.equal(blob.status, 200, show(blob));
     assert.equal(sha256(blob.body), bad.digest);

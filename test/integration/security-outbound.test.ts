@@ -24,7 +24,7 @@ import { ErrorCode, isRegistryError, parseDigest } from '../../src/oci/index.js'
 import { assertError, getBlob, getManifest, show, sleep, startTrap, type Trap } from '../helpers/mirror.js';
 import { makeImage, sha256, type TestImage } from '../helpers/oci-image.js';
 import { upstreamConfig } from '../helpers/upstream-config.js';
-import { errorCodes, rawRequest, startWharf, type WharfProcess } from '../helpers/wharf.js';
+import { errorCodes, rawRequest, startWharf, waitOnDisk, type WharfProcess } from '../helpers/wharf.js';
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -378,7 +378,8 @@ describe('end to end: a wharf whose only upstreams are fakes on 127.0.0.1', () =
         assert.equal(again.status, 200, show(again));
         assert.equal(sha256(again.body), digest);
         assert.equal(fake.count(path), asked + 1, 'fetched again from upstream');
-        assert.equal((await cachedCopies(w.dataDir, digest)).length, 1, 'the good copy is cached');
+        await waitOnDisk(w.dataDir, [digest]);
+        assert.equal((await cachedCopies(w.dataDir, digest)).length, 1, 'the good copy is cached, once');
       });
     });
   });
