@@ -247,7 +247,8 @@ export class BlobFetch {
         await this.writer!.write(single(parts), this.abort.signal);
       } catch (e) {
         if (this.abort.signal.aborted) throw e;
-        await this.degrade(e);
+        await this.degrade(e, parts);
+        parts = []; // already in the memory window
       }
     }
     if (this.mem) {
@@ -278,8 +279,11 @@ export class BlobFetch {
     }
   }
 
-  /** The cache write failed: verify from here on ourselves, starting with what reached the temp file. */
-  private async degrade(e: unknown): Promise<void> {
+  /**
+   * The cache write failed: verify from here on ourselves, starting with what reached the temp file. The
+   * batch whose write failed (`pending`) opens the memory window at once: readers were offered it already.
+   */
+  private async degrade(e: unknown, pending: Buffer[]): Promise<void> {
     const digester = new Digester(algorithmOf(this.opts.digest));
     for (let pos = 0; pos < this.written; ) {
       const buf = await this.writer!.readAt(pos, Math.min(READ_CHUNK * 4, this.written - pos));
@@ -287,8 +291,9 @@ export class BlobFetch {
       digester.update(buf);
       pos += buf.length;
     }
+    for (const p of pending) digester.update(p);
     this.digester = digester;
-    this.mem = { base: this.written, chunks: [] };
+    this.mem = { base: this.written, chunks: [...pending] };
     this.opts.onCacheWriteError?.(e instanceof Error ? e : new Error(String(e)));
   }
 

@@ -205,9 +205,10 @@ export class Manifests implements ManifestService {
   }
 
   /**
-   * Stores, links and tags a fetched manifest after its client was answered: the bytes are what the
-   * upstream sent under that digest (checked by the client), and three fsyncs in a row had been ~10 ms
-   * of every cold manifest request. Until it is done the manifest is served from `storing`.
+   * Stores, links and tags a fetched manifest after its client was answered: its bytes are final (the
+   * upstream client checked them against the digest asked for, or named them by their own), and three
+   * fsyncs in a row had been ~10 ms of every cold manifest request. Until it is done the manifest is
+   * served from `storing`.
    */
   private store(repo: RepoRef, res: ManifestResult, parsed: ParsedManifest | undefined, tag: string | undefined): void {
     const { digest, size, mediaType } = res.descriptor;

@@ -113,6 +113,51 @@ describe('BlobFetch: when clients get the bytes', () => {
     fetch.close();
   });
 
+  it('a cache write that fails mid-download (ENOSPC): the client still gets every byte, verified, and nothing is kept', async (t) => {
+    const bytes = Buffer.from(Array.from({ length: 256 * 1024 }, (_, i) => i % 251));
+    const digest = digestOf(bytes);
+    let writes = 0;
+    const fullDisk = faultyFs((real) => {
+      const fail = () => Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+      return {
+        write: async (b, o, l, p) => {
+          if (++writes > 1) throw fail();
+          return real.write(b, o, l, p);
+        },
+        writev: async (bufs, p) => {
+          if (++writes > 1) throw fail();
+          return real.writev(bufs, p);
+        },
+      };
+    });
+    const root = await tempRoot(t);
+    const store = await FsBlobStore.open(root, { fs: fullDisk });
+    const reported: Error[] = [];
+    // Four batches, a tick apart: the first reaches the file, the second's write fails.
+    const upstream: Pick<Upstream, 'blob'> = {
+      blob: async () => ({
+        size: bytes.length,
+        offset: 0,
+        body: Readable.from(
+          (async function* () {
+            for (let i = 0; i < 4; i++) {
+              yield bytes.subarray(i * 64 * 1024, (i + 1) * 64 * 1024);
+              await new Promise((r) => setImmediate(r));
+            }
+          })(),
+        ),
+      }),
+    };
+    const fetch = new BlobFetch({ store, upstream, repoPath: 'acme/app', digest, timeoutMs: 30_000, resumeAttempts: 0, onCacheWriteError: (e) => reported.push(e) });
+    const got = readAll(fetch.reader());
+    assert.deepEqual(await within(got, 5000, 'the client never finished'), bytes);
+    await assert.rejects(fetch.done);
+    assert.ok(writes >= 2, 'the disk never filled');
+    assert.equal(reported.length, 1);
+    assert.equal(await store.stat(digest), undefined);
+    fetch.close();
+  });
+
   it('a body that does not match its digest never gets its last byte to a client, and is not cached', async (t) => {
     const bytes = Buffer.alloc(64 * 1024, 9);
     const claimed = digestOf(Buffer.from('something else'));

@@ -61,7 +61,8 @@ function closeAfterAnswer(ctx: Context): void {
   // ctx.req.socket is gone once the body's reader gave up on it; the response keeps its own reference.
   const socket = ctx.res.socket as Socket | null;
   if (!socket || socket.destroyed) return;
-  // Node ends a Connection: close exchange with destroySoon(): end, then destroy as soon as our side is flushed.
+  // Node (20) ends a Connection: close exchange with socket.destroySoon(): end, then destroy as soon as our
+  // side is flushed. Replaced for this socket only; a Node that stopped calling it would just not linger.
   socket.destroySoon = function lingeringClose(this: Socket): void {
     if (this.writable) this.end();
     const timer = setTimeout(() => this.destroy(), LINGER_MS);
