@@ -140,6 +140,11 @@ export class BlobFetch {
     return this.state === 'failed' ? this.error : undefined;
   }
 
+  /** true from the digest check to the end of the commit: the clients may be done, the cache entry is not. */
+  get publishing(): boolean {
+    return this.verified && this.state === 'running';
+  }
+
   /** true once the cache write failed: new clients should not join (early bytes may be gone). */
   get degraded(): boolean {
     return this.mem !== undefined;

@@ -9,6 +9,8 @@ import type { BlobBody, BlobService, Outcome, RangeRequest, RepoRef } from './ty
 interface Inflight {
   fetch: BlobFetch;
   repoKey: string;
+  /** the download, its commit and its link all done (or failed); absent for a fetch in no table */
+  finished?: Promise<void>;
 }
 
 /**
@@ -229,6 +231,14 @@ export class Blobs implements BlobService {
     return 'fetched';
   }
 
+  /**
+   * Resolves once the downloads being published now (their clients may have their last byte already;
+   * the fsync, rename and link follow) are done: shutdown waits for these, not for downloads still running.
+   */
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.inflight.values()].filter((e) => e.fetch.publishing).map((e) => e.finished));
+  }
+
   /** true while a blob is being downloaded into the cache (eviction must leave it alone). */
   isBusy(digest: Digest): boolean {
     return this.inflight.has(digest);
@@ -236,10 +246,10 @@ export class Blobs implements BlobService {
 
   private startFetch(repo: RepoRef, target: MirrorTarget, digest: Digest, lease?: FetchLease): Inflight {
     const fetch = this.newFetch(target, repo, digest);
-    const entry = { fetch, repoKey: repo.key };
+    const entry: Inflight = { fetch, repoKey: repo.key };
     this.inflight.set(digest, entry);
     this.d.metrics.inflightFetches(1);
-    fetch.done
+    entry.finished = fetch.done
       .then(async (desc) => {
         await this.access.link(repo, digest, { kind: 'blob', size: desc.size, origin: 'upstream' });
         this.onAccess(digest);

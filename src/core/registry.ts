@@ -26,6 +26,8 @@ export function createRegistry(
     catalog: new Catalog(d, access.pending),
     referrers: new Referrers(d),
     overlays: (repo) => access.isOverlay(repo),
-    settle: () => access.pending.settled(),
+    settle: async () => {
+      await Promise.all([access.pending.settled(), blobs.settled()]);
+    },
   };
 }

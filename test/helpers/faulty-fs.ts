@@ -22,19 +22,28 @@ export function faultyFs(faults: (real: BlobFileHandle) => Partial<BlobFileHandl
   };
 }
 
-/** A disk whose every fsync (a commit's `sync()`) waits for `release()`, then passes or fails with EIO. */
-export function heldSyncFs(then: 'pass' | 'fail'): { fs: BlobFs; syncing: Promise<void>; release: () => void } {
+/**
+ * A disk whose fsyncs (a commit's `sync()`) wait for `release()`, then pass or fail with EIO. Held from the
+ * start, or (`heldFrom: 'hold'`) only from a call to `hold()` on.
+ */
+export function heldSyncFs(
+  then: 'pass' | 'fail',
+  opts: { heldFrom?: 'start' | 'hold' } = {},
+): { fs: BlobFs; syncing: Promise<void>; hold: () => void; release: () => void } {
+  let held = opts.heldFrom !== 'hold';
   let release!: () => void;
   const gate = new Promise<void>((r) => (release = r));
   let started!: () => void;
   const syncing = new Promise<void>((r) => (started = r));
   const fs = faultyFs((real) => ({
     async sync() {
-      started();
-      await gate;
-      if (then === 'fail') throw Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' });
+      if (held) {
+        started();
+        await gate;
+        if (then === 'fail') throw Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' });
+      }
       await real.sync();
     },
   }));
-  return { fs, syncing, release };
+  return { fs, syncing, hold: () => (held = true), release };
 }

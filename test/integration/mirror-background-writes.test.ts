@@ -2,7 +2,8 @@
  * A mirrored manifest is answered as soon as it arrives from the upstream; storing it (three fsyncs in a
  * row: the file, its link, the tag) runs after. Meanwhile it is still one upstream GET however many
  * clients ask, a listing or a push check waits for it, and a store that fails loses nothing a client can
- * see. The registry core runs in-process on the real stores, with the blob store's fsync held or failed
+ * see. A blob's client gets its last byte before the cache commit; shutdown (App.close → settle) waits
+ * for both kinds of write. The registry core runs in-process on the real stores, with the blob store's fsync held or failed
  * on demand; the upstream is a real Distribution 2.8 behind a counting proxy.
  */
 import assert from 'node:assert/strict';
@@ -20,7 +21,7 @@ import { createUpstream } from '../../src/upstream/index.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { heldSyncFs } from '../helpers/faulty-fs.js';
 import { stillPending, within } from '../helpers/settle.js';
-import { makeImage, pushImage, type TestImage } from '../helpers/oci-image.js';
+import { makeImage, pushImage, sha256, type TestImage } from '../helpers/oci-image.js';
 import { startRegistry, type RegistryProcess } from '../helpers/registry.js';
 import { upstreamConfig } from '../helpers/upstream-config.js';
 
@@ -68,6 +69,7 @@ describe('mirrored manifests are answered before they are stored', () => {
     });
     return {
       reg,
+      store,
       repo: namespaces.resolve('acme/app'),
       async close() {
         await reg.settle();
@@ -105,6 +107,33 @@ describe('mirrored manifests are answered before they are stored', () => {
       const cached = await reg.manifests.get(repo, { kind: 'tag', tag: '1' }, ACCEPT);
       assert.equal(cached.outcome, 'hit');
       assert.equal(manifestGets() - before, 1);
+    } finally {
+      disk.release();
+      await close();
+    }
+  });
+
+  it('shutdown waits for a blob commit that outlived its request', async () => {
+    const disk = heldSyncFs('pass', { heldFrom: 'hold' });
+    const { reg, repo, store, close } = await core(disk.fs);
+    try {
+      // The manifest is stored (settle waits for it), then every fsync from here on is held: the blob's commit.
+      await reg.manifests.get(repo, { kind: 'tag', tag: '1' }, ACCEPT);
+      await reg.settle();
+      disk.hold();
+      const layer = image.layers[0]!;
+      const body = await reg.blobs.open(repo, layer.digest as Digest, undefined);
+      const parts: Buffer[] = [];
+      for await (const c of body.stream) parts.push(c as Buffer);
+      assert.equal(sha256(Buffer.concat(parts)), layer.digest, 'the client has the whole blob while every fsync is held');
+      await disk.syncing;
+      const settling = reg.settle();
+      assert.ok(await stillPending(settling), 'shutdown would not wait for the blob commit');
+      assert.equal(await store.stat(layer.digest as Digest), undefined);
+      disk.release();
+      await within(settling, 10_000, 'settle() never resolved');
+      assert.equal((await store.stat(layer.digest as Digest))?.size, layer.bytes.length, 'the blob is cached once shutdown may proceed');
+      assert.ok(await store.stat(image.manifestDigest as Digest), 'the manifest is stored once shutdown may proceed');
     } finally {
       disk.release();
       await close();
