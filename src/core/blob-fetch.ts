@@ -140,9 +140,9 @@ export class BlobFetch {
     return this.state === 'failed' ? this.error : undefined;
   }
 
-  /** true from the digest check to the end of the commit: the clients may be done, the cache entry is not. */
-  get publishing(): boolean {
-    return this.verified && this.state === 'running';
+  /** true once the content matched its digest: its clients may have every byte while the commit runs. */
+  get proven(): boolean {
+    return this.verified;
   }
 
   /** true once the cache write failed: new clients should not join (early bytes may be gone). */

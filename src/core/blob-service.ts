@@ -232,11 +232,12 @@ export class Blobs implements BlobService {
   }
 
   /**
-   * Resolves once the downloads being published now (their clients may have their last byte already;
-   * the fsync, rename and link follow) are done: shutdown waits for these, not for downloads still running.
+   * Resolves once the downloads being published now (content proven, so their clients may have their last
+   * byte already; the fsync, rename and link follow) are done: shutdown waits for these, not for downloads
+   * still running. An entry leaves the table only after its link.
    */
   async settled(): Promise<void> {
-    await Promise.allSettled([...this.inflight.values()].filter((e) => e.fetch.publishing).map((e) => e.finished));
+    await Promise.allSettled([...this.inflight.values()].filter((e) => e.fetch.proven).map((e) => e.finished));
   }
 
   /** true while a blob is being downloaded into the cache (eviction must leave it alone). */
