@@ -42,7 +42,11 @@ export interface App {
   close(): Promise<void>;
 }
 
-/** How long shutdown waits for cache writes that outlived their requests (they normally take milliseconds). */
+/**
+ * How long shutdown waits for cache writes that outlived their requests (they normally take milliseconds):
+ * a disk that stopped answering must not keep the process alive, and drainTimeout (30 s) plus this stays
+ * inside the deploy files' 45 s stop grace.
+ */
 const SETTLE_LIMIT_MS = 10_000;
 
 /** Composition root: wires the implementations to the interfaces. No behaviour of its own. */
@@ -103,11 +107,7 @@ export function createApp(deps: AppDeps): App {
     metricsKoa,
     registry,
     async close() {
-      // Bounded: a disk that stopped answering must not keep the process from exiting (and drainTimeout plus
-      // this stays inside the deploy files' 45 s stop grace).
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([registry.settle(), new Promise<void>((r) => (timer = setTimeout(r, SETTLE_LIMIT_MS)))]);
-      clearTimeout(timer);
+      await registry.settle(SETTLE_LIMIT_MS);
       for (const u of deps.upstreams.values()) await u.close().catch(() => {});
       await deps.meta.close().catch(() => {});
     },

@@ -12,7 +12,11 @@ import { Uploads } from './upload-service.js';
 export function createRegistry(
   d: CoreDeps,
   hooks: { onAccess?: (digest: Digest) => void } = {},
-): Registry & { blobService: Blobs; /** resolves once writes that outlived their request are done */ settle(): Promise<void> } {
+): Registry & {
+  blobService: Blobs;
+  /** resolves once writes that outlived their request are done, or after `limitMs` (a disk that stopped answering) */
+  settle(limitMs?: number): Promise<void>;
+} {
   const access = new RepoAccess(d);
   const blobs = new Blobs(d, access, hooks.onAccess);
   const prefetcher = new Prefetcher((repo, digest) => blobs.fetchAhead(repo, digest), d.metrics, d.logger);
@@ -26,8 +30,13 @@ export function createRegistry(
     catalog: new Catalog(d, access.pending),
     referrers: new Referrers(d),
     overlays: (repo) => access.isOverlay(repo),
-    settle: async () => {
-      await Promise.all([access.pending.settled(), blobs.settled()]);
+    settle: async (limitMs = Infinity) => {
+      let timer: NodeJS.Timeout | undefined;
+      const limit = new Promise<void>((r) => {
+        if (limitMs !== Infinity) timer = setTimeout(r, limitMs);
+      });
+      await Promise.race([Promise.all([access.pending.settled(), blobs.settled()]), limit]);
+      clearTimeout(timer);
     },
   };
 }
