@@ -18,7 +18,7 @@ export interface BlobStore {
   /** Opens committed content; undefined when absent. The range must lie within the blob. */
   read(digest: Digest, range?: ByteRange): Promise<Readable | undefined>;
   /** A new temp file; `id` is opaque and safe to persist (upload sessions keep it). */
-  create(id?: string): Promise<BlobWriter>;
+  create(id?: string, opts?: CreateOptions): Promise<BlobWriter>;
   /** Reopens an uncommitted temp file (an upload resumed by a later request, maybe after a restart). */
   resume(id: string): Promise<BlobWriter | undefined>;
   /** Removes committed content; true when something was removed. */
@@ -29,6 +29,14 @@ export interface BlobStore {
   statTime?(digest: Digest): Promise<number | undefined>;
   /** Moves committed content out of service but keeps it for inspection (`wharf verify`); true when moved. */
   quarantine?(digest: Digest): Promise<boolean>;
+}
+
+export interface CreateOptions {
+  /**
+   * The file is written once, front to back, and few will read it back soon (a download): its bytes may go
+   * to the disk without passing through the page cache, where the store allows it.
+   */
+  direct?: boolean;
 }
 
 /**

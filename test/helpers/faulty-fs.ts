@@ -1,23 +1,34 @@
 import { nodeBlobFs, type BlobFs, type BlobFileHandle } from '../../src/store/blob/blob-fs.js';
 
-/** An fs whose opened handles pass every call to the real one, except those `faults` replaces (given the real handle). */
-export function faultyFs(faults: (real: BlobFileHandle) => Partial<BlobFileHandle>): BlobFs {
+type Faults = (real: BlobFileHandle) => Partial<BlobFileHandle>;
+
+function wrap(real: BlobFileHandle, faults: Faults): BlobFileHandle {
+  const passThrough: BlobFileHandle = {
+    write: (b, o, l, p) => real.write(b, o, l, p),
+    writev: (bufs, p) => real.writev(bufs, p),
+    read: (b, o, l, p) => real.read(b, o, l, p),
+    truncate: (n) => real.truncate(n),
+    sync: () => real.sync(),
+    datasync: () => real.datasync(),
+    stat: () => real.stat(),
+    close: () => real.close(),
+    createReadStream: (o) => real.createReadStream(o),
+  };
+  return { ...passThrough, ...faults(real) };
+}
+
+/**
+ * An fs whose opened handles pass every call to the real one, except those `faults` replaces (given the real
+ * handle); `directFaults` does the same for the O_DIRECT handles of downloads that bypass the page cache.
+ */
+export function faultyFs(faults: Faults, directFaults: Faults = () => ({})): BlobFs {
   return {
     ...nodeBlobFs,
     async open(path, flags) {
-      const real = await nodeBlobFs.open(path, flags);
-      const passThrough: BlobFileHandle = {
-        write: (b, o, l, p) => real.write(b, o, l, p),
-        writev: (bufs, p) => real.writev(bufs, p),
-        read: (b, o, l, p) => real.read(b, o, l, p),
-        truncate: (n) => real.truncate(n),
-        sync: () => real.sync(),
-        datasync: () => real.datasync(),
-        stat: () => real.stat(),
-        close: () => real.close(),
-        createReadStream: (o) => real.createReadStream(o),
-      };
-      return { ...passThrough, ...faults(real) };
+      return wrap(await nodeBlobFs.open(path, flags), faults);
+    },
+    async openDirect(path) {
+      return wrap(await nodeBlobFs.openDirect!(path), directFaults);
     },
   };
 }

@@ -20,6 +20,8 @@ export interface BlobFileHandle {
   close(): Promise<void>;
   /** Stream [start, end] (inclusive); closes the handle when the stream ends or is destroyed. */
   createReadStream(opts: { start?: number; end?: number }): Readable;
+  /** Writes go to the disk, not to the page cache: there is nothing dirty to flush ahead of a sync. */
+  readonly bypassesCache?: boolean;
 }
 
 export interface BlobStatResult {
@@ -38,7 +40,29 @@ export interface BlobFs {
   readdir(path: string): Promise<string[]>;
   /** Throws when the path is not writable by this process. */
   assertWritable(path: string): Promise<void>;
+  /**
+   * A second, write-only handle on an existing file that bypasses the page cache (O_DIRECT): it takes only
+   * block-aligned memory, lengths and offsets. Absent: this file system layer never bypasses the cache.
+   */
+  openDirect?(path: string): Promise<BlobFileHandle>;
+  /** The kind of file system `path` is on (ext4, xfs, nfs, tmpfs…, or its statfs magic in hex). */
+  fsType?(path: string): Promise<string>;
 }
+
+/** statfs(2) f_type values of the file systems wharf tells apart (linux/magic.h). */
+const FS_TYPES: Record<number, string> = {
+  0xef53: 'ext4',
+  0x58465342: 'xfs',
+  0x9123683e: 'btrfs',
+  0x6969: 'nfs',
+  0xff534d42: 'cifs',
+  0xfe534d42: 'smb2',
+  0x65735546: 'fuse',
+  0x01021994: 'tmpfs',
+  0x794c7630: 'overlay',
+  0x2fc12fc1: 'zfs',
+  0x00c36400: 'ceph',
+};
 
 class NodeFileHandle implements BlobFileHandle {
   constructor(private readonly fh: fsp.FileHandle) {}
@@ -85,6 +109,13 @@ export const nodeBlobFs: BlobFs = {
   stat: (path) => fsp.stat(path),
   readdir: (path) => fsp.readdir(path),
   assertWritable: (path) => fsp.access(path, constants.W_OK),
+  async openDirect(path) {
+    return new NodeFileHandle(await fsp.open(path, constants.O_WRONLY | constants.O_DIRECT));
+  },
+  async fsType(path) {
+    const { type } = await fsp.statfs(path);
+    return FS_TYPES[type] ?? `0x${type.toString(16)}`;
+  },
 };
 
 export function errnoOf(e: unknown): string | undefined {

@@ -10,8 +10,10 @@ import {
   RegistryError,
   type Digest,
 } from '../../oci/index.js';
-import type { BlobStat, BlobStore, BlobWriter, ByteRange } from '../types.js';
+import type { BlobStat, BlobStore, BlobWriter, ByteRange, CreateOptions } from '../types.js';
+import { AlignedSlots } from './aligned-slots.js';
 import { errnoOf, nodeBlobFs, type BlobFileHandle, type BlobFs } from './blob-fs.js';
+import { DIRECT_ALIGN, DirectAppendHandle } from './direct-append.js';
 import { FsBlobWriter, type WriterHost } from './fs-blob-writer.js';
 
 export interface FsBlobStoreOptions {
@@ -20,7 +22,23 @@ export interface FsBlobStoreOptions {
   randomId?: () => string;
   fs?: BlobFs;
   now?: () => number;
+  /**
+   * Writers created with `{ direct: true }` bypass the page cache when the file system allows it (checked
+   * by open()); default false.
+   */
+  directWrites?: boolean;
 }
+
+/** Whether writers asked to bypass the page cache do, and why (for the start-up log). */
+export interface DirectWrites {
+  enabled: boolean;
+  reason: string;
+}
+
+/** File systems on local block devices, where O_DIRECT is a plain disk write (on NFS it is a synchronous round trip). */
+const DIRECT_FS = new Set(['ext4', 'xfs', 'btrfs']);
+/** Bytes a direct writer stages between disk writes (a download's batches are about 1 MiB). */
+const SLOT = 2 << 20;
 
 /** Temp-file ids are one safe path component: an upload id can never name a file outside tmp/. */
 export const WRITER_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/;
@@ -45,8 +63,13 @@ export class FsBlobStore implements BlobStore {
   /** Writers holding an open file in this process; sweepTemp never removes these. */
   private readonly openWriters = new Set<string>();
   private readonly host: WriterHost;
+  readonly directWrites: DirectWrites;
+  private readonly slots: AlignedSlots;
 
-  constructor(opts: FsBlobStoreOptions) {
+  /** `direct`: what open() found out about bypassing the page cache (without it: never). */
+  constructor(opts: FsBlobStoreOptions, direct?: { writes: DirectWrites; slots: AlignedSlots }) {
+    this.directWrites = direct?.writes ?? { enabled: false, reason: 'turned off' };
+    this.slots = direct?.slots ?? new AlignedSlots(SLOT);
     this.root = opts.root;
     this.fs = opts.fs ?? nodeBlobFs;
     this.randomId = opts.randomId ?? (() => randomBytes(16).toString('hex'));
@@ -76,7 +99,9 @@ export class FsBlobStore implements BlobStore {
     await checkDir(fs, root, create);
     for (const sub of ['blobs', 'tmp']) await checkDir(fs, join(root, sub), true);
     await probeWritable(fs, join(root, 'tmp'));
-    return new FsBlobStore({ ...opts, root, fs });
+    const slots = new AlignedSlots(SLOT);
+    const direct = opts.directWrites ? await probeDirect(fs, join(root, 'tmp'), slots) : { enabled: false, reason: 'turned off' };
+    return new FsBlobStore({ ...opts, root, fs }, { writes: direct, slots });
   }
 
   tempPath(id: string): string {
@@ -127,12 +152,27 @@ export class FsBlobStore implements BlobStore {
     return fh.createReadStream({ start: range.start, end: range.end });
   }
 
-  async create(id?: string): Promise<BlobWriter> {
+  async create(id?: string, opts: CreateOptions = {}): Promise<BlobWriter> {
     const wid = id ?? this.randomId();
     assertWriterId(wid);
-    const fh = await this.fs.open(this.tempPath(wid), 'wx+');
+    const path = this.tempPath(wid);
+    const fh = await this.fs.open(path, 'wx+');
+    const handle = opts.direct && this.directWrites.enabled ? ((await this.bypassCache(path, fh)) ?? fh) : fh;
     this.openWriters.add(wid);
-    return new FsBlobWriter(wid, this.host, fh, new Digester('sha256'), 0);
+    return new FsBlobWriter(wid, this.host, handle, new Digester('sha256'), 0);
+  }
+
+  /** The file behind an aligned slot and an O_DIRECT handle; undefined (the page cache, then) when either is not to be had. */
+  private async bypassCache(path: string, fh: BlobFileHandle): Promise<BlobFileHandle | undefined> {
+    const slot = this.slots.take();
+    if (!slot) return undefined;
+    try {
+      const direct = await this.fs.openDirect!(path);
+      return new DirectAppendHandle(fh, direct, slot, (s) => this.slots.give(s));
+    } catch {
+      this.slots.give(slot);
+      return undefined;
+    }
   }
 
   async resume(id: string): Promise<BlobWriter | undefined> {
@@ -286,6 +326,31 @@ async function checkDir(fs: BlobFs, path: string, create: boolean): Promise<void
     return;
   }
   if (!st.isDirectory()) throw new Error(`blob store: ${path} is not a directory`);
+}
+
+/** Direct writes only on a local block file system that accepts an aligned O_DIRECT write. */
+async function probeDirect(fs: BlobFs, dir: string, slots: AlignedSlots): Promise<DirectWrites> {
+  if (!fs.openDirect || !fs.fsType) return { enabled: false, reason: 'not supported by this file system layer' };
+  const type = await fs.fsType(dir).catch((e: unknown) => `unknown (${describe(e)})`);
+  if (!DIRECT_FS.has(type)) return { enabled: false, reason: `${type} is not a local block file system (ext4, xfs, btrfs)` };
+  const slot = slots.take();
+  if (!slot) return { enabled: false, reason: 'no aligned memory' };
+  const probe = join(dir, `.probe-direct-${process.pid}-${randomBytes(4).toString('hex')}`);
+  try {
+    await (await fs.open(probe, 'wx+')).close();
+    const fh = await fs.openDirect(probe);
+    try {
+      await fh.write(slot, 0, DIRECT_ALIGN, 0);
+    } finally {
+      await fh.close();
+    }
+    return { enabled: true, reason: `${type} takes O_DIRECT writes` };
+  } catch (e) {
+    return { enabled: false, reason: `${type} refused an O_DIRECT write (${describe(e)})` };
+  } finally {
+    slots.give(slot);
+    await fs.unlink(probe).catch(() => undefined);
+  }
 }
 
 /** access(W_OK) lies on read-only mounts for root, so really create and remove a file. */

@@ -103,7 +103,7 @@ export class FsBlobWriter implements BlobWriter {
           this._size += n;
           appended += n;
           this.unflushed += n;
-          if (this.unflushed >= FLUSH_EVERY && !this.flushing) this.flushInBackground(fh);
+          if (this.unflushed >= FLUSH_EVERY && !this.flushing && !fh.bypassesCache) this.flushInBackground(fh);
         }
         return appended;
       } catch (e) {
