@@ -12,6 +12,13 @@ const DEGRADED_BUFFER = 8 * 1024 * 1024;
 const BATCH = 1 << 20;
 /** The newest bytes of a download kept in memory too: readers that keep up are served without a file read. */
 const RECENT = 4 * BATCH;
+/**
+ * A download waits for its fastest reader when it is more than this ahead of it, so that reader stays within
+ * the recent bytes (the next batch, up to about BATCH, must still leave it there).
+ */
+const PACE_LEAD = 2 * BATCH;
+/** A fastest reader that has not moved for this long no longer holds the download back (default). */
+const PACE_PATIENCE_MS = 1000;
 
 /**
  * The body's chunks in batches: whatever arrived while the previous batch was being written (the body
@@ -84,6 +91,8 @@ export interface BlobFetchOptions {
   onBytes?: (n: number) => void;
   /** the cache write failed (disk full, I/O error): clients are still served, nothing is kept */
   onCacheWriteError?: (err: Error) => void;
+  /** how long the download waits for its fastest reader to move before it stops keeping pace (default 1 s) */
+  pacePatienceMs?: number;
 }
 
 type State = 'running' | 'committed' | 'passed' | 'failed';
@@ -124,6 +133,8 @@ export class BlobFetch {
   /** normal mode: the newest bytes (at most about RECENT), from `base` on, also in the temp file */
   private readonly recent: { base: number; chunks: Buffer[]; bytes: number } = { base: 0, chunks: [], bytes: 0 };
   private readonly positions = new Set<{ pos: number }>();
+  /** the download keeps pace with its fastest reader (until one keeps it waiting too long) */
+  private paced = true;
   /** resolves when the blob is committed (or rejects when the fetch failed or could not be cached) */
   readonly done: Promise<Descriptor>;
   /** resolves once the upstream answered (size known) or the fetch failed */
@@ -154,8 +165,12 @@ export class BlobFetch {
     const { store, upstream, repoPath, digest } = this.opts;
     const timer = setTimeout(() => this.abort.abort(new RegistryError(ErrorCode.UNAVAILABLE, 'upstream fetch timed out')), this.opts.timeoutMs);
     timer.unref?.();
+    // Keeping pace with a slow client must never cost the download its time limit.
+    const unpace = setTimeout(() => this.stopPacing(), this.opts.timeoutMs / 2);
+    unpace.unref?.();
     // The temp file is created while the upstream request is on its way: neither waits for the other.
-    const creating = store.create();
+    // Its file bypasses the page cache where the store allows it: clients read the bytes from memory.
+    const creating = store.create(undefined, { direct: true });
     creating.catch(() => {}); // seen below, or cancelled if the download fails first
     try {
       await this.download(upstream, repoPath, digest, creating);
@@ -189,6 +204,7 @@ export class BlobFetch {
       throw e;
     } finally {
       clearTimeout(timer);
+      clearTimeout(unpace);
       this.markStarted();
       this.notify();
       void this.maybeRelease();
@@ -244,6 +260,7 @@ export class BlobFetch {
     let n = 0;
     for (const p of parts) n += p.length;
     if (!this.mem) {
+      await this.keepPace();
       // Readers take these from memory while they are being written: sending to a client overlaps the write.
       for (const p of parts) this.remember(p);
       this.available = this.written + n;
@@ -266,6 +283,37 @@ export class BlobFetch {
     this.opts.onBytes?.(n);
     this.notify();
     while (this.mem && this.buffered() > DEGRADED_BUFFER && this.readers > 0) await new Promise<void>((r) => this.wake.push(r));
+  }
+
+  /**
+   * Waits while the fastest reader is more than PACE_LEAD behind but still within the recent bytes: it then
+   * gets every byte from memory, and the file is only written, never read back. A reader already behind the
+   * recent bytes reads the file anyway; one that does not move for `pacePatienceMs` ends the pacing (a
+   * stalled client must not hold a download that others, or the cache, are waiting for).
+   */
+  private async keepPace(): Promise<void> {
+    while (this.paced && this.readers > 0 && !this.abort.signal.aborted) {
+      let fastest = -1;
+      for (const p of this.positions) fastest = Math.max(fastest, p.pos);
+      if (fastest < this.recent.base || this.written - fastest <= PACE_LEAD) return;
+      if (!(await this.readerMoves(this.opts.pacePatienceMs ?? PACE_PATIENCE_MS))) this.stopPacing();
+    }
+  }
+
+  /** true when a reader moved (or one ended, or the fetch changed state) within `ms`. */
+  private readerMoves(ms: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const t = setTimeout(() => resolve(false), ms);
+      this.wake.push(() => {
+        clearTimeout(t);
+        resolve(true);
+      });
+    });
+  }
+
+  private stopPacing(): void {
+    this.paced = false;
+    this.notify();
   }
 
   /**

@@ -173,3 +173,107 @@ describe('BlobFetch: when clients get the bytes', () => {
     fetch.close();
   });
 });
+
+/** An upstream that has the whole body at once and sends it in 64 KiB chunks as fast as it is read. */
+function eagerUpstream(bytes: Buffer): Pick<Upstream, 'blob'> {
+  return {
+    blob: async () => ({
+      size: bytes.length,
+      offset: 0,
+      body: Readable.from(
+        (function* () {
+          for (let at = 0; at < bytes.length; at += 64 * 1024) yield bytes.subarray(at, at + 64 * 1024);
+        })(),
+      ),
+    }),
+  };
+}
+
+/** A store whose temp files count the reads made of them (a client served from the file rather than memory). */
+async function countingStore(t: { after(fn: () => Promise<void>): void }, direct = false): Promise<{ store: FsBlobStore; fileReads: () => number }> {
+  let reads = 0;
+  const fs = faultyFs((real) => ({
+    read: (b, o, l, p) => {
+      reads++;
+      return real.read(b, o, l, p);
+    },
+  }));
+  const store = await FsBlobStore.open(await tempRoot(t), { fs, directWrites: direct });
+  return { store, fileReads: () => reads };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('BlobFetch: a download keeps pace with its fastest client', () => {
+  it('a client slower than the upstream is served from memory: the download waits for it, the cache file is never read back', async (t) => {
+    const bytes = Buffer.from(Array.from({ length: 24 * 1024 * 1024 }, (_, i) => (i * 7) % 253));
+    const digest = digestOf(bytes);
+    const { store, fileReads } = await countingStore(t);
+    const fetch = new BlobFetch({ store, upstream: eagerUpstream(bytes), repoPath: 'acme/app', digest, timeoutMs: 60_000, resumeAttempts: 0, pacePatienceMs: 30_000 });
+    const parts: Buffer[] = [];
+    let got = 0;
+    let maxLead = 0;
+    for await (const c of fetch.reader()) {
+      parts.push(c as Buffer);
+      got += (c as Buffer).length;
+      maxLead = Math.max(maxLead, fetch.written - got);
+      await sleep(2); // a client on a slower link than the upstream's
+    }
+    assert.ok(Buffer.concat(parts).equals(bytes));
+    assert.equal((await fetch.done).digest, digest);
+    assert.equal(fileReads(), 0, 'the client was served from the cache file, not from memory');
+    assert.ok(maxLead <= 6 * 1024 * 1024, `the download ran ${maxLead} bytes ahead of its only client`);
+    fetch.close();
+  });
+
+  it('a client that stops reading does not hold the download: it completes and is cached, and the client can read on later', async (t) => {
+    const bytes = Buffer.from(Array.from({ length: 12 * 1024 * 1024 }, (_, i) => (i * 13) % 251));
+    const digest = digestOf(bytes);
+    const { store } = await countingStore(t);
+    const fetch = new BlobFetch({ store, upstream: eagerUpstream(bytes), repoPath: 'acme/app', digest, timeoutMs: 60_000, resumeAttempts: 0, pacePatienceMs: 100 });
+    const reader = fetch.reader();
+    const first = await new Promise<Buffer>((resolve) => reader.once('data', resolve));
+    reader.pause();
+    assert.equal((await within(fetch.done, 10_000, 'the download waited for a client that stopped reading')).digest, digest);
+    assert.equal((await store.stat(digest))?.size, bytes.length);
+    const rest: Buffer[] = [];
+    reader.on('data', (c: Buffer) => rest.push(c));
+    reader.resume();
+    await new Promise((resolve) => reader.once('end', resolve));
+    assert.ok(Buffer.concat([first, ...rest]).equals(bytes));
+    fetch.close();
+  });
+
+  it('past the page cache (direct writes): the client gets every byte, the cache holds them, and a disk that fills mid-download still serves the client', async (t) => {
+    const bytes = Buffer.from(Array.from({ length: 6 * 1024 * 1024 + 3 }, (_, i) => (i * 31) % 241));
+    const digest = digestOf(bytes);
+    const ok = await FsBlobStore.open(await tempRoot(t), { directWrites: true });
+    if (!ok.directWrites.enabled) return t.skip(ok.directWrites.reason);
+    const fetch = new BlobFetch({ store: ok, upstream: eagerUpstream(bytes), repoPath: 'acme/app', digest, timeoutMs: 60_000, resumeAttempts: 0 });
+    assert.ok((await readAll(fetch.reader())).equals(bytes));
+    assert.equal((await fetch.done).digest, digest);
+    fetch.close();
+    const cached = await ok.read(digest);
+    assert.ok((await readAll(cached!)).equals(bytes));
+
+    let directWrites = 0;
+    const filling = faultyFs(
+      () => ({}),
+      (real) => ({
+        write: async (b, o, l, p) => {
+          if (++directWrites > 2) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+          return real.write(b, o, l, p);
+        },
+      }),
+    );
+    const full = await FsBlobStore.open(await tempRoot(t), { fs: filling, directWrites: true });
+    const reported: Error[] = [];
+    const degraded = new BlobFetch({ store: full, upstream: eagerUpstream(bytes), repoPath: 'acme/app', digest, timeoutMs: 60_000, resumeAttempts: 0, onCacheWriteError: (e) => reported.push(e) });
+    assert.ok((await within(readAll(degraded.reader()), 10_000, 'the client never finished')).equals(bytes));
+    await assert.rejects(degraded.done);
+    assert.ok(directWrites > 2, 'the disk never filled');
+    assert.equal(reported.length, 1);
+    assert.equal(await full.stat(digest), undefined);
+    degraded.close();
+  });
+});
