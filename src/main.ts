@@ -18,7 +18,7 @@ export async function serve(config: WharfConfig): Promise<void> {
   process.on('unhandledRejection', (reason) => {
     logger.error({ err: reason instanceof Error ? { message: reason.message, stack: reason.stack } : String(reason) }, 'unhandled promise rejection (a bug: please report it)');
   });
-  const store = await FsBlobStore.open(config.dataDir).catch((e: Error) => fatal(logger, `data directory ${config.dataDir} is not usable: ${e.message}`));
+  const store = await FsBlobStore.open(config.dataDir, { directWrites: config.cache.directWrites }).catch((e: Error) => fatal(logger, `data directory ${config.dataDir} is not usable: ${e.message}`));
   // Redis configured = replicas may share it and the data dir: coordinate fetches, revalidations and memo caches.
   let clusterMode: ClusterMode | undefined;
   if (config.redis) {
@@ -57,7 +57,10 @@ export async function serve(config: WharfConfig): Promise<void> {
   );
   const server = main.server;
   await listen(server, config.listen);
-  logger.info({ listen: config.listen, https: config.tls !== undefined, dataDir: config.dataDir, metadata: meta.kind, upstreams: config.upstreams.map((u) => u.name) }, 'wharf listening');
+  logger.info(
+    { listen: config.listen, https: config.tls !== undefined, dataDir: config.dataDir, metadata: meta.kind, upstreams: config.upstreams.map((u) => u.name), directWrites: store.directWrites },
+    'wharf listening',
+  );
   // Certificate renewal (certbot, cert-manager) ends with a SIGHUP: new connections get the new pair.
   // Handled even without TLS, so `systemctl reload` never kills the process (Node's default for SIGHUP).
   process.on('SIGHUP', () => void (config.tls ? main.reloadTls() : logger.info({}, 'SIGHUP: no tls configured, nothing to reload')));

@@ -99,6 +99,8 @@ export interface CacheConfig {
   fetchTimeout: number;
   /** retries with Range when an upstream body breaks mid-blob */
   resumeAttempts: number;
+  /** downloads bypass the page cache (O_DIRECT) on local block file systems */
+  directWrites: boolean;
 }
 
 export interface MetricsConfig {

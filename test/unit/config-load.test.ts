@@ -51,7 +51,7 @@ test('defaults: docker.io as the only, default upstream, and the documented valu
   assert.equal(hub.tls.insecureSkipVerify, false);
   assert.equal(hub.credentials, undefined);
   assert.deepEqual(c.cache, {
-    highWatermark: 0.95, lowWatermark: 0.85, evictionInterval: 30_000, fetchTimeout: 30 * 60_000, resumeAttempts: 3,
+    highWatermark: 0.95, lowWatermark: 0.85, evictionInterval: 30_000, fetchTimeout: 30 * 60_000, resumeAttempts: 3, directWrites: true,
   });
   assert.deepEqual(c.push, { overlay: [] });
   assert.deepEqual(c.metrics, {});
