@@ -145,7 +145,7 @@ export const configSchema = z.strictObject({
       evictionInterval: def(duration(), '30s', 'how often the cache size is checked'),
       fetchTimeout: def(duration(), '30m', 'a shared upstream fetch\'s cache write gives up after this'),
       resumeAttempts: def(int(0), 3, 'Range retries when an upstream body breaks'),
-      directWrites: def(bool(), true, 'downloads are written to the disk without passing through the page cache (O_DIRECT), where the data directory is on ext4, xfs or btrfs'),
+      directWrites: def(bool(), true, 'downloads are written to the disk without passing through the page cache (O_DIRECT) past their first 16 MiB, where the data directory is on ext4, xfs or btrfs'),
     })
     .prefault({}),
   push: z

@@ -247,7 +247,8 @@ describe('BlobFetch: a download keeps pace with its fastest client', () => {
   it('past the page cache (direct writes): the client gets every byte, the cache holds them, and a disk that fills mid-download still serves the client', async (t) => {
     const bytes = Buffer.from(Array.from({ length: 6 * 1024 * 1024 + 3 }, (_, i) => (i * 31) % 241));
     const digest = digestOf(bytes);
-    const ok = await FsBlobStore.open(await tempRoot(t), { directWrites: true });
+    // Past the page cache from 1 MiB on: the download crosses over mid-way.
+    const ok = await FsBlobStore.open(await tempRoot(t), { directWrites: true, directFrom: 1024 * 1024 });
     if (!ok.directWrites.enabled) return t.skip(ok.directWrites.reason);
     const fetch = new BlobFetch({ store: ok, upstream: eagerUpstream(bytes), repoPath: 'acme/app', digest, timeoutMs: 60_000, resumeAttempts: 0 });
     assert.ok((await readAll(fetch.reader())).equals(bytes));
@@ -266,7 +267,7 @@ describe('BlobFetch: a download keeps pace with its fastest client', () => {
         },
       }),
     );
-    const full = await FsBlobStore.open(await tempRoot(t), { fs: filling, directWrites: true });
+    const full = await FsBlobStore.open(await tempRoot(t), { fs: filling, directWrites: true, directFrom: 1024 * 1024 });
     const reported: Error[] = [];
     const degraded = new BlobFetch({ store: full, upstream: eagerUpstream(bytes), repoPath: 'acme/app', digest, timeoutMs: 60_000, resumeAttempts: 0, onCacheWriteError: (e) => reported.push(e) });
     assert.ok((await within(readAll(degraded.reader()), 10_000, 'the client never finished')).equals(bytes));

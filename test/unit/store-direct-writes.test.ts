@@ -52,9 +52,9 @@ function blobFile(root: string, digest: Digest): string {
 }
 
 /** Only where the test's temp dir is on a file system that takes direct writes (ext4 on these machines). */
-async function directStore(t: { after(fn: () => Promise<void>): void; skip(msg: string): void }, fs = nodeBlobFs): Promise<{ root: string; store: FsBlobStore } | undefined> {
+async function directStore(t: { after(fn: () => Promise<void>): void; skip(msg: string): void }, fs = nodeBlobFs, directFrom = 0): Promise<{ root: string; store: FsBlobStore } | undefined> {
   const root = await tempRoot(t);
-  const store = await FsBlobStore.open(root, { directWrites: true, fs });
+  const store = await FsBlobStore.open(root, { directWrites: true, fs, directFrom });
   const type = await nodeBlobFs.fsType!(root);
   if (!['ext4', 'xfs', 'btrfs'].includes(type)) {
     assert.equal(store.directWrites.enabled, false);
@@ -169,6 +169,27 @@ describe('FsBlobStore: direct writes (downloads past the page cache)', () => {
     assert.ok(cachedDirect <= 8192, `${cachedDirect} bytes of a direct download are in the page cache`);
     // The same file written through the page cache is there, so the check above can tell the two apart.
     assert.ok(cachedBuffered >= 8 * MiB, `only ${cachedBuffered} bytes of a buffered write are in the page cache`);
+  });
+
+  it('keeps a file\'s first bytes (up to directFrom) in the page cache and writes the rest past it, crossing mid-write', async (t) => {
+    const s = await directStore(t, nodeBlobFs, 4 * MiB);
+    if (!s) return;
+    const bytes = pattern(12 * MiB + 321, 7);
+    const digest = digestOf(bytes);
+    const w = await s.store.create(undefined, { direct: true });
+    await w.write(pieces(bytes, [3 * MiB + 7]));
+    await w.commit(digest);
+    await w.release();
+    const { stdout } = await run('fincore', ['--bytes', '--noheadings', '--output', 'RES', blobFile(s.root, digest)]);
+    const cached = Number(stdout.trim());
+    assert.ok(cached >= 4 * MiB && cached <= 4 * MiB + 8192, `${cached} bytes in the page cache, not the first 4 MiB (and the last block)`);
+    assert.ok((await readFile(blobFile(s.root, digest))).equals(bytes));
+    // Read back across the crossing while it is still being written (a read leaves pages behind, so not above).
+    const again = await s.store.create(undefined, { direct: true });
+    await again.write(pieces(bytes, [3 * MiB + 7]));
+    assert.ok((await again.readAt(4 * MiB - 10, 20)).equals(bytes.subarray(4 * MiB - 10, 4 * MiB + 10)));
+    assert.ok((await again.readAt(12 * MiB, 321)).equals(bytes.subarray(12 * MiB)));
+    await again.cancel();
   });
 
   it('is off where the file system is not a local block one (tmpfs), and writes still work there', async (t) => {

@@ -7,37 +7,52 @@ import type { BlobFileHandle } from './blob-fs.js';
  */
 export const DIRECT_ALIGN = 4096;
 
+/** What writing past the page cache takes: an O_DIRECT handle on the file and an aligned slot (returned with giveBack). */
+export interface Bypass {
+  direct: BlobFileHandle;
+  slot: Buffer;
+  giveBack(): void;
+}
+
 /**
- * A temp file written front to back without going through the page cache. Bytes are copied into an aligned
- * slot; whole blocks go from there straight to the disk through the O_DIRECT handle, and the partial last
- * block stays in the slot (readable from there) until a sync or close writes it through the ordinary handle.
+ * A temp file written front to back; from `bypassFrom` on, without going through the page cache. Up to
+ * there it is an ordinary file. Past it, bytes are copied into an aligned slot; whole blocks go from there
+ * straight to the disk through the O_DIRECT handle, and the partial last block stays in the slot (readable
+ * from there) until a sync or close writes it through the ordinary handle.
  *
  * Why: a download written through the page cache costs the kernel a fresh page per 4 KiB, a copy, and later
  * the writeback; on a VM that hands free memory back to its host, fresh pages cost more than everything
- * else the download does (1 GiB: ~0.12 s of CPU with recycled pages, ~1.0 s with fresh ones). A download is
- * written once, read back by at most the clients that fall behind it, and then served from the file later:
- * keeping it out of the page cache also keeps it from evicting what is being served.
+ * else the download does (1 GiB: ~0.12 s of CPU with recycled pages, ~1.0 s with fresh ones). A large layer
+ * is written once, streamed to its clients from memory, and read back only by a later pull: keeping it out
+ * of the page cache also keeps it from evicting what is being served. A small one (most config blobs and
+ * many layers) stays cached: prefetch often has it complete before its client asks, and reading it back
+ * from the disk would cost that client more than the pages cost.
  */
 export class DirectAppendHandle implements BlobFileHandle {
   readonly bypassesCache = true;
-  /** Bytes [0, onDisk) are in the file; onDisk is block-aligned. */
+  /** Where the file ends while it is still written through the page cache. */
+  private buffered = 0;
+  /** Past bypassFrom: bytes [0, onDisk) are in the file; onDisk is block-aligned. */
   private onDisk = 0;
   /** Bytes [onDisk, onDisk + staged) are in the slot. */
   private staged = 0;
-  private slot: Buffer | undefined;
+  private bypass: Bypass | undefined;
+  private closed = false;
 
+  /**
+   * `bypassFrom` (block-aligned) is where writes leave the page cache; `openBypass` gets what that takes,
+   * or undefined, in which case the whole file is written through the page cache.
+   */
   constructor(
     private readonly file: BlobFileHandle,
-    private readonly direct: BlobFileHandle,
-    slot: Buffer,
-    private readonly giveBack: (slot: Buffer) => void,
+    private bypassFrom: number,
+    private readonly openBypass: () => Promise<Bypass | undefined>,
   ) {
-    if (slot.length < DIRECT_ALIGN || slot.length % DIRECT_ALIGN !== 0) throw new Error('direct append: the slot must be whole blocks');
-    this.slot = slot;
+    if (bypassFrom % DIRECT_ALIGN !== 0) throw new Error('direct append: bypassFrom must be block-aligned');
   }
 
   private get end(): number {
-    return this.onDisk + this.staged;
+    return this.bypass ? this.onDisk + this.staged : this.buffered;
   }
 
   write(buf: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesWritten: number }> {
@@ -48,10 +63,26 @@ export class DirectAppendHandle implements BlobFileHandle {
     return this.append(bufs, position);
   }
 
-  /** Everything given is in the file or in the slot when this resolves; whole blocks are on the disk. */
+  /**
+   * Before bypassFrom: an ordinary write, cut at bypassFrom (a short write; the caller goes on from there).
+   * After it: everything given is in the file or in the slot when this resolves; whole blocks are on the disk.
+   */
   private async append(parts: readonly Uint8Array[], position: number): Promise<{ bytesWritten: number }> {
-    const slot = this.open();
+    if (this.closed) throw new Error('direct append: the file is closed');
     if (position !== this.end) throw new Error(`direct append: write at ${position}, but the file ends at ${this.end}`);
+    if (!this.bypass && position >= this.bypassFrom) {
+      this.bypass = await this.openBypass();
+      if (this.bypass) this.onDisk = position;
+      else this.bypassFrom = Infinity;
+    }
+    if (!this.bypass) {
+      const room = this.bypassFrom - position;
+      const cut = cutAt(parts, room);
+      const { bytesWritten } = cut.length === 1 ? await this.file.write(cut[0]!, 0, cut[0]!.byteLength, position) : await this.file.writev(cut, position);
+      this.buffered = position + bytesWritten;
+      return { bytesWritten };
+    }
+    const slot = this.open();
     let total = 0;
     for (const part of parts) {
       for (let off = 0; off < part.byteLength; ) {
@@ -73,7 +104,7 @@ export class DirectAppendHandle implements BlobFileHandle {
     let done = 0;
     try {
       while (done < n) {
-        const { bytesWritten } = await this.direct.write(slot, done, n - done, this.onDisk + done);
+        const { bytesWritten } = await this.bypass!.direct.write(slot, done, n - done, this.onDisk + done);
         if (bytesWritten <= 0) throw new Error('direct append: the disk took no bytes');
         done += bytesWritten;
       }
@@ -89,7 +120,7 @@ export class DirectAppendHandle implements BlobFileHandle {
   }
 
   async read(buf: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }> {
-    if (position < this.onDisk) return this.file.read(buf, offset, Math.min(length, this.onDisk - position), position);
+    if (!this.bypass || position < this.onDisk) return this.file.read(buf, offset, Math.min(length, this.onDisk - position), position);
     const n = Math.max(0, Math.min(length, this.end - position));
     if (n > 0) this.open().copy(buf, offset, position - this.onDisk, position - this.onDisk + n);
     return { bytesRead: n };
@@ -97,6 +128,11 @@ export class DirectAppendHandle implements BlobFileHandle {
 
   /** Shortens to `len` bytes; bytes of the block `len` falls in come back into the slot from the disk. */
   async truncate(len: number): Promise<void> {
+    if (!this.bypass) {
+      await this.file.truncate(len);
+      this.buffered = Math.min(this.buffered, len);
+      return;
+    }
     const slot = this.open();
     if (len > this.end) throw new Error(`direct append: cannot extend to ${len} (the file ends at ${this.end})`);
     if (len < this.onDisk) {
@@ -117,9 +153,9 @@ export class DirectAppendHandle implements BlobFileHandle {
    * later append rewrites that block whole from there, so the O_DIRECT writes stay aligned.
    */
   private async writeTail(): Promise<void> {
-    if (this.staged === 0 || !this.slot) return;
+    if (this.staged === 0 || !this.bypass) return;
     for (let done = 0; done < this.staged; ) {
-      const { bytesWritten } = await this.file.write(this.slot, done, this.staged - done, this.onDisk + done);
+      const { bytesWritten } = await this.file.write(this.bypass.slot, done, this.staged - done, this.onDisk + done);
       done += bytesWritten;
     }
   }
@@ -141,14 +177,15 @@ export class DirectAppendHandle implements BlobFileHandle {
 
   /** Writes the tail, closes both handles and returns the slot, even when the tail could not be written. */
   async close(): Promise<void> {
-    if (!this.slot) return;
+    if (this.closed) return;
+    this.closed = true;
     try {
       await this.writeTail();
     } finally {
-      const slot = this.slot;
-      this.slot = undefined;
-      this.giveBack(slot);
-      await Promise.allSettled([this.direct.close(), this.file.close()]).then(([d, f]) => {
+      const bypass = this.bypass;
+      this.bypass = undefined;
+      bypass?.giveBack();
+      await Promise.allSettled([bypass?.direct.close(), this.file.close()]).then(([d, f]) => {
         if (f.status === 'rejected') throw f.reason;
         if (d.status === 'rejected') throw d.reason;
       });
@@ -160,7 +197,18 @@ export class DirectAppendHandle implements BlobFileHandle {
   }
 
   private open(): Buffer {
-    if (!this.slot) throw new Error('direct append: the file is closed');
-    return this.slot;
+    if (!this.bypass) throw new Error('direct append: the file is closed');
+    return this.bypass.slot;
   }
+}
+
+/** The first `n` bytes of `parts` (all of them when there are fewer). */
+function cutAt(parts: readonly Uint8Array[], n: number): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (const p of parts) {
+    if (n <= 0) break;
+    out.push(p.byteLength <= n ? p : p.subarray(0, n));
+    n -= p.byteLength;
+  }
+  return out;
 }

@@ -13,7 +13,7 @@ import {
 import type { BlobStat, BlobStore, BlobWriter, ByteRange, CreateOptions } from '../types.js';
 import { AlignedSlots } from './aligned-slots.js';
 import { errnoOf, nodeBlobFs, type BlobFileHandle, type BlobFs } from './blob-fs.js';
-import { DIRECT_ALIGN, DirectAppendHandle } from './direct-append.js';
+import { DIRECT_ALIGN, DirectAppendHandle, type Bypass } from './direct-append.js';
 import { FsBlobWriter, type WriterHost } from './fs-blob-writer.js';
 
 export interface FsBlobStoreOptions {
@@ -27,6 +27,8 @@ export interface FsBlobStoreOptions {
    * by open()); default false.
    */
   directWrites?: boolean;
+  /** Where a direct writer's file leaves the page cache (block-aligned; default 16 MiB). */
+  directFrom?: number;
 }
 
 /** Whether writers asked to bypass the page cache do, and why (for the start-up log). */
@@ -39,6 +41,11 @@ export interface DirectWrites {
 const DIRECT_FS = new Set(['ext4', 'xfs', 'btrfs']);
 /** Bytes a direct writer stages between disk writes (a download's batches are about 1 MiB). */
 const SLOT = 2 << 20;
+/**
+ * A direct writer's first bytes still go through the page cache: a blob this small is often read back at once
+ * (prefetch finishes it before its client asks), and its pages cost little. Past this, a layer bypasses it.
+ */
+const BYPASS_FROM = 16 << 20;
 
 /** Temp-file ids are one safe path component: an upload id can never name a file outside tmp/. */
 export const WRITER_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/;
@@ -65,11 +72,13 @@ export class FsBlobStore implements BlobStore {
   private readonly host: WriterHost;
   readonly directWrites: DirectWrites;
   private readonly slots: AlignedSlots;
+  private readonly directFrom: number;
 
   /** `direct`: what open() found out about bypassing the page cache (without it: never). */
   constructor(opts: FsBlobStoreOptions, direct?: { writes: DirectWrites; slots: AlignedSlots }) {
     this.directWrites = direct?.writes ?? { enabled: false, reason: 'turned off' };
     this.slots = direct?.slots ?? new AlignedSlots(SLOT);
+    this.directFrom = opts.directFrom ?? BYPASS_FROM;
     this.root = opts.root;
     this.fs = opts.fs ?? nodeBlobFs;
     this.randomId = opts.randomId ?? (() => randomBytes(16).toString('hex'));
@@ -157,18 +166,18 @@ export class FsBlobStore implements BlobStore {
     assertWriterId(wid);
     const path = this.tempPath(wid);
     const fh = await this.fs.open(path, 'wx+');
-    const handle = opts.direct && this.directWrites.enabled ? ((await this.bypassCache(path, fh)) ?? fh) : fh;
+    const handle = opts.direct && this.directWrites.enabled ? new DirectAppendHandle(fh, this.directFrom, () => this.bypass(path)) : fh;
     this.openWriters.add(wid);
     return new FsBlobWriter(wid, this.host, handle, new Digester('sha256'), 0);
   }
 
-  /** The file behind an aligned slot and an O_DIRECT handle; undefined (the page cache, then) when either is not to be had. */
-  private async bypassCache(path: string, fh: BlobFileHandle): Promise<BlobFileHandle | undefined> {
+  /** An aligned slot and an O_DIRECT handle on `path`; undefined (the page cache, then) when either is not to be had. */
+  private async bypass(path: string): Promise<Bypass | undefined> {
     const slot = this.slots.take();
     if (!slot) return undefined;
     try {
       const direct = await this.fs.openDirect!(path);
-      return new DirectAppendHandle(fh, direct, slot, (s) => this.slots.give(s));
+      return { direct, slot, giveBack: () => this.slots.give(slot) };
     } catch {
       this.slots.give(slot);
       return undefined;
