@@ -132,7 +132,7 @@ export class BlobFetch {
   private mem?: { base: number; chunks: Buffer[] };
   /** normal mode: the newest bytes (at most about RECENT), from `base` on, also in the temp file */
   private readonly recent: { base: number; chunks: Buffer[]; bytes: number } = { base: 0, chunks: [], bytes: 0 };
-  private readonly positions = new Set<{ pos: number }>();
+  private readonly positions = new Set<Cursor>();
   /** the download keeps pace with its fastest reader (until one keeps it waiting too long) */
   private paced = true;
   /** resolves when the blob is committed (or rejects when the fetch failed or could not be cached) */
@@ -286,16 +286,17 @@ export class BlobFetch {
   }
 
   /**
-   * Waits while the fastest reader is more than PACE_LEAD behind but still within the recent bytes: it then
-   * gets every byte from memory, and the file is only written, never read back. A reader already behind the
-   * recent bytes reads the file anyway; one that does not move for `pacePatienceMs` ends the pacing (a
-   * stalled client must not hold a download that others, or the cache, are waiting for).
+   * Waits while the download is more than PACE_LEAD ahead of its fastest reader (among those that still want
+   * bytes past it): that reader then gets every byte from memory, and the file is only written, never read
+   * back. A reader that joined late (behind a prefetch) reads the file until it has caught up, then from
+   * memory. One that does not move for `pacePatienceMs` ends the pacing (a stalled client must not hold a
+   * download that others, or the cache, are waiting for).
    */
   private async keepPace(): Promise<void> {
     while (this.paced && this.readers > 0 && !this.abort.signal.aborted) {
       let fastest = -1;
-      for (const p of this.positions) fastest = Math.max(fastest, p.pos);
-      if (fastest < this.recent.base || this.written - fastest <= PACE_LEAD) return;
+      for (const c of this.positions) if (c.end === undefined || c.end > this.written) fastest = Math.max(fastest, c.pos);
+      if (fastest < 0 || this.written - fastest <= PACE_LEAD) return;
       if (!(await this.readerMoves(this.opts.pacePatienceMs ?? PACE_PATIENCE_MS))) this.stopPacing();
     }
   }
@@ -391,7 +392,7 @@ export class BlobFetch {
    * The next bytes for a reader at `cursor` (into `into` when given), or undefined at the end; waits
    * while the download has nothing new for it.
    */
-  async next(cursor: { pos: number }, range: ByteRange | undefined, into?: Buffer): Promise<Buffer | { rest: Readable } | undefined> {
+  async next(cursor: Cursor, range: ByteRange | undefined, into?: Buffer): Promise<Buffer | { rest: Readable } | undefined> {
     for (;;) {
       if (this.state === 'failed') throw this.error;
       const end = range ? range.end + 1 : this.size;
@@ -444,7 +445,7 @@ export class BlobFetch {
  * owns (`readInto`), so a response writer can reuse two buffers for the whole blob.
  */
 class FetchReader extends Readable {
-  readonly cursor: { pos: number };
+  readonly cursor: Cursor;
   /** After commit and release: the rest of the blob, from the store. */
   private rest?: Readable;
 
@@ -453,7 +454,7 @@ class FetchReader extends Readable {
     private readonly range: ByteRange | undefined,
   ) {
     super({ highWaterMark: READ_CHUNK });
-    this.cursor = { pos: range?.start ?? 0 };
+    this.cursor = { pos: range?.start ?? 0, end: range ? range.end + 1 : undefined };
   }
 
   /** Fills `buf` with the next bytes; 0 at the end. */
@@ -491,6 +492,12 @@ class FetchReader extends Readable {
     this.rest?.destroy();
     cb(err);
   }
+}
+
+/** Where a reader is, and where its range ends (exclusive; undefined: the blob's end). */
+interface Cursor {
+  pos: number;
+  readonly end: number | undefined;
 }
 
 /** The cache could not even create its temp file: nothing to resume, the fetch fails as it is. */

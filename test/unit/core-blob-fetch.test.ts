@@ -190,16 +190,19 @@ function eagerUpstream(bytes: Buffer): Pick<Upstream, 'blob'> {
 }
 
 /** A store whose temp files count the reads made of them (a client served from the file rather than memory). */
-async function countingStore(t: { after(fn: () => Promise<void>): void }, direct = false): Promise<{ store: FsBlobStore; fileReads: () => number }> {
+async function countingStore(t: { after(fn: () => Promise<void>): void }): Promise<{ store: FsBlobStore; fileReads: () => number; bytesRead: () => number }> {
   let reads = 0;
+  let bytes = 0;
   const fs = faultyFs((real) => ({
-    read: (b, o, l, p) => {
+    read: async (b, o, l, p) => {
       reads++;
-      return real.read(b, o, l, p);
+      const r = await real.read(b, o, l, p);
+      bytes += r.bytesRead;
+      return r;
     },
   }));
-  const store = await FsBlobStore.open(await tempRoot(t), { fs, directWrites: direct });
-  return { store, fileReads: () => reads };
+  const store = await FsBlobStore.open(await tempRoot(t), { fs });
+  return { store, fileReads: () => reads, bytesRead: () => bytes };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -223,6 +226,44 @@ describe('BlobFetch: a download keeps pace with its fastest client', () => {
     assert.equal((await fetch.done).digest, digest);
     assert.equal(fileReads(), 0, 'the client was served from the cache file, not from memory');
     assert.ok(maxLead <= 6 * 1024 * 1024, `the download ran ${maxLead} bytes ahead of its only client`);
+    fetch.close();
+  });
+
+  it('a client that joins a download already ahead (a prefetch) reads the file until it has caught up, then from memory', async (t) => {
+    const MiB = 1024 * 1024;
+    const bytes = Buffer.from(Array.from({ length: 32 * MiB }, (_, i) => (i * 11) % 239));
+    const digest = digestOf(bytes);
+    const { store, bytesRead } = await countingStore(t);
+    let open!: () => void;
+    const joined = new Promise<void>((r) => (open = r));
+    // The first 8 MiB arrive before any client asks; the rest once one has.
+    const upstream: Pick<Upstream, 'blob'> = {
+      blob: async () => ({
+        size: bytes.length,
+        offset: 0,
+        body: Readable.from(
+          (async function* () {
+            for (let at = 0; at < bytes.length; at += 64 * 1024) {
+              if (at === 8 * MiB) await joined;
+              yield bytes.subarray(at, at + 64 * 1024);
+            }
+          })(),
+        ),
+      }),
+    };
+    const fetch = new BlobFetch({ store, upstream, repoPath: 'acme/app', digest, timeoutMs: 60_000, resumeAttempts: 0, pacePatienceMs: 30_000 });
+    while (fetch.written < 8 * MiB) await sleep(5);
+    const reader = fetch.reader();
+    open();
+    const parts: Buffer[] = [];
+    for await (const c of reader) {
+      parts.push(c as Buffer);
+      await sleep(2);
+    }
+    assert.ok(Buffer.concat(parts).equals(bytes));
+    assert.equal((await fetch.done).digest, digest);
+    // The 8 MiB it was behind, give or take the recent bytes kept in memory: not the 24 MiB that came after.
+    assert.ok(bytesRead() <= 10 * MiB, `the client read ${bytesRead()} bytes from the cache file`);
     fetch.close();
   });
 

@@ -38,6 +38,8 @@ export class DirectAppendHandle implements BlobFileHandle {
   private staged = 0;
   private bypass: Bypass | undefined;
   private closed = false;
+  /** The staged tail is in the file as it stands (written by a sync, nothing appended since). */
+  private tailInFile = false;
 
   /**
    * `bypassFrom` (block-aligned) is where writes leave the page cache; `openBypass` gets what that takes,
@@ -83,6 +85,7 @@ export class DirectAppendHandle implements BlobFileHandle {
       return { bytesWritten };
     }
     const slot = this.open();
+    this.tailInFile = false;
     let total = 0;
     for (const part of parts) {
       for (let off = 0; off < part.byteLength; ) {
@@ -145,6 +148,7 @@ export class DirectAppendHandle implements BlobFileHandle {
       this.onDisk = base;
     }
     this.staged = len - this.onDisk;
+    this.tailInFile = false;
     await this.file.truncate(len);
   }
 
@@ -153,11 +157,12 @@ export class DirectAppendHandle implements BlobFileHandle {
    * later append rewrites that block whole from there, so the O_DIRECT writes stay aligned.
    */
   private async writeTail(): Promise<void> {
-    if (this.staged === 0 || !this.bypass) return;
+    if (this.staged === 0 || !this.bypass || this.tailInFile) return;
     for (let done = 0; done < this.staged; ) {
       const { bytesWritten } = await this.file.write(this.bypass.slot, done, this.staged - done, this.onDisk + done);
       done += bytesWritten;
     }
+    this.tailInFile = true;
   }
 
   async sync(): Promise<void> {
