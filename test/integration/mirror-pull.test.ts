@@ -3,7 +3,9 @@
  * each behind a counting proxy: what clients get, and how many upstream requests it costs.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import {
@@ -24,7 +26,7 @@ import {
 import { makeImage, makeMultiPlatform, readOciLayout, sha256 } from '../helpers/oci-image.js';
 import { copy, inspectRaw } from '../helpers/skopeo.js';
 import { tempDir } from '../helpers/tmp.js';
-import { errorCodes, type WharfProcess } from '../helpers/wharf.js';
+import { blobFile, errorCodes, waitOnDisk, type WharfProcess } from '../helpers/wharf.js';
 
 let hub: MirrorUpstream;
 let ghcr: MirrorUpstream;
@@ -166,6 +168,25 @@ describe('coalescing and freshness', () => {
     const whole = await getBlob(w, 'acme/range', b.digest);
     assert.equal(sha256(whole.body), b.digest);
     assert.equal(hub.proxy.count({ method: 'GET', path: blobPath('acme/range', b.digest) }), 1, seen(hub.proxy, { path: repoPath('acme/range') }));
+  });
+});
+
+describe('large layers', () => {
+  it('skopeo gets a 48 MiB layer intact, and wharf leaves at most its first 16 MiB in the page cache (direct writes)', async (t) => {
+    const started = /"directWrites":\{"enabled":(true|false),"reason":"([^"]*)"/.exec(w.logs());
+    assert.ok(started, 'the start-up log line says whether direct writes are in use');
+    if (started[1] !== 'true') return t.skip(`direct writes are off here: ${started[2]}`);
+    const x = makeImage({ format: 'docker', layers: 1, layerSize: 48 * 1024 * 1024 });
+    await hub.push('acme/big', '1', x);
+    const dst = await tempDir();
+    t.after(() => dst.cleanup());
+    await copy(`docker://${w.host}/acme/big:1`, `dir:${dst.path}`);
+    const layer = x.layers[0]!;
+    assert.equal(sha256(await readFile(join(dst.path, layer.digest.slice(7)))), layer.digest);
+    await waitOnDisk(w.dataDir, [layer.digest]);
+    const { stdout } = await promisify(execFile)('fincore', ['--bytes', '--noheadings', '--output', 'RES', blobFile(w.dataDir, layer.digest)]);
+    const resident = Number(stdout.trim());
+    assert.ok(resident <= 20 * 1024 * 1024, `${resident} of the layer's ${layer.bytes.length} bytes are in the page cache: written through it, or read back from the file instead of served from memory`);
   });
 });
 
