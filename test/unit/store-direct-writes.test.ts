@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { digestOf, type Digest } from '../../src/oci/index.js';
-import { nodeBlobFs } from '../../src/store/blob/blob-fs.js';
+import { nodeBlobFs, type BlobFileHandle } from '../../src/store/blob/blob-fs.js';
+import { AlignedSlots } from '../../src/store/blob/aligned-slots.js';
 import { FsBlobStore } from '../../src/store/blob/fs-blob-store.js';
 import type { BlobWriter } from '../../src/store/types.js';
 import { faultyFs } from '../helpers/faulty-fs.js';
@@ -86,8 +87,9 @@ describe('FsBlobStore: direct writes (downloads past the page cache)', () => {
     });
   }
 
-  it('reads back what was written at any moment, from the disk and from the unwritten last block alike', async (t) => {
-    const s = await directStore(t);
+  for (const [label, from] of [['past the page cache from the start', 0], ['through the page cache up to 2 MiB, past it after', 2 * MiB]] as const) {
+  it(`reads back what was written at any moment, from the disk and from the unwritten last block alike (${label})`, async (t) => {
+    const s = await directStore(t, nodeBlobFs, from);
     if (!s) return;
     const bytes = pattern(3 * MiB + 1234, 2);
     const w = await s.store.create(undefined, { direct: true });
@@ -102,35 +104,42 @@ describe('FsBlobStore: direct writes (downloads past the page cache)', () => {
     }
     await w.cancel();
   });
+  }
 
-  it('a disk that fills mid-write keeps exactly the bytes accepted before; writing on after space is freed gives the right blob', async (t) => {
-    let full = false;
-    const fs = faultyFs(
-      () => ({}),
-      (real) => ({
+  // The disk fills while the file is still written through the page cache (the ordinary handle fails), or
+  // once it is past it (the O_DIRECT handle fails); the failed write crosses from one to the other.
+  for (const [label, from, failing] of [['past the page cache', 0, 'direct'], ['through the page cache, the failed write crossing over', 2 * MiB, 'buffered']] as const) {
+    it(`a disk that fills mid-write keeps exactly the bytes accepted before; writing on after space is freed gives the right blob (${label})`, async (t) => {
+      let full = false;
+      const enospc = (real: BlobFileHandle): Partial<BlobFileHandle> => ({
         write: async (b, o, l, p) => {
           if (full) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
           return real.write(b, o, l, p);
         },
-      }),
-    );
-    const s = await directStore(t, fs);
-    if (!s) return;
-    const bytes = pattern(4 * MiB + 999, 3);
-    const digest = digestOf(bytes);
-    const w: BlobWriter = await s.store.create(undefined, { direct: true });
-    const first = 1 * MiB + 4097;
-    await w.write(pieces(bytes.subarray(0, first), [first]));
-    full = true;
-    await assert.rejects(w.write(pieces(bytes.subarray(first, first + 2 * MiB), [2 * MiB])), /ENOSPC/);
-    assert.equal(w.size, first, 'the failed write counts no bytes');
-    assert.ok((await w.readAt(0, first)).equals(bytes.subarray(0, first)));
-    full = false;
-    await w.write(pieces(bytes.subarray(first), [2 * MiB + 5]));
-    assert.equal((await w.commit(digest, bytes.length)).digest, digest);
-    await w.release();
-    assert.ok((await readFile(blobFile(s.root, digest))).equals(bytes));
-  });
+        writev: async (bufs, p) => {
+          if (full) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+          return real.writev(bufs, p);
+        },
+      });
+      const fs = failing === 'direct' ? faultyFs(() => ({}), enospc) : faultyFs(enospc);
+      const s = await directStore(t, fs, from);
+      if (!s) return;
+      const bytes = pattern(4 * MiB + 999, 3);
+      const digest = digestOf(bytes);
+      const w: BlobWriter = await s.store.create(undefined, { direct: true });
+      const first = 1 * MiB + 4097;
+      await w.write(pieces(bytes.subarray(0, first), [first]));
+      full = true;
+      await assert.rejects(w.write(pieces(bytes.subarray(first, first + 2 * MiB), [2 * MiB])), /ENOSPC/);
+      assert.equal(w.size, first, 'the failed write counts no bytes');
+      assert.ok((await w.readAt(0, first)).equals(bytes.subarray(0, first)));
+      full = false;
+      await w.write(pieces(bytes.subarray(first), [2 * MiB + 5]));
+      assert.equal((await w.commit(digest, bytes.length)).digest, digest);
+      await w.release();
+      assert.ok((await readFile(blobFile(s.root, digest))).equals(bytes));
+    });
+  }
 
   it('a released (parked) writer has its last partial block in the file, and a resumed one continues it', async (t) => {
     const s = await directStore(t);
@@ -190,6 +199,24 @@ describe('FsBlobStore: direct writes (downloads past the page cache)', () => {
     assert.ok((await again.readAt(4 * MiB - 10, 20)).equals(bytes.subarray(4 * MiB - 10, 4 * MiB + 10)));
     assert.ok((await again.readAt(12 * MiB, 321)).equals(bytes.subarray(12 * MiB)));
     await again.cancel();
+  });
+
+  it('writes through the page cache, and correctly, when the O_DIRECT handle cannot be had after all', async (t) => {
+    const fs = { ...nodeBlobFs, openDirect: async () => Promise.reject(Object.assign(new Error('EMFILE: too many open files'), { code: 'EMFILE' })) };
+    const root = await tempRoot(t);
+    // The start-up probe passes on the real fs; later opens fail (a file-descriptor limit reached).
+    const probeOk = await FsBlobStore.open(root, { directWrites: true, directFrom: 0 });
+    if (!probeOk.directWrites.enabled) return t.skip(probeOk.directWrites.reason);
+    const store = new FsBlobStore({ root, fs, directFrom: 0 }, { writes: probeOk.directWrites, slots: new AlignedSlots(2 << 20) });
+    const bytes = pattern(3 * MiB + 5, 8);
+    const digest = digestOf(bytes);
+    const w = await store.create(undefined, { direct: true });
+    await w.write(pieces(bytes, [1 * MiB + 1]));
+    await w.commit(digest);
+    await w.release();
+    assert.ok((await readFile(blobFile(root, digest))).equals(bytes));
+    const { stdout } = await run('fincore', ['--bytes', '--noheadings', '--output', 'RES', blobFile(root, digest)]);
+    assert.ok(Number(stdout.trim()) >= 3 * MiB, 'written through the page cache');
   });
 
   it('is off where the file system is not a local block one (tmpfs), and writes still work there', async (t) => {

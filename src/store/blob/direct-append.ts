@@ -29,7 +29,6 @@ export interface Bypass {
  * from the disk would cost that client more than the pages cost.
  */
 export class DirectAppendHandle implements BlobFileHandle {
-  readonly bypassesCache = true;
   /** Where the file ends while it is still written through the page cache. */
   private buffered = 0;
   /** Past bypassFrom: bytes [0, onDisk) are in the file; onDisk is block-aligned. */
@@ -55,6 +54,11 @@ export class DirectAppendHandle implements BlobFileHandle {
 
   private get end(): number {
     return this.bypass ? this.onDisk + this.staged : this.buffered;
+  }
+
+  /** Once past bypassFrom: what is written from then on leaves nothing dirty to flush ahead of a sync. */
+  get bypassesCache(): boolean {
+    return this.bypass !== undefined;
   }
 
   write(buf: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesWritten: number }> {
@@ -123,7 +127,8 @@ export class DirectAppendHandle implements BlobFileHandle {
   }
 
   async read(buf: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }> {
-    if (!this.bypass || position < this.onDisk) return this.file.read(buf, offset, Math.min(length, this.onDisk - position), position);
+    if (!this.bypass) return this.file.read(buf, offset, length, position);
+    if (position < this.onDisk) return this.file.read(buf, offset, Math.min(length, this.onDisk - position), position);
     const n = Math.max(0, Math.min(length, this.end - position));
     if (n > 0) this.open().copy(buf, offset, position - this.onDisk, position - this.onDisk + n);
     return { bytesRead: n };
