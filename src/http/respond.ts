@@ -66,13 +66,21 @@ class FilePump extends Readable {
   private async run(dest: Writable, end: boolean): Promise<void> {
     const bufs = [pool.pop() ?? Buffer.allocUnsafeSlow(PUMP_CHUNK), pool.pop() ?? Buffer.allocUnsafeSlow(PUMP_CHUNK)];
     let writing: Promise<void> = Promise.resolve();
+    let sent = 0;
     try {
       for (let i = 0; ; i++) {
         const buf = bufs[i & 1]!;
         // buf's last write (two rounds ago) has called back: `writing` was awaited since.
         const n = await this.src.readInto(buf);
         await writing;
-        if (n === 0) break;
+        if (n === 0) {
+          // A source that ends before the announced length must not leave the client waiting on a kept-alive
+          // connection for bytes that will never come: cut it, so it sees the short body at once.
+          const announced = declaredLength(dest);
+          if (announced !== undefined && sent < announced) throw new Error(`body ended after ${sent} of ${announced} bytes`);
+          break;
+        }
+        sent += n;
         if (dest.destroyed) throw new Error('response closed');
         this.onBytes?.(n);
         writing = new Promise<void>((resolve, reject) => {
@@ -94,6 +102,13 @@ class FilePump extends Readable {
       for (const b of bufs) if (pool.length < POOL_MAX) pool.push(b);
     }
   }
+}
+
+/** The response's Content-Length, when it has one. */
+function declaredLength(dest: Writable): number | undefined {
+  const res = dest as Writable & { getHeader?: (name: string) => unknown };
+  const v = Number(res.getHeader?.('content-length'));
+  return Number.isSafeInteger(v) ? v : undefined;
 }
 
 /**
