@@ -122,7 +122,8 @@ export async function curlGets(url: string, n: number, timeoutMs = 120_000): Pro
         ['-s', '-o', '/dev/null', '--max-time', String(timeoutMs / 1000), '-w', '%{http_code} %{size_download}', url],
         { timeout: timeoutMs + 5000 },
         (err, stdout) => {
-          if (err) return reject(new Error(`curl ${url}: ${err.message}`));
+          // curl's exit code says how it ended (18: the body was cut short, 28: timed out, 56: connection reset)
+          if (err) return reject(new Error(`curl ${url}: exit ${String(err.code)} after ${stdout.trim() || 'nothing'}`));
           const [status, bytes] = stdout.trim().split(' ').map(Number);
           resolve({ status: status ?? 0, bytes: bytes ?? 0 });
         },
