@@ -100,10 +100,11 @@ type State = 'running' | 'committed' | 'passed' | 'failed';
 /**
  * One upstream download of one blob, shared by every client that asks for it meanwhile.
  *
- * Bytes go to a temp file and are read back from it by each client at its own pace, so a slow client
- * never holds the others back and memory stays flat. The last byte is held back until the digest is
- * verified: a client of a corrupted upstream body is cut off before it has a complete wrong blob.
- * Clients hanging up never cancel the download: it has its own timeout.
+ * Bytes go to a temp file; the newest few MiB are kept in memory too. The download keeps pace with its
+ * fastest client, which is served from memory; slower clients read the file at their own pace, so none
+ * holds the others back and memory stays flat. The last byte is held back until the digest is verified:
+ * a client of a corrupted upstream body is cut off before it has a complete wrong blob. Clients hanging
+ * up never cancel the download: it has its own timeout.
  *
  * If the cache write fails (ENOSPC), the fetch degrades to a pass-through: bytes after the failure are
  * kept in a bounded memory window for the clients already reading, the upstream is paused for the

@@ -20,7 +20,7 @@ export interface BlobFileHandle {
   close(): Promise<void>;
   /** Stream [start, end] (inclusive); closes the handle when the stream ends or is destroyed. */
   createReadStream(opts: { start?: number; end?: number }): Readable;
-  /** Writes go to the disk, not to the page cache: there is nothing dirty to flush ahead of a sync. */
+  /** true while writes go to the disk, not to the page cache: there is nothing dirty to flush ahead of a sync. */
   readonly bypassesCache?: boolean;
 }
 
