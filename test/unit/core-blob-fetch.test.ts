@@ -174,6 +174,13 @@ describe('BlobFetch: when clients get the bytes', () => {
   });
 });
 
+/** `size` bytes that differ with their position (a chunk delivered at the wrong offset shows). */
+function patterned(size: number, step: number): Buffer {
+  const b = Buffer.allocUnsafe(size);
+  for (let i = 0; i < size; i++) b[i] = (i * step) % 251;
+  return b;
+}
+
 /** An upstream that has the whole body at once and sends it in 64 KiB chunks as fast as it is read. */
 function eagerUpstream(bytes: Buffer): Pick<Upstream, 'blob'> {
   return {
@@ -209,7 +216,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('BlobFetch: a download keeps pace with its fastest client', () => {
   it('a client slower than the upstream is served from memory: the download waits for it, the cache file is never read back', async (t) => {
-    const bytes = Buffer.from(Array.from({ length: 24 * 1024 * 1024 }, (_, i) => (i * 7) % 253));
+    const bytes = patterned(24 * 1024 * 1024, 7);
     const digest = digestOf(bytes);
     const { store, fileReads } = await countingStore(t);
     const fetch = new BlobFetch({ store, upstream: eagerUpstream(bytes), repoPath: 'acme/app', digest, timeoutMs: 60_000, resumeAttempts: 0, pacePatienceMs: 30_000 });
@@ -231,7 +238,7 @@ describe('BlobFetch: a download keeps pace with its fastest client', () => {
 
   it('a client that joins a download already ahead (a prefetch) reads the file until it has caught up, then from memory', async (t) => {
     const MiB = 1024 * 1024;
-    const bytes = Buffer.from(Array.from({ length: 32 * MiB }, (_, i) => (i * 11) % 239));
+    const bytes = patterned(32 * MiB, 11);
     const digest = digestOf(bytes);
     const { store, bytesRead } = await countingStore(t);
     let open!: () => void;
@@ -268,7 +275,7 @@ describe('BlobFetch: a download keeps pace with its fastest client', () => {
   });
 
   it('a client that stops reading does not hold the download: it completes and is cached, and the client can read on later', async (t) => {
-    const bytes = Buffer.from(Array.from({ length: 12 * 1024 * 1024 }, (_, i) => (i * 13) % 251));
+    const bytes = patterned(12 * 1024 * 1024, 13);
     const digest = digestOf(bytes);
     const { store } = await countingStore(t);
     const fetch = new BlobFetch({ store, upstream: eagerUpstream(bytes), repoPath: 'acme/app', digest, timeoutMs: 60_000, resumeAttempts: 0, pacePatienceMs: 100 });
@@ -286,7 +293,7 @@ describe('BlobFetch: a download keeps pace with its fastest client', () => {
   });
 
   it('past the page cache (direct writes): the client gets every byte, the cache holds them, and a disk that fills mid-download still serves the client', async (t) => {
-    const bytes = Buffer.from(Array.from({ length: 6 * 1024 * 1024 + 3 }, (_, i) => (i * 31) % 241));
+    const bytes = patterned(6 * 1024 * 1024 + 3, 31);
     const digest = digestOf(bytes);
     // Past the page cache from 1 MiB on: the download crosses over mid-way.
     const ok = await FsBlobStore.open(await tempRoot(t), { directWrites: true, directFrom: 1024 * 1024 });
