@@ -30,6 +30,11 @@ function fakeUpstream(bytes: Buffer): Pick<Upstream, 'blob'> {
   };
 }
 
+/** A fake upstream answering every blob request with a body of `size` bytes made of `chunks()`. */
+function upstreamOf(size: number, chunks: () => Iterable<Buffer> | AsyncIterable<Buffer>): Pick<Upstream, 'blob'> {
+  return { blob: async () => ({ size, offset: 0, body: Readable.from(chunks()) }) };
+}
+
 async function readAll(stream: Readable): Promise<Buffer> {
   const parts: Buffer[] = [];
   for await (const c of stream) parts.push(c as Buffer);
@@ -134,20 +139,12 @@ describe('BlobFetch: when clients get the bytes', () => {
     const store = await FsBlobStore.open(root, { fs: fullDisk });
     const reported: Error[] = [];
     // Four batches, a tick apart: the first reaches the file, the second's write fails.
-    const upstream: Pick<Upstream, 'blob'> = {
-      blob: async () => ({
-        size: bytes.length,
-        offset: 0,
-        body: Readable.from(
-          (async function* () {
-            for (let i = 0; i < 4; i++) {
-              yield bytes.subarray(i * 64 * 1024, (i + 1) * 64 * 1024);
-              await new Promise((r) => setImmediate(r));
-            }
-          })(),
-        ),
-      }),
-    };
+    const upstream = upstreamOf(bytes.length, async function* () {
+      for (let i = 0; i < 4; i++) {
+        yield bytes.subarray(i * 64 * 1024, (i + 1) * 64 * 1024);
+        await new Promise((r) => setImmediate(r));
+      }
+    });
     const fetch = new BlobFetch({ store, upstream, repoPath: 'acme/app', digest, timeoutMs: 30_000, resumeAttempts: 0, onCacheWriteError: (e) => reported.push(e) });
     const got = readAll(fetch.reader());
     assert.deepEqual(await within(got, 5000, 'the client never finished'), bytes);
@@ -183,17 +180,9 @@ function patterned(size: number, step: number): Buffer {
 
 /** An upstream that has the whole body at once and sends it in 64 KiB chunks as fast as it is read. */
 function eagerUpstream(bytes: Buffer): Pick<Upstream, 'blob'> {
-  return {
-    blob: async () => ({
-      size: bytes.length,
-      offset: 0,
-      body: Readable.from(
-        (function* () {
-          for (let at = 0; at < bytes.length; at += 64 * 1024) yield bytes.subarray(at, at + 64 * 1024);
-        })(),
-      ),
-    }),
-  };
+  return upstreamOf(bytes.length, function* () {
+    for (let at = 0; at < bytes.length; at += 64 * 1024) yield bytes.subarray(at, at + 64 * 1024);
+  });
 }
 
 /** A store whose temp files count the reads made of them (a client served from the file rather than memory). */
@@ -244,20 +233,12 @@ describe('BlobFetch: a download keeps pace with its fastest client', () => {
     let open!: () => void;
     const joined = new Promise<void>((r) => (open = r));
     // The first 8 MiB arrive before any client asks; the rest once one has.
-    const upstream: Pick<Upstream, 'blob'> = {
-      blob: async () => ({
-        size: bytes.length,
-        offset: 0,
-        body: Readable.from(
-          (async function* () {
-            for (let at = 0; at < bytes.length; at += 64 * 1024) {
-              if (at === 8 * MiB) await joined;
-              yield bytes.subarray(at, at + 64 * 1024);
-            }
-          })(),
-        ),
-      }),
-    };
+    const upstream = upstreamOf(bytes.length, async function* () {
+      for (let at = 0; at < bytes.length; at += 64 * 1024) {
+        if (at === 8 * MiB) await joined;
+        yield bytes.subarray(at, at + 64 * 1024);
+      }
+    });
     const fetch = new BlobFetch({ store, upstream, repoPath: 'acme/app', digest, timeoutMs: 60_000, resumeAttempts: 0, pacePatienceMs: 30_000 });
     while (fetch.written < 8 * MiB) await sleep(5);
     const reader = fetch.reader();
