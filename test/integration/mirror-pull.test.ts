@@ -3,9 +3,7 @@
  * each behind a counting proxy: what clients get, and how many upstream requests it costs.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
-import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import {
@@ -24,6 +22,7 @@ import {
   type MirrorUpstream,
 } from '../helpers/mirror.js';
 import { makeImage, makeMultiPlatform, readOciLayout, sha256 } from '../helpers/oci-image.js';
+import { pageCacheBytes } from '../helpers/page-cache.js';
 import { copy, inspectRaw } from '../helpers/skopeo.js';
 import { tempDir } from '../helpers/tmp.js';
 import { blobFile, errorCodes, waitOnDisk, type WharfProcess } from '../helpers/wharf.js';
@@ -184,8 +183,7 @@ describe('large layers', () => {
     const layer = x.layers[0]!;
     assert.equal(sha256(await readFile(join(dst.path, layer.digest.slice(7)))), layer.digest);
     await waitOnDisk(w.dataDir, [layer.digest]);
-    const { stdout } = await promisify(execFile)('fincore', ['--bytes', '--noheadings', '--output', 'RES', blobFile(w.dataDir, layer.digest)]);
-    const resident = Number(stdout.trim());
+    const resident = await pageCacheBytes(blobFile(w.dataDir, layer.digest));
     assert.ok(resident <= 20 * 1024 * 1024, `${resident} of the layer's ${layer.bytes.length} bytes are in the page cache: written through it, or read back from the file instead of served from memory`);
   });
 });

@@ -5,20 +5,19 @@
  * real one on a temp dir (ext4 on these machines), with the real O_DIRECT handles, failures injected on demand.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { promisify } from 'node:util';
-import { digestOf, type Digest } from '../../src/oci/index.js';
+import { digestOf } from '../../src/oci/index.js';
 import { nodeBlobFs, type BlobFileHandle } from '../../src/store/blob/blob-fs.js';
 import { AlignedSlots } from '../../src/store/blob/aligned-slots.js';
 import { FsBlobStore } from '../../src/store/blob/fs-blob-store.js';
 import type { BlobWriter } from '../../src/store/types.js';
 import { faultyFs } from '../helpers/faulty-fs.js';
+import { pageCacheBytes } from '../helpers/page-cache.js';
+import { blobFile } from '../helpers/wharf.js';
 
-const run = promisify(execFile);
 const MiB = 1024 * 1024;
 
 async function tempRoot(t: { after(fn: () => Promise<void>): void }, parent = tmpdir()): Promise<string> {
@@ -45,11 +44,6 @@ async function* pieces(bytes: Buffer, sizes: number[]): AsyncGenerator<Buffer[]>
     yield [bytes.subarray(at, at + n)];
     at += n;
   }
-}
-
-function blobFile(root: string, digest: Digest): string {
-  const hex = digest.slice('sha256:'.length);
-  return join(root, 'blobs', 'sha256', hex.slice(0, 2), hex);
 }
 
 /** Only where the test's temp dir is on a file system that takes direct writes (ext4 on these machines). */
@@ -169,9 +163,9 @@ describe('FsBlobStore: direct writes (downloads past the page cache)', () => {
       await w.write(pieces(bytes, [1 * MiB + 3]));
       await w.commit(digest);
       await w.release();
-      const { stdout } = await run('fincore', ['--bytes', '--noheadings', '--output', 'RES', blobFile(s.root, digest)]);
+      const resident = await pageCacheBytes(blobFile(s.root, digest));
       await s.store.delete(digest);
-      return Number(stdout.trim());
+      return resident;
     };
     const cachedDirect = await measure(true);
     const cachedBuffered = await measure(false);
@@ -189,8 +183,7 @@ describe('FsBlobStore: direct writes (downloads past the page cache)', () => {
     await w.write(pieces(bytes, [3 * MiB + 7]));
     await w.commit(digest);
     await w.release();
-    const { stdout } = await run('fincore', ['--bytes', '--noheadings', '--output', 'RES', blobFile(s.root, digest)]);
-    const cached = Number(stdout.trim());
+    const cached = await pageCacheBytes(blobFile(s.root, digest));
     assert.ok(cached >= 4 * MiB && cached <= 4 * MiB + 8192, `${cached} bytes in the page cache, not the first 4 MiB (and the last block)`);
     assert.ok((await readFile(blobFile(s.root, digest))).equals(bytes));
     // Read back across the crossing while it is still being written (a read leaves pages behind, so not above).
@@ -215,8 +208,8 @@ describe('FsBlobStore: direct writes (downloads past the page cache)', () => {
     await w.commit(digest);
     await w.release();
     assert.ok((await readFile(blobFile(root, digest))).equals(bytes));
-    const { stdout } = await run('fincore', ['--bytes', '--noheadings', '--output', 'RES', blobFile(root, digest)]);
-    assert.ok(Number(stdout.trim()) >= 3 * MiB, 'written through the page cache');
+    const resident = await pageCacheBytes(blobFile(root, digest));
+    assert.ok(resident >= 3 * MiB, 'written through the page cache');
   });
 
   it('is off where the file system is not a local block one (tmpfs), and writes still work there', async (t) => {
