@@ -21,7 +21,29 @@ export function scrubText(text: string): string {
   return out;
 }
 
-/** A copy of `value` with every string scrubbed; Errors become `{type, message, stack}` (what pino writes). */
+/**
+ * Fields whose whole value is a secret, under any capitalisation and at any depth: a header
+ * (`authorization`, `cookie`), a token response, or an upstream's or Redis's `credentials`/`password`.
+ */
+const SECRET_KEYS: ReadonlySet<string> = new Set([
+  'authorization',
+  'proxy-authorization',
+  'access_token',
+  'refresh_token',
+  'secret',
+  'password',
+  'token',
+  'credentials',
+  'cookie',
+  'set-cookie',
+]);
+
+const REDACTED = '[Redacted]';
+
+/**
+ * A copy of `value` with every string scrubbed and every secret field's value replaced by `[Redacted]`;
+ * Errors become `{type, message, stack}` (what pino writes).
+ */
 export function scrubSecrets(value: unknown, depth = 0): unknown {
   if (typeof value === 'string') return scrubText(value);
   if (value === null || typeof value !== 'object' || depth > 6) return value;
@@ -34,6 +56,6 @@ export function scrubSecrets(value: unknown, depth = 0): unknown {
   if (Array.isArray(value)) return value.map((v) => scrubSecrets(v, depth + 1));
   if (Object.getPrototypeOf(value) !== Object.prototype && Object.getPrototypeOf(value) !== null) return value;
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(value)) out[k] = scrubSecrets(v, depth + 1);
+  for (const [k, v] of Object.entries(value)) out[k] = v !== undefined && SECRET_KEYS.has(k.toLowerCase()) ? REDACTED : scrubSecrets(v, depth + 1);
   return out;
 }

@@ -88,6 +88,28 @@ describe('createLogger', () => {
     assert.doesNotMatch(raw(), /SECRET-/);
   });
 
+  it('redacts secret fields at any depth and under any capitalisation, and nothing else', async () => {
+    const { logger, lines, raw } = capture('info');
+    logger.info(
+      {
+        a: { b: { c: { Password: 'SECRET-1', 'Proxy-Authorization': 'Basic SECRET-2' } } },
+        res: { headers: { 'Set-Cookie': ['SECRET-3'], Cookie: 'SECRET-4' } },
+        list: [{ TOKEN: 'SECRET-5' }, { credentials: { username: 'me' } }],
+        tokenFile: '/run/secrets/hub',
+        passwordFile: '/run/secrets/redis',
+        tokens: 3,
+      },
+      'deep',
+    );
+    await new Promise((r) => setImmediate(r));
+    assert.doesNotMatch(raw(), /SECRET-/);
+    const [l] = await lines();
+    assert.equal((l?.list as Array<Record<string, unknown>>)[1]?.credentials, '[Redacted]');
+    assert.equal(l?.tokenFile, '/run/secrets/hub');
+    assert.equal(l?.passwordFile, '/run/secrets/redis');
+    assert.equal(l?.tokens, 3);
+  });
+
   it('scrubs credentials quoted inside messages, errors and bindings, and keeps the rest readable', async () => {
     const { logger, lines, raw } = capture('debug');
     const jwt = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJtZSJ9.c2lnbmF0dXJlMQ';
