@@ -56,6 +56,10 @@ export class Blobs implements BlobService {
     }
     const target = await this.access.mirror(repo);
     if (!target) throw blobUnknown(digest);
+    // This repository's own download, proven and committing or linking: its upstream has vouched for the
+    // digest already, so join it rather than ask the upstream again (a HEAD per blob on a fast client).
+    const own = this.inflight.get(digest);
+    if (own?.repoKey === repo.key && own.fetch.proven) return this.fromUpstream(repo, target, digest, range, signal);
 
     const st = await this.d.store.stat(digest);
     if (st) {

@@ -16,7 +16,8 @@ import { createRegistry } from '../../src/core/registry.js';
 import { MediaType, type Digest } from '../../src/oci/index.js';
 import { noMetrics, silentLogger, type Metrics } from '../../src/observability/types.js';
 import { EmbeddedMetadataStore, FsBlobStore } from '../../src/store/index.js';
-import type { BlobFs } from '../../src/store/blob/blob-fs.js';
+import type { MetadataStore } from '../../src/store/types.js';
+import { nodeBlobFs, type BlobFs } from '../../src/store/blob/blob-fs.js';
 import { createUpstream } from '../../src/upstream/index.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { heldSyncFs } from '../helpers/faulty-fs.js';
@@ -24,6 +25,30 @@ import { stillPending, within } from '../helpers/settle.js';
 import { makeImage, pushImage, sha256, type TestImage } from '../helpers/oci-image.js';
 import { startRegistry, type RegistryProcess } from '../helpers/registry.js';
 import { upstreamConfig } from '../helpers/upstream-config.js';
+
+/** Metadata whose blob links can be held (while held, link() waits): a link still being written. */
+function heldLinks(): { wrap: (m: MetadataStore) => MetadataStore; hold: () => void; linking: Promise<void>; release: () => void } {
+  let held = false;
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  let started!: () => void;
+  const linking = new Promise<void>((r) => (started = r));
+  const wrap = (m: MetadataStore): MetadataStore =>
+    new Proxy(m, {
+      get(target, prop) {
+        const v = Reflect.get(target, prop, target) as unknown;
+        if (prop !== 'link' || typeof v !== 'function') return typeof v === 'function' ? v.bind(target) : v;
+        return async (...args: Parameters<MetadataStore['link']>) => {
+          if (held) {
+            started();
+            await gate;
+          }
+          return m.link(...args);
+        };
+      },
+    });
+  return { wrap, hold: () => (held = true), linking, release };
+}
 
 const ACCEPT = [MediaType.ociManifest, MediaType.dockerManifest, MediaType.ociIndex, MediaType.dockerManifestList];
 
@@ -44,7 +69,7 @@ describe('mirrored manifests are answered before they are stored', () => {
     for (const d of dirs) await rm(d, { recursive: true, force: true });
   });
 
-  async function core(fs: BlobFs, metrics: Metrics = noMetrics) {
+  async function core(fs: BlobFs, metrics: Metrics = noMetrics, wrapMeta: (m: MetadataStore) => MetadataStore = (m) => m) {
     const dir = await mkdtemp(join(tmpdir(), 'wharf-manifest-store-'));
     dirs.push(dir);
     const store = await FsBlobStore.open(join(dir, 'blobs'), { fs });
@@ -53,7 +78,7 @@ describe('mirrored manifests are answered before they are stored', () => {
     const namespaces = new UpstreamNamespaces([{ name: 'hub', host: new URL(proxy.url).host, aliases: [], default: true, libraryPrefix: false }]);
     const reg = createRegistry({
       store,
-      meta,
+      meta: wrapMeta(meta),
       namespaces,
       policy: {
         upstreams: new Map([['hub', { upstream, policy: { tagFreshness: 60_000, notFoundTtl: 60_000, prefetch: 0 } }]]),
@@ -136,6 +161,31 @@ describe('mirrored manifests are answered before they are stored', () => {
       assert.ok(await store.stat(image.manifestDigest as Digest), 'the manifest is stored once shutdown may proceed');
     } finally {
       disk.release();
+      await close();
+    }
+  });
+
+  it('a blob committed but not yet linked is served from its download, without asking the upstream again', async () => {
+    const links = heldLinks();
+    const { reg, repo, store, close } = await core(nodeBlobFs, noMetrics, links.wrap);
+    try {
+      await reg.manifests.get(repo, { kind: 'tag', tag: '1' }, ACCEPT);
+      await reg.settle();
+      links.hold();
+      const layer = image.layers[0]!;
+      const read = async (): Promise<Buffer> => {
+        const parts: Buffer[] = [];
+        for await (const c of (await reg.blobs.open(repo, layer.digest as Digest, undefined)).stream) parts.push(c as Buffer);
+        return Buffer.concat(parts);
+      };
+      assert.equal(sha256(await read()), layer.digest);
+      await links.linking;
+      assert.equal((await store.stat(layer.digest as Digest))?.size, layer.bytes.length, 'committed to the store, its link still being written');
+      proxy.reset();
+      assert.equal(sha256(await within(read(), 10_000, 'the second client waited for the link')), layer.digest);
+      assert.deepEqual(proxy.requests.map((r) => `${r.method} ${r.path}`), [], 'the upstream was asked again for a blob its own download had just proven');
+    } finally {
+      links.release();
       await close();
     }
   });
