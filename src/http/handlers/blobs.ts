@@ -24,7 +24,11 @@ export const getBlob: Handler = async (ctx, { registry, metrics }, name, ref) =>
     return;
   }
   const abort = new AbortController();
-  ctx.req.once('close', () => abort.abort());
+  // Only a client gone before its response finished cancels anything; aborting after a complete response
+  // would build a DOMException (stack trace included) per blob GET for no one.
+  ctx.req.once('close', () => {
+    if (!ctx.res.writableFinished) abort.abort();
+  });
   const body = await registry.blobs.open(repo, digest, rangeHeader(ctx), abort.signal);
   ctx.state.cache = body.outcome;
   ctx.type = 'application/octet-stream';
