@@ -119,7 +119,8 @@ describe('BlobFetch: when clients get the bytes', () => {
   });
 
   it('a cache write that fails mid-download (ENOSPC): the client still gets every byte, verified, and nothing is kept', async (t) => {
-    const bytes = Buffer.from(Array.from({ length: 256 * 1024 }, (_, i) => i % 251));
+    const piece = 640 * 1024;
+    const bytes = Buffer.from(Array.from({ length: 4 * piece }, (_, i) => i % 251));
     const digest = digestOf(bytes);
     let writes = 0;
     const fullDisk = faultyFs((real) => {
@@ -138,10 +139,11 @@ describe('BlobFetch: when clients get the bytes', () => {
     const root = await tempRoot(t);
     const store = await FsBlobStore.open(root, { fs: fullDisk });
     const reported: Error[] = [];
-    // Four batches, a tick apart: the first reaches the file, the second's write fails.
+    // Four pieces, a tick apart; the file gets them about 1 MiB at a time: the first two reach it in one
+    // write, the write of the last two fails.
     const upstream = upstreamOf(bytes.length, async function* () {
       for (let i = 0; i < 4; i++) {
-        yield bytes.subarray(i * 64 * 1024, (i + 1) * 64 * 1024);
+        yield bytes.subarray(i * piece, (i + 1) * piece);
         await new Promise((r) => setImmediate(r));
       }
     });
@@ -152,6 +154,47 @@ describe('BlobFetch: when clients get the bytes', () => {
     assert.ok(writes >= 2, 'the disk never filled');
     assert.equal(reported.length, 1);
     assert.equal(await store.stat(digest), undefined);
+    fetch.close();
+  });
+
+  it('the cache file gets a trickling body in writes of about 1 MiB, while its client has every piece at once', async (t) => {
+    const piece = 16 * 1024;
+    const bytes = Buffer.from(Array.from({ length: 4 * 1024 * 1024 }, (_, i) => (i * 7) % 253));
+    const digest = digestOf(bytes);
+    const writes: number[] = [];
+    const counting = faultyFs((real) => ({
+      write: async (b, o, l, p) => {
+        writes.push(l);
+        return real.write(b, o, l, p);
+      },
+      writev: async (bufs, p) => {
+        writes.push(bufs.reduce((a, x) => a + x.length, 0));
+        return real.writev(bufs, p);
+      },
+    }));
+    const store = await FsBlobStore.open(await tempRoot(t), { fs: counting });
+    let sent = 0;
+    let clientBehind = 0;
+    const upstream = upstreamOf(bytes.length, async function* () {
+      for (; sent < bytes.length; sent += piece) {
+        yield bytes.subarray(sent, sent + piece);
+        // Each piece alone, a tick apart: the way a slow link delivers.
+        await new Promise((r) => setImmediate(r));
+      }
+    });
+    const fetch = new BlobFetch({ store, upstream, repoPath: 'acme/app', digest, timeoutMs: 30_000, resumeAttempts: 0 });
+    const reader = fetch.reader();
+    const parts: Buffer[] = [];
+    let got = 0;
+    for await (const c of reader) {
+      parts.push(c as Buffer);
+      got += (c as Buffer).length;
+      if (sent < bytes.length) clientBehind = Math.max(clientBehind, sent - got);
+    }
+    assert.ok(Buffer.concat(parts).equals(bytes));
+    assert.equal((await fetch.done).digest, digest);
+    assert.ok(writes.length <= 5, `${writes.length} writes for 256 pieces (${writes.slice(0, 8).join(', ')}…)`);
+    assert.ok(clientBehind <= 4 * piece, `the client was ${clientBehind} bytes behind the upstream: it waited for writes`);
     fetch.close();
   });
 
@@ -215,7 +258,7 @@ describe('BlobFetch: a download keeps pace with its fastest client', () => {
     for await (const c of fetch.reader()) {
       parts.push(c as Buffer);
       got += (c as Buffer).length;
-      maxLead = Math.max(maxLead, fetch.written - got);
+      maxLead = Math.max(maxLead, fetch.received - got);
       await sleep(2); // a client on a slower link than the upstream's
     }
     assert.ok(Buffer.concat(parts).equals(bytes));
@@ -240,7 +283,7 @@ describe('BlobFetch: a download keeps pace with its fastest client', () => {
       }
     });
     const fetch = new BlobFetch({ store, upstream, repoPath: 'acme/app', digest, timeoutMs: 60_000, resumeAttempts: 0, pacePatienceMs: 30_000 });
-    while (fetch.written < 8 * MiB) await sleep(5);
+    while (fetch.received < 8 * MiB) await sleep(5);
     const reader = fetch.reader();
     open();
     const parts: Buffer[] = [];
