@@ -72,6 +72,26 @@ describe('EmbeddedMetadataStore durability', () => {
     assert.equal((await readFile(join(dir, 'LOCK'), 'utf8')).trim(), String(process.pid));
   });
 
+  it('marking a repository as it is already marked adds no journal line, and waits for the line that marked it', async (t) => {
+    const dir = await tempDir(t);
+    const s = await EmbeddedMetadataStore.open(dir);
+    t.after(() => s.close());
+    const journal = join(dir, 'journal.log');
+    const first = s.markRepo('r/a', { mirrored: true });
+    let firstDone = false;
+    void first.then(() => (firstDone = true));
+    // Asked again before the first line is on the disk: it resolves only once that line is.
+    await s.markRepo('r/a', { mirrored: true });
+    assert.ok(firstDone, 'the repeated mark resolved before the line that made it was synced');
+    const size = (await stat(journal)).size;
+    for (let i = 0; i < 20; i++) await s.markRepo('r/a', { mirrored: true });
+    assert.equal((await stat(journal)).size, size, 'repeated marks wrote journal lines');
+    // A change is written.
+    await s.markRepo('r/a', { local: true });
+    assert.ok((await stat(journal)).size > size);
+    assert.deepEqual(await s.getRepo('r/a'), { local: true, mirrored: true });
+  });
+
   it('a second open in the same process is refused; close releases the lock', async (t) => {
     const dir = await tempDir(t);
     const a = await EmbeddedMetadataStore.open(dir);

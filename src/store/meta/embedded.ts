@@ -98,8 +98,12 @@ export class EmbeddedMetadataStore implements MetadataStore {
     return r && { ...r };
   }
   markRepo(repo: string, flags: Partial<RepoRecord>): Promise<void> {
-    const old = this.s.repos.get(repo) ?? { local: false, mirrored: false };
+    const known = this.s.repos.get(repo);
+    const old = known ?? { local: false, mirrored: false };
     const v: RepoRecord = { local: flags.local ?? old.local, mirrored: flags.mirrored ?? old.mirrored };
+    // Marked so already (every blob linked into a mirrored repository asks again): no new line to sync,
+    // only the wait for the one that said so, should it still be on its way to the disk.
+    if (known && known.local === v.local && known.mirrored === v.mirrored && !this.closed) return this.journal.settled();
     return this.commit({ op: 'repo', r: repo, v });
   }
   async listRepos(n?: number, last?: string): Promise<Page<string>> {

@@ -88,6 +88,11 @@ export class Journal {
     return this.bytes;
   }
 
+  /** Resolves once every line appended so far has been written and synced (or has failed to be). */
+  settled(): Promise<void> {
+    return this.flushing ?? Promise.resolve();
+  }
+
   private kick(): void {
     if (this.flushing) return;
     this.flushing = this.flushLoop().finally(() => {
