@@ -8,7 +8,7 @@ const READ_CHUNK = 256 * 1024;
 /** Memory a degraded fetch (cache write failed) may hold for its slowest client before pausing the upstream. */
 const DEGRADED_BUFFER = 8 * 1024 * 1024;
 
-/** Largest write the download hands the cache file at once. */
+/** Most the upstream body buffers while the download is busy (writing, or keeping pace with its reader). */
 const BATCH = 1 << 20;
 /**
  * Bytes received are handed to the file once this many have gathered (or the body ends); readers have them
@@ -141,7 +141,7 @@ export class BlobFetch {
   private digester?: Digester;
   /** degraded mode: bytes from `base` on, in order */
   private mem?: { base: number; chunks: Buffer[] };
-  /** normal mode: the newest bytes (at most about RECENT), from `base` on, also in the temp file */
+  /** normal mode: the newest bytes (about RECENT, plus those not yet in the temp file), from `base` on */
   private readonly recent: { base: number; chunks: Buffer[]; bytes: number } = { base: 0, chunks: [], bytes: 0 };
   private readonly positions = new Set<Cursor>();
   /** the download keeps pace with its fastest reader (until one keeps it waiting too long) */
@@ -303,16 +303,12 @@ export class BlobFetch {
       await this.writer!.write(single(parts), this.abort.signal);
     } catch (e) {
       if (this.abort.signal.aborted) throw e;
-      await this.degrade(e, parts);
-      this.written += n;
-      this.available = this.written;
-      this.notify();
-      if (this.readers === 0) throw new RegistryError(ErrorCode.UNAVAILABLE, 'cache write failed and no client is waiting');
-      return;
+      await this.degrade(e, parts); // these bytes open the memory window
     }
     this.written += n;
     this.available = this.written + this.pendingBytes;
     this.notify();
+    if (this.mem && this.readers === 0) throw noClientLeft();
   }
 
   /** After a failed cache write: verify and keep the bytes in memory for the readers, at the slowest one's pace. */
@@ -320,7 +316,7 @@ export class BlobFetch {
     const mem = this.mem!;
     for (const p of parts) this.digester!.update(p);
     mem.chunks.push(...parts);
-    if (this.readers === 0) throw new RegistryError(ErrorCode.UNAVAILABLE, 'cache write failed and no client is waiting');
+    if (this.readers === 0) throw noClientLeft();
     this.written += n;
     this.available = this.written;
     this.opts.onBytes?.(n);
@@ -541,6 +537,11 @@ class FetchReader extends Readable {
 interface Cursor {
   pos: number;
   readonly end: number | undefined;
+}
+
+/** A degraded download (its cache write failed) goes on only for clients still reading it. */
+function noClientLeft(): RegistryError {
+  return new RegistryError(ErrorCode.UNAVAILABLE, 'cache write failed and no client is waiting');
 }
 
 /** The cache could not even create its temp file: nothing to resume, the fetch fails as it is. */
