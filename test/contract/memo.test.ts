@@ -33,7 +33,7 @@ describe('MemoMetadataStore caching', () => {
     const dir = await mkdtemp(join(tmpdir(), 'wharf-memo-'));
     const inner = await EmbeddedMetadataStore.open(dir);
     const changes: string[] = [];
-    const memo = new MemoMetadataStore(inner, { ttlMs: 60_000, onChange: (k) => changes.push(k) });
+    const memo = new MemoMetadataStore(inner, { ttlMs: 60_000, onChange: (k) => void changes.push(k) });
     t.after(async () => {
       await memo.close();
       await rm(dir, { recursive: true, force: true });
@@ -83,6 +83,33 @@ describe('MemoMetadataStore caching', () => {
     assert.equal((await slowRead)?.digest, digestOf('old'));
     inner.getTag = realGet;
     assert.equal((await memo.getTag('r', 'v'))?.digest, digestOf('new'));
+  });
+
+  it('a write resolves only once the other replicas were told; a failed one does not wait for the telling', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'wharf-memo-'));
+    const inner = await EmbeddedMetadataStore.open(dir);
+    let told!: () => void;
+    let telling = 0;
+    const memo = new MemoMetadataStore(inner, {
+      onChange: () => {
+        telling++;
+        return new Promise<void>((r) => (told = r));
+      },
+    });
+    t.after(async () => {
+      await memo.close();
+      await rm(dir, { recursive: true, force: true });
+    });
+    let done = false;
+    const put = memo.putTag('r', 'v', rec('1')).then(() => (done = true));
+    while (telling === 0) await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(done, false, 'the push is not acknowledged before the broadcast is');
+    told();
+    await put;
+    inner.putTag = () => Promise.reject(new Error('disk gone'));
+    await assert.rejects(memo.putTag('r', 'v', rec('2')), /disk gone/); // would hang if it waited on `told`
+    assert.equal(telling, 2, 'a failed write is still announced: it may have landed');
   });
 
   it('callers mutating a returned record do not change the cache', async (t) => {

@@ -108,7 +108,7 @@ describe('memo invalidation over pub/sub', () => {
   it("a write on one replica drops the other replica's cached entry", async () => {
     const rec = (s: string): TagRecord => ({ digest: digestOf(s), mediaType: 'm', size: 1, checkedAt: 1, origin: 'upstream' });
     const open = async (id: string): Promise<MemoMetadataStore> => {
-      let publish: (k: string) => void = () => undefined;
+      let publish: (k: string) => Promise<void> = async () => undefined;
       const memo = await openMetadataStore({ dataDir: '/nonexistent', redis: { url: REDIS_URL, keyPrefix: prefix }, memo: { ttlMs: 60_000, onChange: (k) => publish(k) } });
       const bus = await startInvalidation({ publisher: await client(), subscriber: await client(), channel: `${prefix}invalidate`, selfId: id, onRemote: (k) => memo.invalidate(k) });
       publish = (k) => bus.publish(k);

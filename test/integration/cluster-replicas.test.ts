@@ -10,6 +10,7 @@ import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { manifestAccept, request, type HttpResponse } from '../helpers/http.js';
 import { makeImage, pushImage, sha256, type TestImage } from '../helpers/oci-image.js';
 import { startRegistry, type RegistryProcess } from '../helpers/registry.js';
+import { startTcpDelay, type TcpDelay } from '../helpers/tcp-delay.js';
 import { tempDir, type TempDir } from '../helpers/tmp.js';
 import { blobFile, describeResponse, startWharf, type WharfProcess } from '../helpers/wharf.js';
 import { deleteKeys, REDIS_URL, sleep, startThrottle, testPrefix, type Throttle } from './cluster-helpers.js';
@@ -17,6 +18,8 @@ import { deleteKeys, REDIS_URL, sleep, startThrottle, testPrefix, type Throttle 
 let registry: RegistryProcess;
 let proxy: FaultProxy;
 let throttle: Throttle;
+/** B's way to Redis: a relay that can slow what B sends, as a congested link or a busy Redis would */
+let bRedisLink: TcpDelay;
 let shared: TempDir;
 let a: WharfProcess;
 let b: WharfProcess;
@@ -34,11 +37,16 @@ before(async () => {
     log: { level: 'info' },
   };
   const dataDir = `${shared.path}/data`;
-  [a, b] = await Promise.all([startWharf({ config, dataDir }), startWharf({ config, dataDir })]);
+  const redisUrl = new URL(REDIS_URL);
+  bRedisLink = await startTcpDelay({ host: redisUrl.hostname, port: Number(redisUrl.port || 6379) });
+  redisUrl.host = bRedisLink.address;
+  const configB = { ...config, redis: { ...config.redis, url: redisUrl.toString() } };
+  [a, b] = await Promise.all([startWharf({ config, dataDir }), startWharf({ config: configB, dataDir })]);
 });
 
 after(async () => {
   await Promise.all([a?.stop(), b?.stop()]);
+  await bRedisLink?.stop();
   await throttle?.stop();
   await proxy?.stop();
   await registry?.stop();
@@ -161,14 +169,27 @@ describe('wharf replicas sharing Redis and a data dir', () => {
     const one = makeImage({ layers: 1 });
     const two = makeImage({ layers: 1 });
     // A local repository: pushes through wharf change the tag immediately.
-    for (const [w, img] of [[a, one], [b, two]] as const) {
-      await pushImage(w.url, repo, 'v', img);
-      for (const x of [a, b]) {
-        const res = await getManifest(x, repo, 'v');
-        assert.equal(res.status, 200, describeResponse(res));
-        assert.equal(sha256(res.body), img.manifestDigest, `tag on ${x === a ? 'A' : 'B'} after the push to ${w === a ? 'A' : 'B'}`);
-      }
+    await pushImage(a.url, repo, 'v', one);
+    await pushImage(b.url, repo, 'staged', two);
+    const tagOn = async (x: WharfProcess): Promise<string> => {
+      const res = await getManifest(x, repo, 'v');
+      assert.equal(res.status, 200, describeResponse(res));
+      return sha256(res.body);
+    };
+    for (const x of [a, b]) assert.equal(await tagOn(x), one.manifestDigest, 'both replicas hold v = one in memory');
+    // What B sends Redis now takes 300 ms to arrive: the news of the move must reach A before B says "pushed".
+    bRedisLink.delayMs = 300;
+    try {
+      const put = await request(`${b.url}/v2/${repo}/manifests/v`, { method: 'PUT', headers: { 'content-type': two.mediaType }, body: two.manifest });
+      assert.equal(put.status, 201, describeResponse(put));
+      assert.equal(await tagOn(a), two.manifestDigest, 'tag on A right after the push to B');
+    } finally {
+      bRedisLink.delayMs = 0;
     }
+    assert.equal(await tagOn(b), two.manifestDigest, 'tag on B after the push to B');
+    const back = await request(`${a.url}/v2/${repo}/manifests/v`, { method: 'PUT', headers: { 'content-type': one.mediaType }, body: one.manifest });
+    assert.equal(back.status, 201, describeResponse(back));
+    for (const x of [b, a]) assert.equal(await tagOn(x), one.manifestDigest, `tag on ${x === a ? 'A' : 'B'} after the push back to A`);
   });
 
   it('a 429 seen by one replica holds back manifest GETs on the other until Retry-After', async () => {

@@ -19,8 +19,12 @@ export interface InvalidationOptions {
 }
 
 export interface InvalidationBus {
-  /** Tells the other replicas a key changed; fire and forget (the memo TTL bounds what a lost message costs). */
-  publish(key: string): void;
+  /**
+   * Tells the other replicas a key changed. Resolves once Redis has handed the message to their connections
+   * (its PUBLISH reply), so a reply sent after it cannot overtake the news; never rejects (a lost message costs
+   * at most the memo TTL).
+   */
+  publish(key: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -49,8 +53,8 @@ export async function startInvalidation(opts: InvalidationOptions): Promise<Inva
   });
   await subscriber.subscribe(channel);
   return {
-    publish(key) {
-      publisher.publish(channel, prefix + key).catch((e: Error) => opts.onError?.(e));
+    async publish(key) {
+      await publisher.publish(channel, prefix + key).catch((e: Error) => opts.onError?.(e));
     },
     async close() {
       await subscriber.unsubscribe(channel).catch(() => undefined);

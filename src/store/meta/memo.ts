@@ -14,8 +14,12 @@ export interface MemoOptions {
   max?: number;
   /** How long an entry may be served without asking the inner store (default 2 s): bounds staleness across replicas. */
   ttlMs?: number;
-  /** Fired with the cache key after every local write of a cached record (for a cross-replica broadcast). */
-  onChange?: (key: string) => void;
+  /**
+   * Fired with the cache key after every local write of a cached record (for a cross-replica broadcast). A
+   * successful write resolves only once the promise returned here has: a client told "pushed" by this replica
+   * then finds the new tag on every other one (must not reject).
+   */
+  onChange?: (key: string) => Promise<void> | void;
   /**
    * Turns an inner-store failure into what callers see (Redis: RegistryError UNAVAILABLE). Reads of cached keys
    * that fail are answered from the last value this cache held, however old (Redis outage: known links and tags
@@ -122,18 +126,23 @@ export class MemoMetadataStore implements MetadataStore {
    */
   private async write<T>(key: string, fn: () => Promise<T>, after?: (res: T) => Entry | undefined): Promise<T> {
     this.drop(key);
+    let res: T;
     try {
-      const res = await this.run(fn);
-      const known = after?.(res);
-      if (known) this.lastKnown.set(key, { v: copy(known.v) });
-      else this.lastKnown.delete(key);
-      return res;
-    } finally {
-      // Again after the write: a read that started meanwhile may have loaded the old value. A failed write
-      // keeps lastKnown: during an outage the old value is still the best answer.
+      res = await this.run(fn);
+    } catch (e) {
+      // A failed write may still have landed; the others hear of it, but nobody waits on a Redis in trouble.
+      // It keeps lastKnown: during an outage the old value is still the best answer.
       this.drop(key);
-      this.onChange?.(key);
+      void this.onChange?.(key);
+      throw e;
     }
+    const known = after?.(res);
+    if (known) this.lastKnown.set(key, { v: copy(known.v) });
+    else this.lastKnown.delete(key);
+    // Again after the write: a read that started meanwhile may have loaded the old value.
+    this.drop(key);
+    await this.onChange?.(key);
+    return res;
   }
 
   getTag(repo: string, tag: string): Promise<TagRecord | undefined> {
