@@ -80,7 +80,8 @@ const HUB_USER = 'hubuser';
 const HUB_PASSWORD = `pw-${randomUUID()}`;
 const CLIENT_AUTH = `Bearer client-secret-${randomUUID()}`;
 const REPO = 'obsteam/obsapp';
-const FRESHNESS_MS = 1000;
+// Long enough for a cold and a warm pull on a loaded CI machine (~0.4 s idle); the stale test waits it out.
+const FRESHNESS_MS = 3000;
 
 describe('wharf observability, black-box against a wharf process and a real upstream', () => {
   let hub: TokenRegistry;
