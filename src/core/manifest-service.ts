@@ -91,8 +91,9 @@ export class Manifests implements ManifestService {
     const key = digestKey(repo, digest);
     const storing = this.storing.get(key);
     if (storing) {
-      this.d.metrics.cacheRequest('manifest', 'coalesced');
-      return { ...storing, outcome: 'coalesced' };
+      // Its fetch is over and its bytes are here, on their way to the disk: a hit, not a join.
+      this.d.metrics.cacheRequest('manifest', 'hit');
+      return { ...storing, outcome: 'hit' };
     }
     const link = await this.d.meta.getLink(repo.key, digest);
     if (link?.kind === 'manifest') {
@@ -114,8 +115,8 @@ export class Manifests implements ManifestService {
     const key = tagKey(repo, tag);
     const storing = this.storing.get(key);
     if (storing) {
-      this.d.metrics.cacheRequest('tag', 'coalesced');
-      return { ...storing, outcome: 'coalesced' };
+      this.d.metrics.cacheRequest('tag', 'hit');
+      return { ...storing, outcome: 'hit' };
     }
     const rec = await this.d.meta.getTag(repo.key, tag);
     const target = await this.access.mirror(repo);
@@ -214,10 +215,12 @@ export class Manifests implements ManifestService {
     const { digest, size, mediaType } = res.descriptor;
     const keys = [digestKey(repo, digest), ...(tag === undefined ? [] : [tagKey(repo, tag)])];
     for (const k of keys) this.storing.set(k, res);
+    // Fresh from the moment the upstream answered, not from when the disk was done with it.
+    const tagged = tag === undefined ? undefined : { tag, rec: this.tagRecord(res) };
     const work = (async () => {
       await this.access.storeBytes(digest, res.bytes);
       await this.linkManifest(repo, digest, size, parsed, 'upstream', mediaType);
-      if (tag !== undefined) await this.d.meta.putTag(repo.key, tag, this.tagRecord(res));
+      if (tagged) await this.d.meta.putTag(repo.key, tagged.tag, tagged.rec);
     })();
     this.access.pending.track(
       repo.key,

@@ -69,7 +69,7 @@ describe('mirrored manifests are answered before they are stored', () => {
     for (const d of dirs) await rm(d, { recursive: true, force: true });
   });
 
-  async function core(fs: BlobFs, metrics: Metrics = noMetrics, wrapMeta: (m: MetadataStore) => MetadataStore = (m) => m) {
+  async function core(fs: BlobFs, metrics: Metrics = noMetrics, wrapMeta: (m: MetadataStore) => MetadataStore = (m) => m, now: () => number = Date.now) {
     const dir = await mkdtemp(join(tmpdir(), 'wharf-manifest-store-'));
     dirs.push(dir);
     const store = await FsBlobStore.open(join(dir, 'blobs'), { fs });
@@ -90,7 +90,7 @@ describe('mirrored manifests are answered before they are stored', () => {
       },
       metrics,
       logger: silentLogger,
-      now: Date.now,
+      now,
     });
     return {
       reg,
@@ -119,6 +119,7 @@ describe('mirrored manifests are answered before they are stored', () => {
       const again = await reg.manifests.get(repo, { kind: 'tag', tag: '1' }, ACCEPT);
       const byDigest = await reg.manifests.get(repo, { kind: 'digest', digest: image.manifestDigest as Digest }, ACCEPT);
       assert.deepEqual([again.descriptor.digest, byDigest.descriptor.digest], [image.manifestDigest, image.manifestDigest]);
+      assert.deepEqual([again.outcome, byDigest.outcome], ['hit', 'hit'], 'its bytes were already here: hits, not joins');
       assert.equal(manifestGets() - before, 1, 'one upstream manifest GET for three requests');
 
       const catalog = reg.catalog.list(undefined, undefined);
@@ -132,6 +133,28 @@ describe('mirrored manifests are answered before they are stored', () => {
       const cached = await reg.manifests.get(repo, { kind: 'tag', tag: '1' }, ACCEPT);
       assert.equal(cached.outcome, 'hit');
       assert.equal(manifestGets() - before, 1);
+    } finally {
+      disk.release();
+      await close();
+    }
+  });
+
+  it("a tag's freshness counts from the upstream's answer, not from when its store finished", async () => {
+    const disk = heldSyncFs('pass');
+    let clock = Date.now();
+    const { reg, repo, close } = await core(disk.fs, noMetrics, undefined, () => clock);
+    const heads = (): number => proxy.count({ method: 'HEAD', path: '/v2/acme/app/manifests/1' });
+    try {
+      await within(reg.manifests.get(repo, { kind: 'tag', tag: '1' }, ACCEPT), 10_000, 'the manifest waited for its store');
+      await disk.syncing;
+      clock += 30_000; // the disk takes its time; tagFreshness is 60 s
+      disk.release();
+      await reg.settle();
+      clock += 31_000; // 61 s after the upstream answered, 31 s after the store finished
+      const before = heads();
+      const res = await reg.manifests.get(repo, { kind: 'tag', tag: '1' }, ACCEPT);
+      assert.equal(res.descriptor.digest, image.manifestDigest);
+      assert.equal(heads() - before, 1, 'past its freshness: revalidated with a HEAD');
     } finally {
       disk.release();
       await close();
