@@ -1,4 +1,4 @@
-import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis';
 import { readFileSync } from 'node:fs';
 import type { ConnectionOptions } from 'node:tls';
 import { ErrorCode, RegistryError, isRegistryError } from '../oci/index.js';
@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { EmbeddedMetadataStore } from './meta/embedded.js';
 import { MemoMetadataStore, type MemoOptions } from './meta/memo.js';
 import { RedisMetadataStore } from './meta/redis.js';
+import { DeadlineCluster, DeadlineRedis } from './meta/redis-deadline.js';
 import type { MetadataStore } from './types.js';
 
 export type * from './types.js';
@@ -37,16 +38,13 @@ export interface OpenMetadataStoreOptions {
   onRedisError?: (err: Error) => void;
 }
 
-/**
- * A command fails after this long instead of hanging (a Redis that accepts connections but does not answer):
- * with the offline queue off, a Redis that is down fails commands at once, so callers get UNAVAILABLE within 1 s.
- */
-export const REDIS_COMMAND_TIMEOUT_MS = 900;
+export { REDIS_COMMAND_TIMEOUT_MS } from './meta/redis-deadline.js';
 
 /**
  * An ioredis client (standalone, Sentinel or Cluster) from the config, not yet connected (`lazyConnect`).
- * It never queues commands while disconnected and reconnects forever with a capped backoff, so an outage
- * fails requests fast and ends without a restart.
+ * It never queues commands while disconnected, gives up on a command unanswered for REDIS_COMMAND_TIMEOUT_MS
+ * (its own deadline, not ioredis's `commandTimeout`: see redis-deadline.ts), and reconnects forever with a
+ * capped backoff, so an outage fails requests fast and ends without a restart.
  */
 export function createRedisClient(cfg: RedisConnectOptions): Redis | Cluster {
   const u = new URL(cfg.url);
@@ -54,7 +52,6 @@ export function createRedisClient(cfg: RedisConnectOptions): Redis | Cluster {
   const common: RedisOptions = {
     lazyConnect: true,
     enableOfflineQueue: false,
-    commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
     maxRetriesPerRequest: 1,
     retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 5), 2000),
     username: u.username ? decodeURIComponent(u.username) : undefined,
@@ -70,10 +67,10 @@ export function createRedisClient(cfg: RedisConnectOptions): Redis | Cluster {
       clusterRetryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 5), 2000),
       redisOptions: { ...common, lazyConnect: undefined, db: undefined },
     };
-    return new Cluster(cfg.cluster, opts);
+    return new DeadlineCluster(cfg.cluster, opts);
   }
   if (cfg.sentinels && cfg.sentinels.length > 0) {
-    return new Redis({
+    return new DeadlineRedis({
       ...common,
       sentinels: cfg.sentinels,
       name: cfg.sentinelName ?? 'mymaster',
@@ -81,7 +78,7 @@ export function createRedisClient(cfg: RedisConnectOptions): Redis | Cluster {
       ...(tls ? { enableTLSForSentinelMode: true } : {}),
     });
   }
-  return new Redis({ ...common, host: u.hostname.replace(/^\[|\]$/g, ''), port: u.port ? Number(u.port) : 6379 });
+  return new DeadlineRedis({ ...common, host: u.hostname.replace(/^\[|\]$/g, ''), port: u.port ? Number(u.port) : 6379 });
 }
 
 function tlsOptions(cfg: RedisConnectOptions, u: URL): ConnectionOptions | undefined {
