@@ -10,7 +10,7 @@ import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { manifestAccept, request, type HttpResponse } from '../helpers/http.js';
 import { makeImage, pushImage, sha256, type TestImage } from '../helpers/oci-image.js';
 import { startRegistry, type RegistryProcess } from '../helpers/registry.js';
-import { startTcpDelay, type TcpDelay } from '../helpers/tcp-delay.js';
+import { startTcpDelay } from '../helpers/tcp-delay.js';
 import { tempDir, type TempDir } from '../helpers/tmp.js';
 import { blobFile, describeResponse, startWharf, type WharfProcess } from '../helpers/wharf.js';
 import { deleteKeys, REDIS_URL, sleep, startThrottle, testPrefix, type Throttle } from './cluster-helpers.js';
@@ -18,8 +18,8 @@ import { deleteKeys, REDIS_URL, sleep, startThrottle, testPrefix, type Throttle 
 let registry: RegistryProcess;
 let proxy: FaultProxy;
 let throttle: Throttle;
-/** B's way to Redis: a relay that can slow what B sends, as a congested link or a busy Redis would */
-let bRedisLink: TcpDelay;
+let config: Record<string, unknown> & { redis: { url: string; keyPrefix: string } };
+let dataDir: string;
 let shared: TempDir;
 let a: WharfProcess;
 let b: WharfProcess;
@@ -31,22 +31,17 @@ before(async () => {
   // ~64 KiB socket chunks every 15 ms: a 4 MiB layer takes about a second to arrive.
   throttle = await startThrottle(proxy.url, 15);
   shared = await tempDir('wharf-cluster-');
-  const config = {
+  config = {
     upstreams: [{ name: 'up', url: throttle.url, default: true, aliases: ['up.test'], tagFreshness: '1s' }],
     redis: { url: REDIS_URL, keyPrefix },
     log: { level: 'info' },
   };
-  const dataDir = `${shared.path}/data`;
-  const redisUrl = new URL(REDIS_URL);
-  bRedisLink = await startTcpDelay({ host: redisUrl.hostname, port: Number(redisUrl.port || 6379) });
-  redisUrl.host = bRedisLink.address;
-  const configB = { ...config, redis: { ...config.redis, url: redisUrl.toString() } };
-  [a, b] = await Promise.all([startWharf({ config, dataDir }), startWharf({ config: configB, dataDir })]);
+  dataDir = `${shared.path}/data`;
+  [a, b] = await Promise.all([startWharf({ config, dataDir }), startWharf({ config, dataDir })]);
 });
 
 after(async () => {
   await Promise.all([a?.stop(), b?.stop()]);
-  await bRedisLink?.stop();
   await throttle?.stop();
   await proxy?.stop();
   await registry?.stop();
@@ -164,32 +159,45 @@ describe('wharf replicas sharing Redis and a data dir', () => {
     assert.equal(proxy.count({ method: 'GET', path }) - gets, 0, 'digest unchanged: no GET');
   });
 
-  it('a tag moved through one replica is not served old by the other after the change', async () => {
+  it('a tag moved through one replica is not served old by the other after the change', async (t) => {
+    // A third replica C reaches Redis through a relay that can slow what C sends, as a congested link or a
+    // busy Redis would.
+    const redisUrl = new URL(REDIS_URL);
+    const cRedisLink = await startTcpDelay({ host: redisUrl.hostname, port: Number(redisUrl.port || 6379) });
+    let c: WharfProcess | undefined;
+    t.after(async () => {
+      await c?.stop();
+      await cRedisLink.stop();
+    });
+    redisUrl.host = cRedisLink.address;
+    c = await startWharf({ config: { ...config, redis: { ...config.redis, url: redisUrl.toString() } }, dataDir });
+    const name = (x: WharfProcess): string => (x === a ? 'A' : 'C');
+
     const repo = 'team/moved';
     const one = makeImage({ layers: 1 });
     const two = makeImage({ layers: 1 });
     // A local repository: pushes through wharf change the tag immediately.
     await pushImage(a.url, repo, 'v', one);
-    await pushImage(b.url, repo, 'staged', two);
+    await pushImage(c.url, repo, 'staged', two);
     const tagOn = async (x: WharfProcess): Promise<string> => {
       const res = await getManifest(x, repo, 'v');
-      assert.equal(res.status, 200, describeResponse(res));
+      assert.equal(res.status, 200, `${name(x)}: ${describeResponse(res)}`);
       return sha256(res.body);
     };
-    for (const x of [a, b]) assert.equal(await tagOn(x), one.manifestDigest, 'both replicas hold v = one in memory');
-    // What B sends Redis now takes 300 ms to arrive: the news of the move must reach A before B says "pushed".
-    bRedisLink.delayMs = 300;
+    for (const x of [a, c]) assert.equal(await tagOn(x), one.manifestDigest, 'both replicas hold v = one in memory');
+    // What C sends Redis now takes 300 ms to arrive: the news of the move must reach A before C says "pushed".
+    cRedisLink.delayMs = 300;
     try {
-      const put = await request(`${b.url}/v2/${repo}/manifests/v`, { method: 'PUT', headers: { 'content-type': two.mediaType }, body: two.manifest });
+      const put = await request(`${c.url}/v2/${repo}/manifests/v`, { method: 'PUT', headers: { 'content-type': two.mediaType }, body: two.manifest });
       assert.equal(put.status, 201, describeResponse(put));
-      assert.equal(await tagOn(a), two.manifestDigest, 'tag on A right after the push to B');
+      assert.equal(await tagOn(a), two.manifestDigest, 'tag on A right after the push to C');
     } finally {
-      bRedisLink.delayMs = 0;
+      cRedisLink.delayMs = 0;
     }
-    assert.equal(await tagOn(b), two.manifestDigest, 'tag on B after the push to B');
+    assert.equal(await tagOn(c), two.manifestDigest, 'tag on C after the push to C');
     const back = await request(`${a.url}/v2/${repo}/manifests/v`, { method: 'PUT', headers: { 'content-type': one.mediaType }, body: one.manifest });
     assert.equal(back.status, 201, describeResponse(back));
-    for (const x of [b, a]) assert.equal(await tagOn(x), one.manifestDigest, `tag on ${x === a ? 'A' : 'B'} after the push back to A`);
+    for (const x of [c, a]) assert.equal(await tagOn(x), one.manifestDigest, `tag on ${name(x)} after the push back to A`);
   });
 
   it('a 429 seen by one replica holds back manifest GETs on the other until Retry-After', async () => {
