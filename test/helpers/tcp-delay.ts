@@ -27,17 +27,23 @@ export async function startTcpDelay(target: { host: string; port: number }): Pro
     const upstream = connect(target.port, target.host);
     track(upstream);
     for (const s of [client, upstream]) s.setNoDelay(true);
-    // Each chunk leaves no earlier than the one before it: lowering the delay must not reorder the stream.
-    let lastRelease = 0;
-    client.on('data', (chunk: Buffer) => {
-      const at = Math.max(Date.now() + relay.delayMs, lastRelease);
-      lastRelease = at;
-      const send = (): void => {
+    // One queue per connection, drained in order: a chunk never overtakes the one before it, whatever the
+    // delay is changed to.
+    const queue: Array<{ at: number; chunk: Buffer }> = [];
+    let timer: NodeJS.Timeout | undefined;
+    const drain = (): void => {
+      timer = undefined;
+      while (queue.length > 0 && queue[0]!.at <= Date.now()) {
+        const { chunk } = queue.shift()!;
         if (!upstream.destroyed) upstream.write(chunk);
-      };
-      if (at <= Date.now()) send();
-      else setTimeout(send, at - Date.now());
+      }
+      if (queue.length > 0) timer = setTimeout(drain, queue[0]!.at - Date.now());
+    };
+    client.on('data', (chunk: Buffer) => {
+      queue.push({ at: Math.max(Date.now() + relay.delayMs, queue.at(-1)?.at ?? 0), chunk });
+      if (timer === undefined) drain();
     });
+    client.once('close', () => clearTimeout(timer));
     upstream.pipe(client);
     client.once('close', () => upstream.destroy());
     upstream.once('close', () => client.destroy());
