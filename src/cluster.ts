@@ -106,6 +106,7 @@ export async function openCluster(opts: OpenClusterOptions): Promise<ClusterMode
       return peers.inflightBlob(holder.url, digest, range, signal);
     },
     waitForRelease: (digest, signal) => unavailable(coord.waitForRelease(digest, signal)),
+    holdUpload: (id) => unavailable(coord.lease(`upload:${id}`, FETCH_LEASE_MS)),
     // Redis unreachable: revalidate here (the tag's freshness matters more than sharing one HEAD).
     claimRevalidation: (repoKey, tag, windowMs) => coord.claimRevalidation(repoKey, tag, windowMs).catch(() => true),
   };

@@ -31,6 +31,11 @@ export interface Cluster {
   streamFromPeer(holder: PeerRef, digest: Digest, range: RangeRequest | undefined, signal?: AbortSignal): Promise<{ size: number; range?: ByteRange; stream: Readable } | undefined>;
   /** Resolves once no replica holds the fetch lease (committed, failed, or the holder died). */
   waitForRelease(digest: Digest, signal?: AbortSignal): Promise<void>;
+  /**
+   * Holds an upload session for one request (renewed while held): undefined when a request on another
+   * replica holds it. Bytes of a session are written and published by one request at a time cluster-wide.
+   */
+  holdUpload(id: string): Promise<FetchLease | undefined>;
   /** true when this replica should revalidate the tag now; false when another replica did within the window. */
   claimRevalidation(repoKey: string, tag: string, windowMs: number): Promise<boolean>;
 }

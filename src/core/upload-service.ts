@@ -60,7 +60,7 @@ export class Uploads implements UploadService {
     length: number | undefined,
     signal?: AbortSignal,
   ): Promise<UploadStatus> {
-    return this.exclusive(id, async () => {
+    return this.exclusive(id, async (lease) => {
       const rec = await this.session(repo, id);
       if (range && range.start !== rec.size) {
         throw new RegistryError(ErrorCode.RANGE_INVALID, 'chunk does not start where the upload ends', {
@@ -73,13 +73,20 @@ export class Uploads implements UploadService {
       const w = await this.writer(rec);
       try {
         const before = w.size;
-        await w.write(this.limit(body, before), signal);
+        try {
+          await w.write(this.limit(body, before), signal);
+        } catch (e) {
+          // Cut off, out of space, too large: nothing of this request was acknowledged, so none of it stays.
+          await this.rollBack(rec, w, before);
+          throw e;
+        }
         const got = w.size - before;
         if (declared !== undefined && got !== declared) {
           // The session can no longer be trusted to hold what the client thinks it sent: drop it.
           await this.drop(rec, w);
           throw sizeInvalid(declared, got);
         }
+        lease.check();
         if (!(await this.d.meta.advanceUpload(id, rec.size, w.size, this.d.now()))) {
           throw new RegistryError(ErrorCode.BLOB_UPLOAD_INVALID, 'upload changed concurrently');
         }
@@ -91,7 +98,7 @@ export class Uploads implements UploadService {
   }
 
   async complete(repo: RepoRef, id: string, digest: Digest, tail: AsyncIterable<Uint8Array> | undefined, length: number | undefined, signal?: AbortSignal): Promise<Descriptor> {
-    return this.exclusive(id, async () => {
+    return this.exclusive(id, async (lease) => {
       const rec = await this.session(repo, id);
       this.checkLength(length, rec.size);
       const w = await this.writer(rec);
@@ -101,6 +108,7 @@ export class Uploads implements UploadService {
           await w.write(this.limit(tail, before), signal);
           if (length !== undefined && w.size - before !== length) throw sizeInvalid(length, w.size - before);
         }
+        lease.check();
         const desc = await w.commit(digest, w.size);
         await this.access.link(repo, digest, { kind: 'blob', size: desc.size, origin: 'local' });
         await this.d.meta.deleteUpload(id);
@@ -140,16 +148,26 @@ export class Uploads implements UploadService {
       await this.d.meta.deleteUpload(rec.id);
       throw new RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, 'upload data is gone', { detail: { uuid: rec.id } });
     }
-    if (w.size !== rec.size) {
-      // A crash between writing and recording the size: trust the session, which is what the client was told.
-      if (w.size < rec.size) {
-        await this.drop(rec, w);
-        throw new RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, 'upload data is incomplete', { detail: { uuid: rec.id } });
-      }
-      await this.d.meta.advanceUpload(rec.id, rec.size, w.size, this.d.now());
-      rec.size = w.size;
+    if (w.size < rec.size) {
+      await this.drop(rec, w);
+      throw new RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, 'upload data is incomplete', { detail: { uuid: rec.id } });
     }
+    // Bytes past the session's size belong to a request that never finished (a crash, a cut connection):
+    // the session is what its client was told, so they go.
+    if (w.size > rec.size) await this.rollBack(rec, w, rec.size);
     return w;
+  }
+
+  /** Cuts the file back to `size`; a file that cannot be cut ends the session (its status would lie). */
+  private async rollBack(rec: UploadRecord, w: BlobWriter, size: number): Promise<void> {
+    try {
+      await w.truncate(size);
+    } catch (e) {
+      await this.drop(rec, w);
+      throw new RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, 'upload data could not be restored after a failed request', {
+        detail: { uuid: rec.id, reason: (e as Error).message },
+      });
+    }
   }
 
   private async drop(rec: UploadRecord, w: BlobWriter | undefined): Promise<void> {
@@ -166,15 +184,33 @@ export class Uploads implements UploadService {
     return capped(body, max - already, () => tooLarge(max));
   }
 
-  private async exclusive<T>(id: string, work: () => Promise<T>): Promise<T> {
-    if (this.busy.has(id)) throw new RegistryError(ErrorCode.BLOB_UPLOAD_INVALID, 'another request is writing this upload');
+  /**
+   * One request at a time per session: in this process (busy), and across replicas sharing the volume (a
+   * lease in the cluster store), so no other writer touches the file while this request writes or publishes.
+   */
+  private async exclusive<T>(id: string, work: (lease: { check(): void }) => Promise<T>): Promise<T> {
+    if (this.busy.has(id)) throw concurrent();
     this.busy.add(id);
     try {
-      return await work();
+      const held = this.d.cluster ? await this.d.cluster.holdUpload(id) : undefined;
+      if (this.d.cluster && !held) throw concurrent();
+      try {
+        return await work({
+          check() {
+            if (held?.lost) throw new RegistryError(ErrorCode.BLOB_UPLOAD_INVALID, 'lost the upload lease; another replica may be writing this upload');
+          },
+        });
+      } finally {
+        await held?.release().catch(() => {});
+      }
     } finally {
       this.busy.delete(id);
     }
   }
+}
+
+function concurrent(): RegistryError {
+  return new RegistryError(ErrorCode.BLOB_UPLOAD_INVALID, 'another request is writing this upload');
 }
 
 function sizeInvalid(expected: number, got: number): RegistryError {

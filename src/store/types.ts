@@ -60,7 +60,12 @@ export interface BlobWriter {
    * SIZE_INVALID and discards, as commit would.
    */
   verify(expected: Digest, size?: number): Promise<void>;
-  /** Verifies digest (and size when given), publishes. Throws DIGEST_INVALID / SIZE_INVALID and discards. */
+  /** Cuts the content back to its first `size` bytes (bytes of an upload request that failed). */
+  truncate(size: number): Promise<void>;
+  /**
+   * Verifies digest (and size when given), publishes. Throws DIGEST_INVALID / SIZE_INVALID and discards.
+   * A resumed writer's content is hashed from the file, after moving it where no other writer reaches it.
+   */
   commit(expected: Digest, size?: number): Promise<Descriptor>;
   /** Discards the temp file. Idempotent; safe after commit. */
   cancel(): Promise<void>;

@@ -50,7 +50,6 @@ const BYPASS_FROM = 16 << 20;
 /** Temp-file ids are one safe path component: an upload id can never name a file outside tmp/. */
 export const WRITER_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/;
 const ALGS = ['sha256', 'sha512'] as const;
-const CHUNK = 1 << 20;
 
 export function isWriterId(id: string): boolean {
   return WRITER_ID_RE.test(id);
@@ -65,9 +64,7 @@ export class FsBlobStore implements BlobStore {
   private readonly fs: BlobFs;
   private readonly randomId: () => string;
   private readonly now: () => number;
-  /** Released writers' running hashes: consecutive PATCHes in one process don't re-read the file. */
-  private readonly parkedWriters = new Map<string, { digester: Digester; size: number }>();
-  /** Writers holding an open file in this process; sweepTemp never removes these. */
+  /** Temp files of writers holding an open file in this process (sealed ones too); sweepTemp never removes these. */
   private readonly openWriters = new Set<string>();
   private readonly host: WriterHost;
   readonly directWrites: DirectWrites;
@@ -87,13 +84,17 @@ export class FsBlobStore implements BlobStore {
       fs: this.fs,
       tempPath: (id) => this.tempPath(id),
       blobPath: (d) => this.blobPath(d),
-      parked: (id, state) => {
+      released: (id) => {
         this.openWriters.delete(id);
-        this.parkedWriters.set(id, state);
       },
-      finished: (id) => {
+      sealId: () => {
+        const id = `${this.randomId()}-sealed`;
+        this.openWriters.add(id);
+        return id;
+      },
+      finished: (id, fileId) => {
         this.openWriters.delete(id);
-        this.parkedWriters.delete(id);
+        this.openWriters.delete(fileId);
       },
     };
   }
@@ -195,12 +196,10 @@ export class FsBlobStore implements BlobStore {
     }
     try {
       const { size } = await fh.stat();
-      const parked = this.parkedWriters.get(id);
-      this.parkedWriters.delete(id);
-      // The parked hash is only valid if nobody (another replica on a shared volume) appended since.
-      const state = parked && parked.size === size ? parked : { digester: await rehash(fh, size), size };
       this.openWriters.add(id);
-      return new FsBlobWriter(id, this.host, fh, state.digester, state.size);
+      // No running hash: the file is shared (another replica may have written it since), so commit hashes
+      // the bytes it publishes, once, from the file.
+      return new FsBlobWriter(id, this.host, fh, undefined, size);
     } catch (e) {
       await fh.close().catch(() => undefined);
       throw e;
@@ -275,7 +274,6 @@ export class FsBlobStore implements BlobStore {
         if (errnoOf(e) === 'ENOENT') continue;
         throw e;
       }
-      this.parkedWriters.delete(id);
       removed.push(id);
       bytes += st.size;
     }
@@ -287,18 +285,6 @@ function assertWriterId(id: string): void {
   if (!isWriterId(id)) {
     throw new RegistryError(ErrorCode.BLOB_UPLOAD_INVALID, 'invalid upload id', { detail: { id } });
   }
-}
-
-async function rehash(fh: BlobFileHandle, size: number): Promise<Digester> {
-  const d = new Digester('sha256');
-  const buf = Buffer.allocUnsafe(CHUNK);
-  for (let pos = 0; pos < size; ) {
-    const { bytesRead } = await fh.read(buf, 0, Math.min(CHUNK, size - pos), pos);
-    if (bytesRead === 0) throw new Error(`temp file shrank while re-hashing at ${pos} of ${size}`);
-    d.update(buf.subarray(0, bytesRead));
-    pos += bytesRead;
-  }
-  return d;
 }
 
 async function readdirOrEmpty(fs: BlobFs, path: string): Promise<string[]> {

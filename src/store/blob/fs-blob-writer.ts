@@ -17,10 +17,12 @@ export interface WriterHost {
   readonly fs: BlobFs;
   tempPath(id: string): string;
   blobPath(digest: Digest): string;
-  /** The writer closed its file but the temp file stays: remember the hash so resume() needn't re-read. */
-  parked(id: string, state: { digester: Digester; size: number }): void;
-  /** The writer is gone for good (committed or cancelled). */
-  finished(id: string): void;
+  /** The writer closed its file but the temp file stays, for a later resume(). */
+  released(id: string): void;
+  /** A fresh temp-file id, no other process knows of, to move a file to before it is hashed and published. */
+  sealId(): string;
+  /** The writer is gone for good (committed or cancelled); `fileId` is the temp file's id now (see sealId). */
+  finished(id: string, fileId: string): void;
 }
 
 type State = 'open' | 'committed' | 'released' | 'cancelled';
@@ -42,15 +44,24 @@ export class FsBlobWriter implements BlobWriter {
   private flushError?: unknown;
   /** The digest the content was last checked against; any write clears it. */
   private verified?: Digest;
+  /** The temp file's id: the writer's, until commit seals the file under a private one. */
+  private fileId: string;
 
+  /**
+   * `digester`: the running hash of every byte of the file, computed by this writer as it wrote them all
+   * (create()). undefined for a file opened from shared storage (resume(): another process, on a shared
+   * volume another replica, may have written it): commit then moves the file out of everyone else's reach
+   * and hashes the bytes actually in it.
+   */
   constructor(
     readonly id: string,
     private readonly host: WriterHost,
     private fh: BlobFileHandle | undefined,
-    private digester: Digester,
+    private digester: Digester | undefined,
     size: number,
   ) {
     this._size = size;
+    this.fileId = id;
   }
 
   get size(): number {
@@ -88,10 +99,10 @@ export class FsBlobWriter implements BlobWriter {
           // Hash while the thread pool writes (each costs about as much as the other), but keep the
           // hash of the file prefix only: a failed write rolls it back, so size and digest still agree.
           const written = writeAll(fh, parts, this._size);
-          const before = this.digester.copy();
+          const before = this.digester?.copy();
           let n = 0;
           for (const p of parts) {
-            this.digester.update(p);
+            this.digester?.update(p);
             n += p.byteLength;
           }
           try {
@@ -149,10 +160,29 @@ export class FsBlobWriter implements BlobWriter {
     });
   }
 
+  /**
+   * Cuts the content back to its first `size` bytes (an upload drops bytes of a request that failed, so the
+   * session holds exactly what its client was told). The running hash no longer matches: commit re-reads.
+   */
+  truncate(size: number): Promise<void> {
+    return this.exclusive(async () => {
+      if (this.state !== 'open') throw new RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, `blob writer ${this.id} is ${this.state}`);
+      if (!Number.isSafeInteger(size) || size < 0 || size > this._size) throw new RangeError(`cannot truncate ${this._size} bytes to ${size}`);
+      await this.handle().truncate(size);
+      if (size === this._size) return;
+      this._size = size;
+      this.digester = undefined;
+      this.verified = undefined;
+    });
+  }
+
   commit(expected: Digest, size?: number): Promise<Descriptor> {
     return this.exclusive(async () => {
       if (this.state !== 'open') throw new RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, `blob writer ${this.id} is ${this.state}`);
       const digest = parseDigest(expected);
+      // A file others could write: from here on only this process has it (an open handle elsewhere aside,
+      // which the upload lease keeps idle), and what is hashed below is what is published.
+      if (!this.digester) await this.seal();
       const fh = await this.check(digest, size);
       await this.flushing;
       if (this.flushError !== undefined) throw this.flushError;
@@ -168,12 +198,20 @@ export class FsBlobWriter implements BlobWriter {
         },
       );
       // Identical content is stored once: a second copy of a digest is just dropped.
-      if (exists) await fs.unlink(this.host.tempPath(this.id));
-      else await fs.rename(this.host.tempPath(this.id), target);
+      if (exists) await fs.unlink(this.host.tempPath(this.fileId));
+      else await fs.rename(this.host.tempPath(this.fileId), target);
       this.state = 'committed';
-      this.host.finished(this.id);
+      this.host.finished(this.id, this.fileId);
       return { mediaType: 'application/octet-stream', digest, size: this._size };
     });
+  }
+
+  /** Moves the temp file to a name only this writer knows: no later resume() anywhere opens it. */
+  private async seal(): Promise<void> {
+    const sealed = this.host.sealId();
+    await this.host.fs.rename(this.host.tempPath(this.fileId), this.host.tempPath(sealed));
+    this.fileId = sealed;
+    this.verified = undefined;
   }
 
   /** Size and digest of what was written against the expected ones; discards on a mismatch. */
@@ -203,7 +241,7 @@ export class FsBlobWriter implements BlobWriter {
       this.state = 'cancelled';
       await this.closeHandle();
       if (!wasCommitted) await this.removeTemp();
-      this.host.finished(this.id);
+      this.host.finished(this.id, this.fileId);
     });
   }
 
@@ -212,7 +250,7 @@ export class FsBlobWriter implements BlobWriter {
       if (this.state === 'open') {
         this.state = 'released';
         await this.closeHandle();
-        this.host.parked(this.id, { digester: this.digester, size: this._size });
+        this.host.released(this.id);
       } else if (this.state === 'committed') {
         this.state = 'cancelled';
         await this.closeHandle();
@@ -221,8 +259,9 @@ export class FsBlobWriter implements BlobWriter {
   }
 
   private async digestAs(alg: DigestAlgorithm, fh: BlobFileHandle): Promise<Digest> {
-    if (alg === this.digester.algorithm) return this.digester.peek();
-    // Only sha256 is hashed while writing (nearly every client uses it); other algorithms re-read once.
+    if (alg === this.digester?.algorithm) return this.digester.peek();
+    // Only sha256 is hashed while writing (nearly every client uses it); other algorithms, and content this
+    // writer did not hash all of itself, are read back from the file once.
     const h = createHash(alg);
     const buf = Buffer.allocUnsafe(CHUNK);
     for (let pos = 0; pos < this._size; ) {
@@ -238,7 +277,7 @@ export class FsBlobWriter implements BlobWriter {
     this.state = 'cancelled';
     await this.closeHandle();
     await this.removeTemp();
-    this.host.finished(this.id);
+    this.host.finished(this.id, this.fileId);
   }
 
   private async closeHandle(): Promise<void> {
@@ -250,7 +289,7 @@ export class FsBlobWriter implements BlobWriter {
 
   private async removeTemp(): Promise<void> {
     try {
-      await this.host.fs.unlink(this.host.tempPath(this.id));
+      await this.host.fs.unlink(this.host.tempPath(this.fileId));
     } catch (e) {
       if (errnoOf(e) !== 'ENOENT') throw e;
     }

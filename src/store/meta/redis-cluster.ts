@@ -47,7 +47,8 @@ export const FETCH_LEASE_MS = 15_000;
  * (eviction runs on one replica at a time), the replica address book and the shared peer token.
  *
  *   P lease:blob:<digest>   string  "<replica id>/<nonce>" PX fetchLeaseMs, renewed while the fetch runs
- *   P lease:<name>          string  same, for lease(name)
+ *   P lease:<name>          string  same, for lease(name); lease:upload:<id> is held by the one request
+ *                                   writing or publishing an upload session
  *   P reval:<repo>:<tag>    string  replica id PX window: the replica that revalidates the tag this window
  *   P peer:<id>             string  the replica's advertised URL, PX peerTtlMs, refreshed
  *   P peer-token            string  random secret peers present to each other's internal endpoint
