@@ -146,6 +146,14 @@ export class Blobs implements BlobService {
     signal?: AbortSignal,
   ): Promise<BlobBody | { entry: Inflight }> {
     const cluster = this.d.cluster!;
+    // Bytes another replica fetched may have been asked for under another repository: as on one replica, this
+    // repository's upstream vouches for the digest before a byte is served or a link made (once per request).
+    let vouched = false;
+    const vouch = async (): Promise<void> => {
+      if (vouched) return;
+      await target.upstream.headBlob(repo.path, digest, signal);
+      vouched = true;
+    };
     for (;;) {
       const local = this.inflight.get(digest);
       if (local) return { entry: local };
@@ -155,12 +163,14 @@ export class Blobs implements BlobService {
         const st = await this.d.store.stat(digest);
         if (st) {
           await claim.lease.release();
+          await vouch();
           await this.access.link(repo, digest, { kind: 'blob', size: st.size, origin: 'upstream' });
           const body = await this.fromDisk(digest, st.size, req);
           if (body) return body;
         }
         return { entry: this.startFetch(repo, target, digest, claim.lease) };
       }
+      await vouch();
       const peer = await cluster.streamFromPeer(claim.holder, digest, req, signal).catch(() => undefined);
       if (peer) {
         this.d.metrics.cacheRequest('blob', 'coalesced');
