@@ -6,30 +6,18 @@
  * test/unit/store-fs-blob.test.ts covers ENOSPC everywhere.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { access, mkdir, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { it } from 'node:test';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
 import { manifestAccept, request } from '../helpers/http.js';
 import { makeImage, pushImage, sha256 } from '../helpers/oci-image.js';
 import { startRegistry } from '../helpers/registry.js';
+import { mountTmpfs, unmountTmpfs } from '../helpers/tmpfs.js';
 import { blobFile, describeResponse, filesUnder, startWharf } from '../helpers/wharf.js';
 
-const run = promisify(execFile);
-
-async function mountTmpfs(dir: string, size: string): Promise<string | undefined> {
-  if (process.getuid?.() !== 0) return 'not running as root';
-  try {
-    await run('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir]);
-    return undefined;
-  } catch (e) {
-    return `mount -t tmpfs failed: ${(e as Error).message.split('\n')[0]}`;
-  }
-}
 
 it('ENOSPC during a miss: client gets its bytes, nothing partial kept, cache keeps serving, uploads fail fast', async (t) => {
   const dir = join(tmpdir(), `wharf-enospc-${process.pid}-${randomBytes(4).toString('hex')}`);
@@ -107,7 +95,7 @@ it('ENOSPC during a miss: client gets its bytes, nothing partial kept, cache kee
     await w?.stop();
     await proxy.stop();
     await registry.stop();
-    await run('umount', [dir]).catch(() => run('umount', ['-l', dir]));
+    await unmountTmpfs(dir);
     await rm(dir, { recursive: true, force: true });
   }
 });
