@@ -169,6 +169,40 @@ describe('FsBlobStore', () => {
     assert.equal(await text((await b.read(digestOf('before-restart|after')))!), 'before-restart|after');
   });
 
+  it('a resumed writer publishes the bytes in its file, not a hash kept from before (another replica may have written them)', async (t) => {
+    const root = await tempRoot(t);
+    const store = await FsBlobStore.open(root);
+    const w = await store.create();
+    await w.write(chunks('good bytes'));
+    await w.release();
+    // Another process on the shared volume writes the same number of other bytes into the session's file.
+    await writeFile(join(root, 'tmp', w.id), 'evil bytes');
+    const resumed = (await store.resume(w.id))!;
+    await assert.rejects(resumed.commit(digestOf('good bytes')), hasCode('DIGEST_INVALID'));
+    assert.deepEqual(await filesUnder(join(root, 'blobs')), []);
+    assert.deepEqual(await readdir(join(root, 'tmp')), []);
+    const again = await store.create();
+    await again.write(chunks('good bytes'));
+    await again.release();
+    const honest = (await store.resume(again.id))!;
+    assert.equal((await honest.commit(digestOf('good bytes'))).size, 10);
+    assert.equal(await text((await store.read(digestOf('good bytes')))!), 'good bytes');
+  });
+
+  it('truncate cuts the content back; commit hashes what is left', async (t) => {
+    const root = await tempRoot(t);
+    const store = await FsBlobStore.open(root);
+    const w = await store.create();
+    await w.write(chunks('kept', ' and cut'));
+    await w.truncate(4);
+    assert.equal(w.size, 4);
+    assert.equal((await stat(join(root, 'tmp', w.id))).size, 4);
+    await assert.rejects(w.truncate(5), RangeError);
+    await w.write(chunks('!'));
+    assert.equal((await w.commit(digestOf('kept!'), 5)).size, 5);
+    assert.equal(await text((await store.read(digestOf('kept!')))!), 'kept!');
+  });
+
   it('resume of an unknown id is undefined; ids that could escape tmp/ are rejected', async (t) => {
     const root = await tempRoot(t);
     const store = await FsBlobStore.open(root);
