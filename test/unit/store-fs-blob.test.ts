@@ -189,6 +189,19 @@ describe('FsBlobStore', () => {
     assert.equal(await text((await store.read(digestOf('good bytes')))!), 'good bytes');
   });
 
+  it('a damaged file under a digest is replaced by the next verified copy', async (t) => {
+    const root = await tempRoot(t);
+    const store = await FsBlobStore.open(root);
+    const d = digestOf('the real bytes');
+    await mkdir(join(store.blobPath(d), '..'), { recursive: true });
+    await writeFile(store.blobPath(d), 'poisoned bytes');
+    const w = await store.create();
+    await w.write(chunks('the real bytes'));
+    await w.commit(d);
+    assert.equal(await text((await store.read(d))!), 'the real bytes');
+    assert.deepEqual(await readdir(join(root, 'tmp')), []);
+  });
+
   it('truncate cuts the content back; commit hashes what is left', async (t) => {
     const root = await tempRoot(t);
     const store = await FsBlobStore.open(root);

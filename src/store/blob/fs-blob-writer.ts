@@ -190,16 +190,9 @@ export class FsBlobWriter implements BlobWriter {
       const target = this.host.blobPath(digest);
       const fs = this.host.fs;
       await fs.mkdir(target.slice(0, target.lastIndexOf('/')));
-      const exists = await fs.stat(target).then(
-        () => true,
-        (e: unknown) => {
-          if (errnoOf(e) === 'ENOENT') return false;
-          throw e;
-        },
-      );
-      // Identical content is stored once: a second copy of a digest is just dropped.
-      if (exists) await fs.unlink(this.host.tempPath(this.fileId));
-      else await fs.rename(this.host.tempPath(this.fileId), target);
+      // Identical content is stored once: the verified copy replaces whatever is there (atomically; readers keep
+      // the file they opened), so a damaged file under this digest is repaired by the next good copy.
+      await fs.rename(this.host.tempPath(this.fileId), target);
       this.state = 'committed';
       this.host.finished(this.id, this.fileId);
       return { mediaType: 'application/octet-stream', digest, size: this._size };
