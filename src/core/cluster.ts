@@ -13,6 +13,8 @@ export interface PeerRef {
 export interface FetchLease {
   /** true once the lease could not be renewed (another replica may have taken over) */
   readonly lost: boolean;
+  /** Aborted once the lease is lost. */
+  readonly signal: AbortSignal;
   release(): Promise<void>;
 }
 

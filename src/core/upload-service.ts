@@ -74,8 +74,10 @@ export class Uploads implements UploadService {
       try {
         const before = w.size;
         try {
-          await w.write(this.limit(body, before), signal);
+          await w.write(this.limit(body, before), lease.signal ? AbortSignal.any(signal ? [signal, lease.signal] : [lease.signal]) : signal);
         } catch (e) {
+          // A lost lease: another replica may write the file now; this request stops touching it.
+          lease.check();
           // Cut off, out of space, too large: nothing of this request was acknowledged, so none of it stays.
           await this.rollBack(rec, w, before);
           throw e;
@@ -188,7 +190,7 @@ export class Uploads implements UploadService {
    * One request at a time per session: in this process (busy), and across replicas sharing the volume (a
    * lease in the cluster store), so no other writer touches the file while this request writes or publishes.
    */
-  private async exclusive<T>(id: string, work: (lease: { check(): void }) => Promise<T>): Promise<T> {
+  private async exclusive<T>(id: string, work: (lease: { check(): void; signal?: AbortSignal }) => Promise<T>): Promise<T> {
     if (this.busy.has(id)) throw concurrent();
     this.busy.add(id);
     try {
@@ -196,6 +198,7 @@ export class Uploads implements UploadService {
       if (this.d.cluster && !held) throw concurrent();
       try {
         return await work({
+          signal: held?.signal,
           check() {
             if (held?.lost) throw new RegistryError(ErrorCode.BLOB_UPLOAD_INVALID, 'lost the upload lease; another replica may be writing this upload');
           },

@@ -11,6 +11,8 @@ export interface ReplicaRef {
 export interface HeldLease {
   /** true once a renewal found the key gone or someone else's (another replica may have taken over) */
   readonly lost: boolean;
+  /** Aborted once the lease is lost: work only the holder may do stops there. */
+  readonly signal: AbortSignal;
   release(): Promise<void>;
 }
 
@@ -198,6 +200,7 @@ class LeaseImpl implements HeldLease {
   private released = false;
   private lastRenewed = Date.now();
   private readonly timer: NodeJS.Timeout;
+  private readonly lostSignal = new AbortController();
 
   constructor(
     private readonly redis: Redis | Cluster,
@@ -215,6 +218,10 @@ class LeaseImpl implements HeldLease {
     return this.lostFlag;
   }
 
+  get signal(): AbortSignal {
+    return this.lostSignal.signal;
+  }
+
   private async renew(): Promise<void> {
     if (this.released || this.lostFlag) return;
     try {
@@ -230,6 +237,7 @@ class LeaseImpl implements HeldLease {
   private markLost(): void {
     this.lostFlag = true;
     clearInterval(this.timer);
+    this.lostSignal.abort(new Error(`lease ${this.key} lost`));
   }
 
   async release(): Promise<void> {
