@@ -70,6 +70,7 @@ describe('RedisCoordinator', () => {
     assert.equal((await b.claimFetch(d)).kind, 'mine');
     await sleep(400);
     if (ca.kind === 'mine') assert.equal(ca.lease.lost, true, 'the dead holder knows it lost the lease');
+    if (ca.kind === 'mine') assert.equal(ca.lease.signal.aborted, true, 'and its signal stops the work only a holder may do');
   });
 
   it('a late release does not free a lease another replica took over', async () => {
