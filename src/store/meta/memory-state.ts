@@ -1,5 +1,6 @@
 import type { Digest } from '../../oci/index.js';
 import type { LinkRecord, RepoRecord, TagRecord, UploadRecord } from '../types.js';
+import { storedLink } from './link-record.js';
 import { lexCompare } from './paging.js';
 
 /**
@@ -64,7 +65,7 @@ export class MemoryState {
       case 'link': {
         let m = this.links.get(o.r);
         if (!m) this.links.set(o.r, (m = new Map()));
-        m.set(o.d, o.v);
+        m.set(o.d, storedLink(o.v));
         let s = this.digestRepos.get(o.d);
         if (!s) this.digestRepos.set(o.d, (s = new Set()));
         s.add(o.r);
