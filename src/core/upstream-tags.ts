@@ -1,5 +1,6 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { LRUCache } from 'lru-cache';
+import { ErrorCode, isRegistryError } from '../oci/index.js';
 import type { Logger } from '../observability/types.js';
 import type { MirrorTarget } from './repo-access.js';
 import { SingleFlight } from './single-flight.js';
@@ -38,11 +39,21 @@ export class UpstreamTags {
     this.cache = new LRUCache<string, Cached>({ maxSize: 4 * d.bounds.maxTags + 1000, sizeCalculation: (v) => v.names.length + 1 });
   }
 
-  /** The upstream's tags, sorted. Shared by every waiting client, so no client's signal stops the read. */
+  /**
+   * The upstream's tags, sorted. Shared by every waiting client, so no client's signal stops the read. An
+   * upstream that fails (down, slow, 429) gets the last list read served, however old; one that says the
+   * repository is gone does not.
+   */
   async list(repo: RepoRef, target: MirrorTarget): Promise<string[]> {
     const hit = this.cache.get(repo.key);
     if (hit && this.d.now() - hit.fetchedAt < target.policy.tagFreshness) return hit.names;
-    return this.flights.run(repo.key, () => this.fetch(repo, target)).promise;
+    try {
+      return await this.flights.run(repo.key, () => this.fetch(repo, target)).promise;
+    } catch (e) {
+      if (!hit || (isRegistryError(e) && (e.code === ErrorCode.NAME_UNKNOWN || e.code === ErrorCode.MANIFEST_UNKNOWN))) throw e;
+      this.d.logger.warn({ upstream: repo.upstream, repository: repo.path, err: (e as Error).message }, 'upstream tag list unavailable; listing the last one read');
+      return hit.names;
+    }
   }
 
   private async fetch(repo: RepoRef, target: MirrorTarget): Promise<string[]> {

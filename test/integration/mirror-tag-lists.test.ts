@@ -27,11 +27,14 @@ interface FakeUpstream {
   url: string;
   /** tags/list requests per repository */
   requests: Map<string, number>;
+  /** while true, tags/list answers 503 */
+  down: boolean;
   close(): Promise<void>;
 }
 
 async function startFakeUpstream(): Promise<FakeUpstream> {
   const requests = new Map<string, number>();
+  let down = false;
   const server: Server = createServer((req, res) => {
     const u = new URL(req.url ?? '/', 'http://fake');
     if (u.pathname === '/v2/') return void res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
@@ -42,6 +45,7 @@ async function startFakeUpstream(): Promise<FakeUpstream> {
       return void res.writeHead(404, { 'content-type': 'application/json' }).end('{"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known to registry"}]}');
     }
     requests.set(repo, (requests.get(repo) ?? 0) + 1);
+    if (down) return void res.writeHead(503, { 'content-type': 'application/json' }).end('{"errors":[{"code":"UNAVAILABLE","message":"down"}]}');
     const p = Number(u.searchParams.get('page') ?? '0');
     const tags = Array.from({ length: spec.perPage }, (_, i) => tagName(p, i));
     const headers: Record<string, string> = { 'content-type': 'application/json' };
@@ -54,6 +58,12 @@ async function startFakeUpstream(): Promise<FakeUpstream> {
   return {
     url: `http://127.0.0.1:${port}`,
     requests,
+    get down() {
+      return down;
+    },
+    set down(v: boolean) {
+      down = v;
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
@@ -131,5 +141,37 @@ describe('upstream tag lists', () => {
     const again = await request(`${w.url}/v2/acme/big/tags/list?n=3`);
     assert.deepEqual(tagsOf(again.body), [tagName(0, 0), tagName(0, 1), tagName(0, 2)]);
     assert.equal(fake.requests.get('acme/big'), 5, 'no upstream request within the freshness window');
+  });
+});
+
+describe('an upstream tag list past its freshness window', () => {
+  let fake: FakeUpstream;
+  let w: WharfProcess;
+  before(async () => {
+    fake = await startFakeUpstream();
+    w = await startWharf({ config: { upstreams: [{ name: 'fake', url: fake.url, default: true, tagFreshness: '1s' }], limits: { maxUpstreamTagPages: 2 } } });
+  });
+  after(async () => {
+    await w?.stop();
+    await fake?.close();
+  });
+
+  it('is read again, and served from the last read while the upstream is down', async () => {
+    const first = await request(`${w.url}/v2/acme/many/tags/list`);
+    assert.equal(tagsOf(first.body).length, 200);
+    assert.equal(fake.requests.get('acme/many'), 2);
+    const past = Date.now() + 1100;
+    while (Date.now() < past) await new Promise((r) => setTimeout(r, past - Date.now()));
+    const second = await request(`${w.url}/v2/acme/many/tags/list`);
+    assert.deepEqual(tagsOf(second.body), tagsOf(first.body));
+    assert.equal(fake.requests.get('acme/many'), 4, 'read again once stale');
+
+    fake.down = true;
+    const again = Date.now() + 1100;
+    while (Date.now() < again) await new Promise((r) => setTimeout(r, again - Date.now()));
+    const stale = await request(`${w.url}/v2/acme/many/tags/list`);
+    assert.equal(stale.status, 200, describeResponse(stale));
+    assert.deepEqual(tagsOf(stale.body), tagsOf(first.body), 'the last list read, not an empty one');
+    assert.ok((fake.requests.get('acme/many') ?? 0) > 4, 'the upstream was asked');
   });
 });
