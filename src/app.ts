@@ -65,6 +65,7 @@ export function createApp(deps: AppDeps): App {
     maxBlobBytes: config.limits.maxBlobBytes,
     fetchTimeout: config.cache.fetchTimeout,
     resumeAttempts: config.cache.resumeAttempts,
+    tagLists: { maxPages: config.limits.maxUpstreamTagPages, maxTags: config.limits.maxUpstreamTags },
   };
   const namespaces = new UpstreamNamespaces(
     config.upstreams.map((u) => ({ name: u.name, host: new URL(u.url).host, aliases: u.aliases, default: u.default, libraryPrefix: u.libraryPrefix })),

@@ -201,6 +201,8 @@ export const configSchema = z.strictObject({
     .strictObject({
       maxManifestBytes: def(size(), '4MiB', 'largest manifest accepted or fetched'),
       maxBlobBytes: def(size(), '64GiB', 'largest blob accepted by upload or from an upstream'),
+      maxUpstreamTagPages: def(int(1), 100, 'an upstream tag list is read for at most this many pages (`Link` headers)'),
+      maxUpstreamTags: def(int(1), 100000, 'an upstream tag list keeps at most this many tags; past either bound the list is cut and a warning logged'),
     })
     .prefault({}),
   server: z

@@ -114,6 +114,10 @@ export interface LimitsConfig {
   maxManifestBytes: number;
   /** largest blob accepted by upload */
   maxBlobBytes: number;
+  /** pages of an upstream tag list read at most */
+  maxUpstreamTagPages: number;
+  /** tags of an upstream tag list kept at most */
+  maxUpstreamTags: number;
 }
 
 export interface ServerConfig {

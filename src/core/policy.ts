@@ -19,6 +19,8 @@ export interface CorePolicy {
   maxBlobBytes: number;
   fetchTimeout: number;
   resumeAttempts: number;
+  /** bounds on one upstream tag list (`limits.maxUpstreamTagPages`, `limits.maxUpstreamTags`) */
+  tagLists: { maxPages: number; maxTags: number };
 }
 
 /** Compiles `push.overlay` globs (the same matcher as auth rules use). */

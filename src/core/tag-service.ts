@@ -5,32 +5,45 @@ import type { PendingWrites } from './pending-writes.js';
 import type { RepoAccess } from './repo-access.js';
 import type { CatalogService, ReferrersService, RepoRef, TagService } from './types.js';
 import { MediaType } from '../oci/index.js';
+import { UpstreamTags, mergeSorted } from './upstream-tags.js';
 
 /** Spec paging over a sorted list: entries after `last`, at most `n`. */
-export function page(sorted: string[], n: number | undefined, last: string | undefined): Page<string> {
-  const from = last === undefined ? 0 : sorted.findIndex((t) => t > last);
-  const rest = from < 0 ? [] : sorted.slice(from);
-  if (n === undefined || rest.length <= n) return { items: rest };
-  const items = rest.slice(0, n);
+export function page(sorted: readonly string[], n: number | undefined, last: string | undefined): Page<string> {
+  let from = 0;
+  if (last !== undefined) {
+    // binary search for the first entry > last
+    let hi = sorted.length;
+    while (from < hi) {
+      const mid = (from + hi) >>> 1;
+      if ((sorted[mid] as string) <= last) from = mid + 1;
+      else hi = mid;
+    }
+  }
+  if (n === undefined || sorted.length - from <= n) return { items: sorted.slice(from) };
+  const items = sorted.slice(from, from + n);
   return { items, next: items[items.length - 1] };
 }
 
 export class Tags implements TagService {
+  private readonly upstreamTags: UpstreamTags;
+
   constructor(
     private readonly d: CoreDeps,
     private readonly access: RepoAccess,
-  ) {}
+  ) {
+    this.upstreamTags = new UpstreamTags({ bounds: d.policy.tagLists, logger: d.logger, now: d.now });
+  }
 
   /** Local tags, plus the upstream's for a mirrored repository (the union; local ones when it is down). */
-  async list(repo: RepoRef, n: number | undefined, last: string | undefined, signal?: AbortSignal): Promise<Page<string>> {
+  async list(repo: RepoRef, n: number | undefined, last: string | undefined): Promise<Page<string>> {
     const rec = await this.access.record(repo);
     const known = (await this.d.meta.listTags(repo.key)).items;
     const target = await this.access.mirror(repo, rec);
-    let names = known;
+    let names: readonly string[] = [...known].sort();
     if (target) {
       try {
-        const upstream = await target.upstream.tags(repo.path, signal);
-        names = [...new Set([...upstream, ...known])];
+        const upstream = await this.upstreamTags.list(repo, target);
+        names = names.length === 0 ? upstream : mergeSorted(upstream, names);
       } catch (e) {
         if (isRegistryError(e) && (e.code === ErrorCode.NAME_UNKNOWN || e.code === ErrorCode.MANIFEST_UNKNOWN) && known.length === 0) {
           throw new RegistryError(ErrorCode.NAME_UNKNOWN, undefined, { detail: { name: this.d.namespaces.displayName(repo.key) } });
@@ -40,7 +53,7 @@ export class Tags implements TagService {
     } else if (!rec) {
       throw new RegistryError(ErrorCode.NAME_UNKNOWN, undefined, { detail: { name: this.d.namespaces.displayName(repo.key) } });
     }
-    return page(names.sort(), n, last);
+    return page(names, n, last);
   }
 }
 

@@ -1,6 +1,7 @@
 import { ErrorCode, RegistryError } from './errors.js';
 import { isDigest, type Digest } from './digest.js';
 import type { Descriptor } from './descriptor.js';
+import { MAX_JSON_DEPTH, isStringMap, jsonDepthWithin } from './json.js';
 import { MediaType, bareMediaType, isIndexType, manifestMediaTypes } from './media-types.js';
 
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
@@ -26,6 +27,13 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/** OCI annotations are string → string: absent, or an object of strings; anything else is refused. */
+function parseAnnotations(v: unknown, where: string): Record<string, string> | undefined {
+  if (v === undefined) return undefined;
+  if (!isStringMap(v)) throw invalid(`${where}annotations must be an object of string values`);
+  return v;
+}
+
 function parseDescriptor(v: unknown, where: string): Descriptor {
   if (!isObject(v)) throw invalid(`${where}: descriptor must be an object`);
   const { mediaType, digest, size } = v;
@@ -34,7 +42,8 @@ function parseDescriptor(v: unknown, where: string): Descriptor {
   if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) throw invalid(`${where}: invalid size`);
   const d: Descriptor = { mediaType, digest: digest as Digest, size };
   if (typeof v.artifactType === 'string') d.artifactType = v.artifactType;
-  if (isObject(v.annotations)) d.annotations = v.annotations as Record<string, string>;
+  const annotations = parseAnnotations(v.annotations, `${where}: `);
+  if (annotations) d.annotations = annotations;
   if (isObject(v.platform)) d.platform = v.platform as unknown as Descriptor['platform'];
   return d;
 }
@@ -60,6 +69,9 @@ export function resolveMediaType(contentType: string | undefined, body: Record<s
 /** Parses and validates manifest bytes. Throws MANIFEST_INVALID for anything wharf would not serve. */
 export function parseManifest(bytes: Uint8Array, contentType?: string): ParsedManifest {
   if (bytes.byteLength > MAX_MANIFEST_BYTES) throw invalid('manifest too large', { limit: MAX_MANIFEST_BYTES });
+  // Checked before parsing: whatever reads these bytes or what they parse to later must never recurse
+  // itself into a RangeError.
+  if (!jsonDepthWithin(bytes, MAX_JSON_DEPTH)) throw invalid('manifest nests deeper than allowed', { limit: MAX_JSON_DEPTH });
   let body: unknown;
   try {
     body = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
@@ -83,6 +95,7 @@ export function parseManifest(bytes: Uint8Array, contentType?: string): ParsedMa
   }
   if (body.subject !== undefined) parsed.subject = parseDescriptor(body.subject, 'subject');
   if (typeof body.artifactType === 'string') parsed.artifactType = body.artifactType;
-  if (isObject(body.annotations)) parsed.annotations = body.annotations as Record<string, string>;
+  const annotations = parseAnnotations(body.annotations, '');
+  if (annotations) parsed.annotations = annotations;
   return parsed;
 }

@@ -31,6 +31,7 @@ import {
 import { Semaphore } from './semaphore.js';
 import type {
   RateLimitReading,
+  TagPage,
   Upstream,
   UpstreamBlob,
   UpstreamManifest,
@@ -57,7 +58,6 @@ export interface UpstreamDeps {
 
 export const DEFAULT_MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 const MAX_REDIRECTS = 5;
-const MAX_TAG_PAGES = 100;
 const MAX_AUX_BODY = 1024 * 1024;
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 
@@ -218,16 +218,16 @@ export class UpstreamClient implements Upstream {
     return size === undefined ? {} : { size };
   }
 
-  async tags(repo: string, signal?: AbortSignal): Promise<string[]> {
-    const out: string[] = [];
-    let path: string | undefined = `tags/list`;
-    let url: URL | undefined;
-    for (let page = 0; page < MAX_TAG_PAGES && (path !== undefined || url !== undefined); page++) {
-      const res: Response = url
-        ? await this.#authedUrl('tags', 'GET', repo, url, {}, signal)
-        : await this.#authed('tags', 'GET', repo, path as string, {}, signal);
+  /**
+   * The repository's tag list, one page per step, following `Link: <…>; rel="next"` on the upstream's own
+   * origin. Each page is read whole (at most `limits.maxManifestBytes`) before it is handed on; the caller
+   * bounds how many it takes, and stopping early leaves no request open.
+   */
+  async *tagPages(repo: string, signal?: AbortSignal): AsyncIterable<TagPage> {
+    let url: URL | undefined = this.#repoUrl(repo, 'tags/list');
+    while (url !== undefined) {
+      const res: Response = await this.#authedUrl('tags', 'GET', repo, url, {}, signal);
       if (res.statusCode !== 200) throw await this.#fail('tags', res);
-      const current: URL = url ?? this.#repoUrl(repo, path as string);
       let body: unknown;
       try {
         body = JSON.parse((await readCapped(res.body, this.#maxManifest, this.#cfg.timeouts.body)).toString('utf8'));
@@ -235,13 +235,11 @@ export class UpstreamClient implements Upstream {
         throw new RegistryError(ErrorCode.UNAVAILABLE, `upstream ${this.name} sent an unreadable tag list`, { cause: e });
       }
       const tags = (body as { tags?: unknown } | null)?.tags;
-      if (Array.isArray(tags)) for (const t of tags) if (typeof t === 'string') out.push(t);
-      const next = nextLink(headerValue(res.headers['link']), current);
+      const next = nextLink(headerValue(res.headers['link']), url);
       // pagination stays on the upstream's origin: a Link elsewhere would carry our token there
       url = next && sameOrigin(next, this.#base) ? next : undefined;
-      path = undefined;
+      yield { tags: Array.isArray(tags) ? tags.filter((t): t is string => typeof t === 'string') : [], more: url !== undefined };
     }
-    return out;
   }
 
   async close(): Promise<void> {

@@ -34,12 +34,19 @@ export interface Upstream {
   /** `start` asks for the blob from that offset (Range: bytes=start-) to resume a broken body. */
   blob(repo: string, digest: Digest, signal?: AbortSignal, start?: number): Promise<UpstreamBlob>;
   headBlob(repo: string, digest: Digest, signal?: AbortSignal): Promise<{ size?: number }>;
-  tags(repo: string, signal?: AbortSignal): Promise<string[]>;
+  /** The tag list page by page (`Link` followed); the caller decides how many pages it takes. */
+  tagPages(repo: string, signal?: AbortSignal): AsyncIterable<TagPage>;
   /** The latest rate-limit reading, when the upstream sends one. */
   rateLimit(): RateLimitReading | undefined;
   /** Until when (ms since epoch) quota-consuming requests are held back after a 429 or an exhausted quota. */
   throttledUntil?(): number | undefined;
   close(): Promise<void>;
+}
+
+/** One page of an upstream tag list; `more` when the upstream names a next page. */
+export interface TagPage {
+  tags: string[];
+  more: boolean;
 }
 
 export interface RateLimitReading {

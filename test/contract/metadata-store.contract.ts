@@ -150,6 +150,21 @@ export function metadataStoreContract(name: string, factory: ContractFactory): v
         assert.equal(await store.getLink('r/a', d('blob1')), undefined);
       });
 
+      it('a link whose annotations are not string → string (as older versions stored them) reads back without them', async () => {
+        let nested: unknown = 'x';
+        for (let i = 0; i < 1000; i++) nested = { a: nested };
+        const subj = d('odd-subject');
+        for (const [name, annotations] of [['deep', { k: nested }], ['number', { k: 1 }], ['array', ['a']]] as const) {
+          await store.link('r/odd', d(name), manifestLink(subj, { annotations: annotations as unknown as Record<string, string> }));
+        }
+        const plain = manifestLink(subj);
+        for (const name of ['deep', 'number', 'array']) assert.deepEqual(await store.getLink('r/odd', d(name)), plain, name);
+        assert.deepEqual((await store.referrers('r/odd', subj)).map((x) => x.link), [plain, plain, plain]);
+        assert.deepEqual((await store.linksOf(d('deep'))).map((x) => x.link), [plain]);
+        for await (const l of store.allLinks()) if (l.repo === 'r/odd') assert.deepEqual(l.link, plain);
+        for (const name of ['deep', 'number', 'array']) await store.unlink('r/odd', d(name));
+      });
+
       it('referrers lists the manifests of one repository whose subject matches', async () => {
         const subj = d('subject');
         const sig = manifestLink(subj, { artifactType: 'application/vnd.dev.cosign' });

@@ -6,17 +6,17 @@
  * test/unit/store-fs-blob.test.ts covers ENOSPC everywhere.
  */
 import assert from 'node:assert/strict';
-import { access, mkdir, rm } from 'node:fs/promises';
+import { access, mkdir, open, rm, stat } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { it } from 'node:test';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
 import { manifestAccept, request } from '../helpers/http.js';
-import { makeImage, pushImage, sha256 } from '../helpers/oci-image.js';
+import { makeImage, pushImage, sha256, type TestImage } from '../helpers/oci-image.js';
 import { startRegistry } from '../helpers/registry.js';
 import { mountTmpfs, unmountTmpfs } from '../helpers/tmpfs.js';
-import { blobFile, describeResponse, filesUnder, startWharf } from '../helpers/wharf.js';
+import { blobFile, describeResponse, errorCodes, filesUnder, startWharf } from '../helpers/wharf.js';
 
 
 it('ENOSPC during a miss: client gets its bytes, nothing partial kept, cache keeps serving, uploads fail fast', async (t) => {
@@ -95,6 +95,90 @@ it('ENOSPC during a miss: client gets its bytes, nothing partial kept, cache kee
     await w?.stop();
     await proxy.stop();
     await registry.stop();
+    await unmountTmpfs(dir);
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+/** Writes `path` until the file system refuses (ENOSPC): not one free page is left. */
+async function fillDisk(path: string): Promise<void> {
+  const fh = await open(path, 'w');
+  const chunk = Buffer.alloc(4096, 1);
+  try {
+    for (;;) await fh.write(chunk);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOSPC') throw e;
+  } finally {
+    await fh.close();
+  }
+}
+
+/** The same config and layer as `img` under another manifest (its bytes differ by an annotation). */
+function sibling(img: TestImage): Buffer {
+  const m = JSON.parse(img.manifest.toString()) as Record<string, unknown>;
+  return Buffer.from(JSON.stringify({ ...m, annotations: { 'org.example.sibling': '1' } }));
+}
+
+it('ENOSPC on the metadata journal: a tag DELETE or manifest PUT answered 507 changes nothing, before and after a crash', async (t) => {
+  const dir = join(tmpdir(), `wharf-enospc-meta-${process.pid}-${randomBytes(4).toString('hex')}`);
+  await mkdir(dir);
+  const why = await mountTmpfs(dir, '8m');
+  if (why !== undefined) {
+    await rm(dir, { recursive: true, force: true });
+    t.skip(`needs an 8 MiB tmpfs data directory (${why})`);
+    return;
+  }
+  const dataDir = join(dir, 'data');
+  const filler = join(dir, 'filler');
+  let w: Awaited<ReturnType<typeof startWharf>> | undefined;
+  try {
+    w = await startWharf({ dataDir, config: { upstreams: [] } });
+    const img = makeImage({ layers: 1 });
+    await pushImage(w.url, 'team/x', 'k52', img);
+    await pushImage(w.url, 'team/x', 'keep', img);
+    // team/y links the same blobs under another manifest, so pushing img's manifest there needs one new link.
+    const other = sibling(img);
+    await pushImage(w.url, 'team/y', 'base', { ...img, manifest: other, manifestDigest: sha256(other) });
+
+    // A graceful restart folds the journal into the snapshot: it starts empty, so its next line needs a new
+    // page of the file system, and once the disk is full that line cannot be written.
+    await w.restart();
+    const journal = join(dataDir, 'meta', 'journal.log');
+    assert.equal((await stat(journal)).size, 0, 'the journal starts empty');
+    await fillDisk(filler);
+
+    const visible = async (label: string): Promise<void> => {
+      const got = await request(`${w!.url}/v2/team/x/manifests/k52`, { headers: { accept: manifestAccept } });
+      assert.equal(got.status, 200, `${label}: GET k52 ${describeResponse(got)}`);
+      const tags = await request(`${w!.url}/v2/team/x/tags/list`);
+      assert.deepEqual(JSON.parse(tags.body.toString()).tags, ['k52', 'keep'], `${label}: tags/list`);
+      const y = await request(`${w!.url}/v2/team/y/manifests/${img.manifestDigest}`, { headers: { accept: manifestAccept } });
+      assert.equal(y.status, 404, `${label}: img's manifest not linked into team/y ${describeResponse(y)}`);
+      const ytags = await request(`${w!.url}/v2/team/y/tags/list`);
+      assert.deepEqual(JSON.parse(ytags.body.toString()).tags, ['base'], `${label}: team/y tags/list`);
+    };
+
+    const del = await request(`${w.url}/v2/team/x/manifests/k52`, { method: 'DELETE' });
+    assert.equal(del.status, 507, describeResponse(del));
+    const failedPut = await request(`${w.url}/v2/team/y/manifests/k53`, { method: 'PUT', headers: { 'content-type': img.mediaType }, body: img.manifest });
+    assert.equal(failedPut.status, 507, describeResponse(failedPut));
+    assert.deepEqual(errorCodes(failedPut), ['UNAVAILABLE']);
+    await visible('after the 507s');
+
+    // A crash, space freed, a restart: what the clients were told did not happen still has not.
+    await w.kill();
+    await rm(filler);
+    await w.restart();
+    await visible('after kill -9 and a restart');
+
+    // And with space, the same requests now work.
+    const del2 = await request(`${w.url}/v2/team/x/manifests/k52`, { method: 'DELETE' });
+    assert.equal(del2.status, 202, describeResponse(del2));
+    const gone = await request(`${w.url}/v2/team/x/manifests/k52`, { headers: { accept: manifestAccept } });
+    assert.equal(gone.status, 404, describeResponse(gone));
+  } finally {
+    await w?.stop();
+    await rm(filler, { force: true });
     await unmountTmpfs(dir);
     await rm(dir, { recursive: true, force: true });
   }

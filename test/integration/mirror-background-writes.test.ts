@@ -87,6 +87,7 @@ describe('mirrored manifests are answered before they are stored', () => {
         maxBlobBytes: 1 << 30,
         fetchTimeout: 30_000,
         resumeAttempts: 0,
+        tagLists: { maxPages: 100, maxTags: 100_000 },
       },
       metrics,
       logger: silentLogger,

@@ -56,7 +56,7 @@ test('defaults: docker.io as the only, default upstream, and the documented valu
   assert.deepEqual(c.push, { overlay: [] });
   assert.deepEqual(c.metrics, {});
   assert.equal(c.log.level, 'info');
-  assert.deepEqual(c.limits, { maxManifestBytes: 4 * 2 ** 20, maxBlobBytes: 64 * 2 ** 30 });
+  assert.deepEqual(c.limits, { maxManifestBytes: 4 * 2 ** 20, maxBlobBytes: 64 * 2 ** 30, maxUpstreamTagPages: 100, maxUpstreamTags: 100_000 });
   assert.deepEqual(c.server, { keepAliveTimeout: 75_000, headersTimeout: 80_000, idleTimeout: 300_000, drainTimeout: 30_000, trustedProxies: [] });
   assert.deepEqual(c.uploads, { expiry: 24 * 3_600_000 });
   assert.deepEqual(c.health, { minFreeBytes: 2 ** 30 });

@@ -125,3 +125,56 @@ describe('EmbeddedMetadataStore durability', () => {
     assert.equal((await again.listTags('r/c')).items.length, 200);
   });
 });
+
+describe('EmbeddedMetadataStore on a full disk', () => {
+  it('a write whose journal line fails is undone, and so is every write queued behind it', async (t) => {
+    if (process.getuid?.() !== 0) return t.skip('needs root to mount a tmpfs');
+    const { execFile } = await import('node:child_process');
+    const { promisify } = await import('node:util');
+    const { open } = await import('node:fs/promises');
+    const run = promisify(execFile);
+    const dir = await mkdtemp(join(tmpdir(), 'wharf-embedded-full-'));
+    let opened: EmbeddedMetadataStore | undefined;
+    // One hook, in order: close the store, unmount, remove the mount point.
+    t.after(async () => {
+      await opened?.close().catch(() => undefined);
+      await run('umount', [dir]).catch(() => run('umount', ['-l', dir]).catch(() => undefined));
+      await rm(dir, { recursive: true, force: true });
+    });
+    try {
+      await run('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir]);
+    } catch (e) {
+      return t.skip(`mount -t tmpfs failed: ${(e as Error).message.split('\n')[0]}`);
+    }
+    const meta = join(dir, 'meta');
+    const before = await EmbeddedMetadataStore.open(meta);
+    await before.putTag('r/a', 'kept', rec('kept'));
+    await before.putTag('r/a', 'doomed', rec('doomed'));
+    await before.close(); // compacted: the journal starts empty, so its next line needs a free page
+
+    const s = (opened = await EmbeddedMetadataStore.open(meta));
+    const fh = await open(join(dir, 'filler'), 'w');
+    try {
+      for (;;) await fh.write(Buffer.alloc(4096, 1));
+    } catch (e) {
+      assert.equal((e as NodeJS.ErrnoException).code, 'ENOSPC');
+    } finally {
+      await fh.close();
+    }
+    // Three writes in one tick: the first goes out alone, the other two queue behind it.
+    const writes = [s.deleteTag('r/a', 'doomed'), s.putTag('r/a', 'new', rec('new')), s.putTag('r/a', 'kept', rec('moved'))];
+    assert.deepEqual((await s.getTag('r/a', 'kept'))?.digest, digestOf('moved'), 'applied at once, while on its way to the disk');
+    const results = await Promise.allSettled(writes);
+    for (const r of results) assert.equal(r.status === 'rejected' && (r.reason as NodeJS.ErrnoException).code, 'ENOSPC');
+    assert.deepEqual((await s.listTags('r/a')).items, ['doomed', 'kept']);
+    assert.equal((await s.getTag('r/a', 'kept'))?.digest, digestOf('kept'));
+    assert.equal(await s.getTag('r/a', 'new'), undefined);
+
+    await rm(join(dir, 'filler'));
+    await s.putTag('r/a', 'after', rec('after'));
+    await s.close();
+    const again = (opened = await EmbeddedMetadataStore.open(meta));
+    assert.deepEqual((await again.listTags('r/a')).items, ['after', 'doomed', 'kept']);
+    assert.equal((await again.getTag('r/a', 'kept'))?.digest, digestOf('kept'));
+  });
+});

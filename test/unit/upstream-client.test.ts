@@ -60,7 +60,7 @@ test('a manifest over the size cap is refused', async (t) => {
   await assert.rejects(up.manifest('a/b', 'latest'), (e) => code(e) === ErrorCode.MANIFEST_INVALID && /fake-up/.test((e as Error).message));
 });
 
-test('tags follows Link pagination on the upstream origin only', async (t) => {
+test('tagPages follows Link pagination on the upstream origin only', async (t) => {
   const fake = await fakeRegistry(t, (req, res) => {
     if (req.url === '/v2/') return res.writeHead(200).end('{}');
     const u = new URL(req.url ?? '/', 'http://x');
@@ -75,7 +75,9 @@ test('tags follows Link pagination on the upstream origin only', async (t) => {
   });
   const up = createUpstream(config(fake.url));
   t.after(() => up.close());
-  assert.deepEqual(await up.tags('a/b'), ['t1', 't2', 't3']);
+  const pages = [];
+  for await (const p of up.tagPages('a/b')) pages.push(p);
+  assert.deepEqual(pages, [{ tags: ['t1', 't2'], more: true }, { tags: ['t3'], more: false }]);
 });
 
 test('a Bearer challenge without a realm uses a configured token as the bearer', async (t) => {

@@ -63,11 +63,13 @@ export class EmbeddedMetadataStore implements MetadataStore {
     }
   }
 
-  /** Applies in memory at once (reads in this process see it), resolves when the journal line is durable. */
+  /**
+   * Applies in memory at once (a check and its change stay in one tick), resolves when the journal line is
+   * durable; should the line fail to be written, the change is undone before anyone can read it again.
+   */
   private commit(op: Op): Promise<void> {
     if (this.closed) return Promise.reject(new Error('metadata store is closed'));
-    this.s.apply(op);
-    return this.journal.append(op);
+    return this.journal.append(op, this.s.applyUndoable(op));
   }
 
   // --- tags

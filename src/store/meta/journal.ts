@@ -49,13 +49,25 @@ export async function replay(dir: string): Promise<ReplayResult> {
   return { snapshot, ops, tornTail: tail !== '', skipped };
 }
 
+/** One line on its way to the disk: who waits for it, and how its in-memory change is taken back. */
+interface Entry {
+  line: string;
+  undo: () => void;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
 /**
  * Append-only JSON-lines journal with group commit: lines queued while a write+fsync is running go out
  * together in the next one, and each append resolves only once its line is durable.
+ *
+ * Callers apply a change in memory when they append it (a check and its write stay in one tick) and hand
+ * over how to undo it. When a write fails (ENOSPC, EIO), every change not yet durable is undone, newest
+ * first, and its append rejected: the lines of the failed write, and those queued behind it (they were
+ * decided on a state that now never was). Memory then holds exactly what the disk holds.
  */
 export class Journal {
-  private pending: string[] = [];
-  private waiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> = [];
+  private pending: Entry[] = [];
   private flushing: Promise<void> | undefined;
   private closed = false;
 
@@ -75,11 +87,15 @@ export class Journal {
     return new Journal(dir, fh, 0, snapshot, compactBytes);
   }
 
-  append(op: Op): Promise<void> {
-    if (this.closed) return Promise.reject(new Error('metadata store is closed'));
-    this.pending.push(`${JSON.stringify(op)}\n`);
+  /** Queues `op`, already applied in memory; `undo` takes it back should its line never become durable. */
+  append(op: Op, undo: () => void): Promise<void> {
+    if (this.closed) {
+      undo();
+      return Promise.reject(new Error('metadata store is closed'));
+    }
+    const line = `${JSON.stringify(op)}\n`;
     return new Promise((resolve, reject) => {
-      this.waiters.push({ resolve, reject });
+      this.pending.push({ line, undo, resolve, reject });
       this.kick();
     });
   }
@@ -103,23 +119,27 @@ export class Journal {
 
   private async flushLoop(): Promise<void> {
     while (this.pending.length > 0) {
-      const buf = Buffer.from(this.pending.join(''));
-      const waiters = this.waiters;
+      const batch = this.pending;
       this.pending = [];
-      this.waiters = [];
+      const buf = Buffer.from(batch.map((e) => e.line).join(''));
       try {
         // Positional, so a failed (short) write is cut off below instead of gluing onto the next line.
         let off = 0;
         while (off < buf.length) off += (await this.fh.write(buf, off, buf.length - off, this.bytes + off)).bytesWritten;
         await this.fh.datasync();
         this.bytes += buf.length;
-        for (const w of waiters) w.resolve();
+        for (const e of batch) e.resolve();
       } catch (e) {
+        // In the same tick as the failure: no read sees a change the disk does not hold.
+        const lost = [...batch, ...this.pending];
+        this.pending = [];
+        for (let i = lost.length - 1; i >= 0; i--) lost[i]!.undo();
+        for (const l of lost) l.reject(e);
         await this.fh.truncate(this.bytes).catch(() => undefined);
-        for (const w of waiters) w.reject(e);
         continue;
       }
-      if (this.bytes >= this.compactBytes) await this.compact().catch(() => undefined);
+      // Only with nothing queued is the in-memory state the durable one a snapshot may hold.
+      if (this.bytes >= this.compactBytes && this.pending.length === 0) await this.compact().catch(() => undefined);
     }
   }
 

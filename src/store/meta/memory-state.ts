@@ -1,5 +1,6 @@
 import type { Digest } from '../../oci/index.js';
 import type { LinkRecord, RepoRecord, TagRecord, UploadRecord } from '../types.js';
+import { storedLink } from './link-record.js';
 import { lexCompare } from './paging.js';
 
 /**
@@ -64,7 +65,7 @@ export class MemoryState {
       case 'link': {
         let m = this.links.get(o.r);
         if (!m) this.links.set(o.r, (m = new Map()));
-        m.set(o.d, o.v);
+        m.set(o.d, storedLink(o.v));
         let s = this.digestRepos.get(o.d);
         if (!s) this.digestRepos.set(o.d, (s = new Set()));
         s.add(o.r);
@@ -95,6 +96,61 @@ export class MemoryState {
       case 'state':
         this.state.set(o.k, { v: o.v, exp: o.exp });
         break;
+    }
+  }
+
+  /**
+   * Applies `o` and returns what puts the state back exactly as it was before it. Undoing several ops in
+   * reverse order of their applying restores the state before the first.
+   */
+  applyUndoable(o: Op): () => void {
+    const undo = this.undoOf(o);
+    this.apply(o);
+    return undo;
+  }
+
+  private undoOf(o: Op): () => void {
+    switch (o.op) {
+      case 'tag':
+      case 'untag': {
+        const prev = this.tags.get(o.r)?.get(o.t);
+        return () => this.apply(prev ? { op: 'tag', r: o.r, t: o.t, v: prev } : { op: 'untag', r: o.r, t: o.t });
+      }
+      case 'repo': {
+        const prev = this.repos.get(o.r);
+        return () => {
+          if (prev) return this.apply({ op: 'repo', r: o.r, v: prev });
+          if (this.repos.delete(o.r)) this.sortedRepos = undefined;
+        };
+      }
+      case 'link':
+      case 'unlink': {
+        const prev = this.links.get(o.r)?.get(o.d);
+        return () => this.apply(prev ? { op: 'link', r: o.r, d: o.d, v: prev } : { op: 'unlink', r: o.r, d: o.d });
+      }
+      case 'upload':
+      case 'unupload': {
+        const id = o.op === 'upload' ? o.v.id : o.id;
+        const prev = this.uploads.get(id);
+        return () => this.apply(prev ? { op: 'upload', v: prev } : { op: 'unupload', id });
+      }
+      case 'access':
+      case 'unaccess': {
+        const prev = (o.op === 'access' ? o.m.map(([d]) => d) : [o.d]).map((d) => [d, this.access.get(d)] as const);
+        return () => {
+          for (const [d, t] of prev.reverse()) {
+            if (t === undefined) this.access.delete(d);
+            else this.access.set(d, t);
+          }
+        };
+      }
+      case 'state': {
+        const prev = this.state.get(o.k);
+        return () => {
+          if (prev) this.state.set(o.k, prev);
+          else this.state.delete(o.k);
+        };
+      }
     }
   }
 

@@ -10,6 +10,7 @@ import type {
 } from '../types.js';
 import { lexCompare } from './paging.js';
 import { RedisKeys } from './redis-keys.js';
+import { storedLink } from './link-record.js';
 
 export interface RedisStoreOptions {
   keyPrefix: string;
@@ -110,10 +111,10 @@ export class RedisMetadataStore implements MetadataStore {
     checkExec(await m.exec());
   }
   async getLink(repo: string, digest: Digest): Promise<LinkRecord | undefined> {
-    return parse<LinkRecord>(await this.redis.hget(this.k.links(repo), digest));
+    return parseLink(await this.redis.hget(this.k.links(repo), digest));
   }
   async unlink(repo: string, digest: Digest): Promise<boolean> {
-    const old = parse<LinkRecord>(await this.redis.hget(this.k.links(repo), digest));
+    const old = parseLink(await this.redis.hget(this.k.links(repo), digest));
     if (!old) return false;
     const m = this.redis.multi().hdel(this.k.links(repo), digest);
     if (old.subject) m.srem(this.k.referrers(repo, old.subject), digest);
@@ -129,7 +130,7 @@ export class RedisMetadataStore implements MetadataStore {
     const values = await this.redis.hmget(this.k.links(repo), ...digests);
     const out: Array<{ digest: Digest; link: LinkRecord }> = [];
     digests.forEach((digest, i) => {
-      const link = parse<LinkRecord>(values[i] ?? null);
+      const link = parseLink(values[i] ?? null);
       if (link?.kind === 'manifest' && link.subject === subject) out.push({ digest, link });
     });
     return out;
@@ -140,7 +141,7 @@ export class RedisMetadataStore implements MetadataStore {
     const links = await Promise.all(repos.map((r) => this.redis.hget(this.k.links(r), digest)));
     const out: Array<{ repo: string; link: LinkRecord }> = [];
     repos.forEach((repo, i) => {
-      const link = parse<LinkRecord>(links[i] ?? null);
+      const link = parseLink(links[i] ?? null);
       if (link) out.push({ repo, link });
     });
     return out;
@@ -155,7 +156,7 @@ export class RedisMetadataStore implements MetadataStore {
           const [next, flat] = await this.redis.hscan(this.k.links(repo), cursor, 'COUNT', PAGE);
           cursor = next;
           for (let i = 0; i + 1 < flat.length; i += 2) {
-            const link = parse<LinkRecord>(flat[i + 1] ?? null);
+            const link = parseLink(flat[i + 1] ?? null);
             if (link) yield { repo, digest: flat[i] as Digest, link };
           }
         } while (cursor !== '0');
@@ -242,6 +243,11 @@ async function lexPage(redis: Redis | Cluster, key: string, n?: number, last?: s
   if (got.length <= n) return { items: got };
   const items = got.slice(0, n);
   return { items, next: items[items.length - 1] as string };
+}
+
+function parseLink(json: string | null): LinkRecord | undefined {
+  const link = parse<LinkRecord>(json);
+  return link && storedLink(link);
 }
 
 function parse<T>(json: string | null): T | undefined {
