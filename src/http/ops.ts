@@ -1,6 +1,6 @@
-import Router from '@koa/router';
 import type { Context } from 'koa';
 import { timingSafeEqual } from 'node:crypto';
+import { endpoints, type EndpointHandler } from './endpoints.js';
 
 export interface OpsDeps {
   readiness: () => Promise<{ ready: boolean; checks: Record<string, unknown> }>;
@@ -39,19 +39,24 @@ export function metricsHandler(render: () => Promise<{ contentType: string; body
   };
 }
 
-/** /healthz, /readyz and (unless it has its own listener) /metrics. */
-export function opsRouter(deps: OpsDeps): Router {
-  const router = new Router();
-  router.get('/healthz', (ctx) => {
-    ctx.state.route = 'healthz';
-    ctx.body = { status: 'ok' };
-  });
-  router.get('/readyz', async (ctx) => {
-    ctx.state.route = 'readyz';
-    const r = await deps.readiness();
-    ctx.status = r.ready ? 200 : 503;
-    ctx.body = r;
-  });
-  if (deps.renderMetrics) router.get('/metrics', metricsHandler(deps.renderMetrics, deps.metricsAuth));
-  return router;
+/** /healthz, /readyz and (unless it has its own listener) /metrics, on the one path rule (endpoints.ts). */
+export function opsEndpoint(deps: OpsDeps) {
+  const table: Record<string, Record<string, EndpointHandler>> = {
+    '/healthz': {
+      GET: (ctx) => {
+        ctx.state.route = 'healthz';
+        ctx.body = { status: 'ok' };
+      },
+    },
+    '/readyz': {
+      GET: async (ctx) => {
+        ctx.state.route = 'readyz';
+        const r = await deps.readiness();
+        ctx.status = r.ready ? 200 : 503;
+        ctx.body = r;
+      },
+    },
+  };
+  if (deps.renderMetrics) table['/metrics'] = { GET: metricsHandler(deps.renderMetrics, deps.metricsAuth) };
+  return endpoints(table);
 }
