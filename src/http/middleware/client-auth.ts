@@ -82,6 +82,12 @@ export class ClientAuth {
     throw this.unauthorized(ctx, 'unsupported authorization scheme');
   }
 
+  /** The user a request's own credentials name (password or static token); a signed token names none. */
+  async credentialsUser(ctx: Context): Promise<string | undefined> {
+    const caller = await this.caller(ctx, false);
+    return caller.kind === 'user' ? caller.user : undefined;
+  }
+
   /** A repository's names as rules see them: the name clients use for it, and its canonical key. */
   names(repo: RepoRef): string[] {
     const display = this.d.registry.namespaces.displayName(repo.key);
