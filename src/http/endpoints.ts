@@ -30,7 +30,7 @@ export function endpoints(table: EndpointTable, opts: EndpointOptions = {}) {
   return async function dispatch(ctx: Context, next: Next): Promise<void> {
     const path = rawPath(ctx);
     const methods = Object.hasOwn(table, path) ? table[path] : undefined;
-    const guarded = opts.prefix !== undefined && path.startsWith(opts.prefix);
+    const guarded = opts.prefix !== undefined && rawPathAfter(ctx, opts.prefix) !== undefined;
     if (!methods && !guarded) return next();
     if (guarded) await opts.guard?.(ctx);
     if (!methods) throw new RegistryError(ErrorCode.UNSUPPORTED, 'unknown endpoint', { status: 404 });
@@ -41,6 +41,12 @@ export function endpoints(table: EndpointTable, opts: EndpointOptions = {}) {
     }
     await handler(ctx);
   };
+}
+
+/** The raw path after `prefix` when the raw path starts with it (the same rule, for endpoints with a parameter). */
+export function rawPathAfter(ctx: Context, prefix: string): string | undefined {
+  const path = rawPath(ctx);
+  return path.startsWith(prefix) ? path.slice(prefix.length) : undefined;
 }
 
 function allowed(methods: Partial<Record<string, EndpointHandler>>): string[] {
