@@ -229,7 +229,9 @@ describe('blobs', () => {
     const parts = multi.body.toString('latin1').split(`--${boundary}`);
     assert.equal(parts.at(-1), '--\r\n', 'closing delimiter');
     const got = parts.slice(1, -1).map((p) => {
-      const [head, data] = p.replace(/^\r\n/, '').split('\r\n\r\n') as [string, string];
+      const part = p.replace(/^\r\n/, '');
+      const cut = part.indexOf('\r\n\r\n');
+      const [head, data] = [part.slice(0, cut), part.slice(cut + 4)];
       return { range: /Content-Range: (.*)/i.exec(head)?.[1], data: Buffer.from(data.replace(/\r\n$/, ''), 'latin1') };
     });
     assert.deepEqual(got, [
