@@ -8,7 +8,7 @@ import type { Registry } from './core/types.js';
 import { createHttpApp } from './http/server.js';
 import { createClientAuth } from './http/auth/index.js';
 import { internalEndpoint } from './http/internal.js';
-import { metricsHandler } from './http/ops.js';
+import { metricsHandler, scrapeCheck } from './http/ops.js';
 import { readiness } from './observability/health.js';
 import type { PromMetrics } from './observability/metrics.js';
 import type { Logger } from './observability/types.js';
@@ -73,9 +73,13 @@ export function createApp(deps: AppDeps): App {
   const lifecycle = deps.lifecycle;
   const registry = createRegistry({ store: deps.store, meta: deps.meta, namespaces, policy, metrics, logger, now, cluster: deps.cluster }, { onAccess: lifecycle ? (d) => lifecycle.tracker.touch(d) : undefined });
   lifecycle?.setBusyCheck((d) => registry.blobService.isBusy(d));
-  const metricsAuth = config.metrics.username && config.metrics.password ? { username: config.metrics.username, password: config.metrics.password } : undefined;
   const render = () => metrics.render();
   const clientAuth = config.auth && createClientAuth(config.auth, { registry, logger, secret: deps.authSecret, now });
+  const mayScrape = scrapeCheck({
+    basic: config.metrics.username && config.metrics.password ? { username: config.metrics.username, password: config.metrics.password } : undefined,
+    users: config.metrics.auth,
+    user: clientAuth && ((ctx) => clientAuth.credentialsUser(ctx)),
+  });
   const koa = createHttpApp({
     clientAuth,
     registry,
@@ -92,7 +96,7 @@ export function createApp(deps: AppDeps): App {
           checkRedis: deps.meta.kind === 'redis' ? () => deps.meta.ping() : undefined,
         }),
       renderMetrics: config.metrics.listen ? undefined : render,
-      metricsAuth,
+      mayScrape,
     },
   });
   if (deps.cluster && deps.peerToken) {
@@ -101,7 +105,7 @@ export function createApp(deps: AppDeps): App {
   let metricsKoa: Koa | undefined;
   if (config.metrics.listen) {
     metricsKoa = new KoaApp();
-    metricsKoa.use(metricsHandler(render, metricsAuth));
+    metricsKoa.use(metricsHandler(render, mayScrape));
   }
   return {
     koa,

@@ -131,6 +131,8 @@ export async function loadConfig(opts: LoadOptions): Promise<WharfConfig> {
     problems.push('admin: set both username and password, or neither');
   }
   if (auth) problems.push(...authProblems(auth));
+  if (metrics?.auth && !auth) problems.push('metrics.auth: names users of auth, which is not configured');
+  if (metrics?.auth?.length === 0) problems.push('metrics.auth: list at least one user (or leave it out)');
 
   // Files are resolved against cwd and must be readable now, not at the first pull that needs them.
   const files: Array<{ path: Path; get: () => string | undefined; set: (v: string) => void }> = [];

@@ -194,6 +194,7 @@ export const configSchema = z.strictObject({
       listen: opt(hostPort(), 'separate host:port for /metrics', 'main port'),
       username: opt(str(), 'basic-auth user for /metrics'),
       password: opt(str(), 'basic-auth password for /metrics'),
+      auth: opt(z.array(str()), 'users of `auth` (htpasswd password or static token, Basic or Bearer) who may scrape /metrics', 'none'),
     })
     .prefault({}),
   log: z.strictObject({ level: def(oneOf(LOG_LEVELS), 'info', `one of ${LOG_LEVELS.join(', ')}`) }).prefault({}),

@@ -108,6 +108,8 @@ export interface MetricsConfig {
   listen?: string;
   username?: string;
   password?: string;
+  /** users of `auth` (htpasswd or static token) who may scrape; with username/password, either is accepted */
+  auth?: string[];
 }
 
 export interface LimitsConfig {

@@ -1,5 +1,5 @@
-import Router from '@koa/router';
-import type { Context, Next } from 'koa';
+import type { Context } from 'koa';
+import { endpoints, type EndpointTable } from './endpoints.js';
 import { viaTrustedProxy } from './forwarded.js';
 import { ErrorCode, RegistryError, parseDigest, type Digest } from '../oci/index.js';
 import { basicAuthorized } from './ops.js';
@@ -37,58 +37,90 @@ export function fromLoopback(ctx: Pick<Context, 'req' | 'ip' | 'get' | 'state'>)
   return viaTrustedProxy(ctx) || FORWARDING.every((h) => ctx.get(h) === '');
 }
 
+type AdminHandler = (ctx: Context, admin: AdminApi) => Promise<void>;
+
+/** Path under ADMIN_PREFIX → method → handler (matched by endpoints.ts's one path rule). */
+const ADMIN_TABLE: Record<string, Record<string, AdminHandler>> = {
+  '/stats': {
+    GET: async (ctx, admin) => {
+      ctx.body = await admin.stats();
+    },
+  },
+  '/repositories': {
+    GET: async (ctx, admin) => {
+      const repo = single(ctx, 'repo');
+      ctx.body = { repositories: await admin.repositories(repo === undefined || repo === '' ? undefined : repo) };
+    },
+  },
+  '/gc': {
+    POST: async (ctx, admin) => {
+      const grace = single(ctx, 'graceMs');
+      let graceMs: number | undefined;
+      if (grace !== undefined) {
+        graceMs = Number(grace);
+        if (!Number.isSafeInteger(graceMs) || graceMs < 0) throw badRequest('graceMs must be a whole number of milliseconds');
+      }
+      ctx.body = await admin.gc({ dryRun: flag(single(ctx, 'dryRun')), ...(graceMs !== undefined ? { graceMs } : {}) });
+    },
+  },
+  '/images': {
+    DELETE: async (ctx, admin) => {
+      const ref = single(ctx, 'ref');
+      if (!ref) throw badRequest('ref is required (name[:tag|@digest])');
+      ctx.body = await admin.purge(ref);
+    },
+  },
+  '/verify': {
+    POST: async (ctx, admin) => {
+      ctx.body = await admin.verify();
+    },
+  },
+  '/evict': {
+    POST: async (ctx, admin) => {
+      ctx.body = await admin.evict();
+    },
+  },
+  '/cached': {
+    GET: async (ctx, admin) => {
+      const raw = ctx.query.digests;
+      const list = (Array.isArray(raw) ? raw : raw === undefined ? [] : [raw]).flatMap((v) => v.split(',')).filter((v) => v !== '');
+      if (list.length > MAX_CACHED_QUERY) throw badRequest(`at most ${MAX_CACHED_QUERY} digests per request`);
+      ctx.body = { cached: await admin.cached(list.map((d) => parseDigest(d))) };
+    },
+  },
+};
+
+/** Every admin endpoint (full path, method): what the path-spelling tests walk. */
+export const ADMIN_ENDPOINTS: ReadonlyArray<{ method: string; path: string }> = Object.entries(ADMIN_TABLE).flatMap(([path, methods]) =>
+  Object.keys(methods).map((method) => ({ method, path: ADMIN_PREFIX + path })),
+);
+
 /**
  * `/_wharf/admin/…`: JSON operator endpoints. With admin credentials configured they need Basic auth;
  * without, they answer loopback callers only (the CLI on the same host, `docker exec`), since purge and
- * gc must not be open to everyone who can pull.
+ * gc must not be open to everyone who can pull. The guard covers every raw path under the prefix, and
+ * only exact raw paths reach a handler (endpoints.ts).
  */
-export function adminRouter(deps: AdminRouterDeps): Router {
-  const router = new Router({ prefix: ADMIN_PREFIX });
+export function adminEndpoint(deps: AdminRouterDeps) {
   const { admin } = deps;
-  router.use(async (ctx: Context, next: Next) => {
-    ctx.state.route = 'admin';
-    if (!deps.credentials && !fromLoopback(ctx)) {
-      throw new RegistryError(ErrorCode.DENIED, 'the admin API answers loopback only; set admin.username and admin.password to use it remotely');
-    }
-    if (!basicAuthorized(ctx, deps.credentials)) {
-      throw new RegistryError(ErrorCode.UNAUTHORIZED, 'admin credentials required', { headers: { 'WWW-Authenticate': 'Basic realm="wharf admin"' } });
-    }
-    await next();
+  const table: EndpointTable = Object.fromEntries(
+    Object.entries(ADMIN_TABLE).map(([path, methods]) => [
+      ADMIN_PREFIX + path,
+      Object.fromEntries(Object.entries(methods).map(([method, handler]) => [method, (ctx: Context) => handler(ctx, admin)])),
+    ]),
+  );
+  return endpoints(table, {
+    prefix: ADMIN_PREFIX,
+    guard: (ctx) => {
+      ctx.state.route = 'admin';
+      if (!deps.credentials && !fromLoopback(ctx)) {
+        throw new RegistryError(ErrorCode.DENIED, 'the admin API answers loopback only; set admin.username and admin.password to use it remotely');
+      }
+      if (!basicAuthorized(ctx, deps.credentials)) {
+        throw new RegistryError(ErrorCode.UNAUTHORIZED, 'admin credentials required', { headers: { 'WWW-Authenticate': 'Basic realm="wharf admin"' } });
+      }
+    },
   });
-  router.get('/stats', async (ctx) => {
-    ctx.body = await admin.stats();
-  });
-  router.get('/repositories', async (ctx) => {
-    const repo = single(ctx, 'repo');
-    ctx.body = { repositories: await admin.repositories(repo === undefined || repo === '' ? undefined : repo) };
-  });
-  router.post('/gc', async (ctx) => {
-    const grace = single(ctx, 'graceMs');
-    let graceMs: number | undefined;
-    if (grace !== undefined) {
-      graceMs = Number(grace);
-      if (!Number.isSafeInteger(graceMs) || graceMs < 0) throw badRequest('graceMs must be a whole number of milliseconds');
-    }
-    ctx.body = await admin.gc({ dryRun: flag(single(ctx, 'dryRun')), ...(graceMs !== undefined ? { graceMs } : {}) });
-  });
-  router.delete('/images', async (ctx) => {
-    const ref = single(ctx, 'ref');
-    if (!ref) throw badRequest('ref is required (name[:tag|@digest])');
-    ctx.body = await admin.purge(ref);
-  });
-  router.post('/verify', async (ctx) => {
-    ctx.body = await admin.verify();
-  });
-  router.post('/evict', async (ctx) => {
-    ctx.body = await admin.evict();
-  });
-  router.get('/cached', async (ctx) => {
-    const raw = ctx.query.digests;
-    const list = (Array.isArray(raw) ? raw : raw === undefined ? [] : [raw]).flatMap((v) => v.split(',')).filter((v) => v !== '');
-    if (list.length > MAX_CACHED_QUERY) throw badRequest(`at most ${MAX_CACHED_QUERY} digests per request`);
-    ctx.body = { cached: await admin.cached(list.map((d) => parseDigest(d))) };
-  });
-  return router;
 }
 
 function single(ctx: Context, name: string): string | undefined {

@@ -101,5 +101,17 @@ export function viaTrustedProxy(ctx: Pick<Context, 'state'>): boolean {
  * Koa's ctx.origin, which in Koa 3 is the request's Origin header, i.e. whatever the client sent.
  */
 export function publicOrigin(ctx: Context): string {
-  return `${ctx.protocol}://${ctx.host}`;
+  return `${ctx.protocol}://${publicHost(ctx)}`;
+}
+
+/**
+ * The Host header (or a trusted proxy's X-Forwarded-Host) when it is a plain `host[:port]`; anything else
+ * (`evil.example",error="x`, none at all) gives the address and port the request came in on, so what a
+ * client sends is never reflected into a URL or a header as it is.
+ */
+function publicHost(ctx: Context): string {
+  if (HOST.test(ctx.host)) return ctx.host;
+  const { localAddress, localPort } = ctx.req.socket;
+  const ip = parseIp(localAddress ?? '') ?? '127.0.0.1';
+  return `${isIP(ip) === 6 ? `[${ip}]` : ip}:${localPort ?? ''}`;
 }

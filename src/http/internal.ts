@@ -2,7 +2,8 @@ import type { Context, Next } from 'koa';
 import { timingSafeEqual } from 'node:crypto';
 import type { BlobBody, RangeRequest } from '../core/types.js';
 import { ErrorCode, RegistryError, parseDigest, type Digest } from '../oci/index.js';
-import { rangeHeader, rawPath } from './request.js';
+import { rawPathAfter } from './endpoints.js';
+import { rangeHeader } from './request.js';
 import { streamBody } from './respond.js';
 
 export interface InternalDeps {
@@ -22,13 +23,13 @@ const TOKEN_HEADER = 'x-wharf-peer-token';
  */
 export function internalEndpoint(deps: InternalDeps) {
   return async function inflight(ctx: Context, next: Next): Promise<void> {
-    const path = rawPath(ctx);
-    if (!path.startsWith(PREFIX)) return next();
+    const ref = rawPathAfter(ctx, PREFIX);
+    if (ref === undefined) return next();
     ctx.state.route = 'peer_inflight_blob';
     const expected = deps.token();
     if (expected === undefined || !same(ctx.get(TOKEN_HEADER), expected)) throw new RegistryError(ErrorCode.UNSUPPORTED, 'unknown endpoint', { status: 404 });
     if (ctx.method !== 'GET') throw new RegistryError(ErrorCode.UNSUPPORTED, `method ${ctx.method} not allowed here`, { status: 405 });
-    const digest = parseDigest(decodeURIComponent(path.slice(PREFIX.length)));
+    const digest = parseDigest(ref); // raw, as peers send it (upstream/peer.ts): no decoded spelling
     const body = deps.inflightBody(digest, rangeHeader(ctx));
     if (!body) throw new RegistryError(ErrorCode.BLOB_UNKNOWN, 'not in flight here', { detail: { digest } });
     ctx.type = 'application/octet-stream';

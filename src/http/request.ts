@@ -44,17 +44,40 @@ export function digestParam(value: string | null, what = 'digest'): Digest {
   return parseDigest(value);
 }
 
-/** `Range: bytes=a-b | a- | -n` (one range only; multipart ranges are not served). */
+/** `Range: bytes=a-b | a- | -n` for endpoints that serve one range (the peer endpoint). */
 export function rangeHeader(ctx: Context): RangeRequest | undefined {
+  const list = rangeHeaders(ctx);
+  if (list && list.length > 1) throw new RegistryError(ErrorCode.RANGE_INVALID, 'one range only', { detail: { range: ctx.get('range') } });
+  return list?.[0];
+}
+
+/**
+ * `Range: bytes=<range>[, <range>…]`, each `a-b | a- | -n`, blanks around items allowed (RFC 9110 §14.1.2,
+ * as Go's parser reads it). A malformed header is RANGE_INVALID.
+ */
+export function rangeHeaders(ctx: Context): RangeRequest[] | undefined {
   const raw = ctx.get('range');
   if (!raw) return undefined;
-  const m = /^bytes=(\d*)-(\d*)$/.exec(raw.trim());
-  if (!m || (m[1] === '' && m[2] === '')) throw new RegistryError(ErrorCode.RANGE_INVALID, 'unsupported Range header', { detail: { range: raw } });
-  if (m[1] === '') return { suffix: Number(m[2]) };
-  const start = Number(m[1]);
-  const end = m[2] === '' ? undefined : Number(m[2]);
-  if (end !== undefined && end < start) throw new RegistryError(ErrorCode.RANGE_INVALID, 'Range end before start', { detail: { range: raw } });
-  return { start, end };
+  const invalid = (message: string) => new RegistryError(ErrorCode.RANGE_INVALID, message, { detail: { range: raw } });
+  const spec = /^\s*bytes=(.*)$/.exec(raw);
+  if (!spec) throw invalid('unsupported Range header');
+  const out: RangeRequest[] = [];
+  for (const item of spec[1]!.split(',')) {
+    const text = item.trim();
+    if (text === '') continue;
+    const m = /^(\d*)\s*-\s*(\d*)$/.exec(text);
+    if (!m || (m[1] === '' && m[2] === '')) throw invalid('unsupported Range header');
+    if (m[1] === '') {
+      out.push({ suffix: Number(m[2]) });
+      continue;
+    }
+    const start = Number(m[1]);
+    const end = m[2] === '' ? undefined : Number(m[2]);
+    if (end !== undefined && end < start) throw invalid('Range end before start');
+    out.push({ start, end });
+  }
+  if (out.length === 0) throw invalid('unsupported Range header');
+  return out;
 }
 
 /** An upload chunk's `Content-Range: a-b` (Docker's form, also `bytes a-b/*`). */

@@ -1,13 +1,13 @@
 import Koa from 'koa';
 import type { Registry } from '../core/types.js';
 import type { Logger, Metrics } from '../observability/types.js';
-import { adminRouter, type AdminRouterDeps } from './admin.js';
+import { adminEndpoint, type AdminRouterDeps } from './admin.js';
 import { tokenEndpoint, type ClientAuth } from './auth/index.js';
 import { forwarded } from './forwarded.js';
 import { accessLog } from './middleware/access-log.js';
 import { errors } from './middleware/errors.js';
 import { ociRouter } from './oci.js';
-import { opsRouter, type OpsDeps } from './ops.js';
+import { opsEndpoint, type OpsDeps } from './ops.js';
 
 export interface HttpDeps {
   registry: Registry;
@@ -28,19 +28,14 @@ export function createHttpApp(deps: HttpDeps): Koa {
   const app = new Koa();
   app.silent = true;
   app.on('error', (err: Error) => deps.logger.debug({ err: err.message }, 'response error'));
-  const ops = opsRouter(deps.ops);
   app.use(forwarded(deps.trustedProxies ?? []));
   app.use(accessLog(deps.logger, deps.metrics));
   app.use(errors(deps.logger));
-  if (deps.admin) {
-    const admin = adminRouter(deps.admin);
-    app.use(admin.routes());
-    app.use(admin.allowedMethods());
-  }
+  // Every router below matches the raw path, case-sensitively (endpoints.ts, routes.ts): one rule for guard and route.
+  if (deps.admin) app.use(adminEndpoint(deps.admin));
   const auth = deps.clientAuth;
   if (auth) app.use(tokenEndpoint(auth, deps.registry.namespaces));
   app.use(ociRouter({ registry: deps.registry, metrics: deps.metrics, maxManifestBytes: deps.maxManifestBytes, authorize: auth && ((ctx, m) => auth.authorize(ctx, m)) }));
-  app.use(ops.routes());
-  app.use(ops.allowedMethods());
+  app.use(opsEndpoint(deps.ops));
   return app;
 }

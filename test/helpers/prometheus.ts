@@ -21,6 +21,8 @@ export interface PrometheusOptions {
   scrapeInterval?: string;
   /** how long to wait for /-/ready; default 30 s */
   startTimeoutMs?: number;
+  /** the job's `authorization` (e.g. `{ type: 'Bearer', credentials_file }`) for a wharf whose /metrics is closed */
+  authorization?: Record<string, string>;
 }
 
 export interface PrometheusProcess {
@@ -42,6 +44,7 @@ process.once('exit', () => {
 interface ScrapeConfig {
   job_name?: string;
   metrics_path?: string;
+  authorization?: Record<string, string>;
   static_configs?: Array<{ targets: string[] }>;
   dns_sd_configs?: unknown;
 }
@@ -67,6 +70,7 @@ export async function adaptConfig(opts: PrometheusOptions): Promise<string> {
         ...job,
         metrics_path: opts.metricsPath ?? job.metrics_path ?? '/metrics',
         static_configs: [{ targets: [opts.scrapeTarget] }],
+        ...(opts.authorization ? { authorization: opts.authorization } : {}),
       },
     ],
   };

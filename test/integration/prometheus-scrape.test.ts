@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { manifestAccept, request } from '../helpers/http.js';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { basicHeader, manifestAccept, request } from '../helpers/http.js';
 import { makeImage, pushImage, type TestImage } from '../helpers/oci-image.js';
 import { startPrometheus, type PrometheusProcess } from '../helpers/prometheus.js';
 import { startRegistry, type RegistryProcess } from '../helpers/registry.js';
+import { tempDir, type TempDir } from '../helpers/tmp.js';
 import { describeResponse, startWharf, type WharfProcess } from '../helpers/wharf.js';
 
 type VectorSample = { metric: Record<string, string>; value: [number, string] };
@@ -71,5 +74,48 @@ describe('a real Prometheus scraping a wharf process (shipped deploy/prometheus 
     const bytes = asVector(await prom.query('sum(wharf_upstream_bytes_total{upstream="hub"})'));
     const blobBytes = [img.config, ...img.layers].reduce((a, b) => a + b.bytes.length, 0);
     assert.ok(Number(bytes[0]?.value[1]) >= blobBytes, JSON.stringify(bytes));
+  });
+});
+
+describe('a locked-down wharf: /metrics on the main port only for the metrics.auth user', () => {
+  const SCRAPER = 'scraper-token-0123456789abcdef0123';
+  const CI = 'ci-token-0123456789abcdef0123456789';
+  let wharf: WharfProcess;
+  let prom: PrometheusProcess;
+  let dir: TempDir;
+
+  before(async () => {
+    dir = await tempDir('wharf-scrape-');
+    const tokenFile = join(dir.path, 'scrape-token');
+    await writeFile(tokenFile, SCRAPER + '\n');
+    wharf = await startWharf({
+      config: {
+        upstreams: [],
+        auth: { anonymousPull: false, tokens: [{ user: 'prometheus', tokenFile }, { user: 'ci', token: CI }] },
+        metrics: { auth: ['prometheus'] },
+      },
+    });
+    prom = await startPrometheus({ scrapeTarget: wharf.host, scrapeInterval: '1s', authorization: { type: 'Bearer', credentials_file: tokenFile } });
+  });
+  after(async () => {
+    await prom?.stop();
+    await wharf?.stop();
+    await dir?.cleanup();
+  });
+
+  it('refuses anonymous callers and other users, and lets the scraper in (Bearer or Basic)', async () => {
+    const metrics = (authorization?: string) => request(`${wharf.url}/metrics`, { headers: authorization ? { authorization } : {} });
+    const anonymous = await metrics();
+    assert.equal(anonymous.status, 401, describeResponse(anonymous));
+    assert.doesNotMatch(anonymous.body.toString('utf8'), /wharf_/);
+    assert.equal((await metrics(`Bearer ${CI}`)).status, 401, 'a user not in metrics.auth');
+    assert.equal((await metrics(basicHeader({ username: 'ci', password: CI }))).status, 401, 'a user not in metrics.auth, with Basic');
+    assert.equal((await metrics(basicHeader({ username: 'prometheus', password: 'wrong' }))).status, 401, 'a wrong password');
+    assert.equal((await metrics(`Bearer ${SCRAPER}`)).status, 200);
+    assert.equal((await metrics(basicHeader({ username: 'prometheus', password: SCRAPER }))).status, 200);
+
+    await prom.waitForScrape(20_000);
+    const up = asVector(await prom.query('up{job="wharf"}'));
+    assert.equal(up[0]?.value[1], '1', 'Prometheus scrapes with the token file of the shipped config example');
   });
 });

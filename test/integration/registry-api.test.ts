@@ -220,6 +220,46 @@ describe('blobs', () => {
     assert.equal(past.headers['content-range'], 'bytes */1000');
   });
 
+  it('a multi-range request gets 206 multipart/byteranges as from Distribution; never 416 while satisfiable', async () => {
+    const multi = await get(`/v2/api/blob/blobs/${digest}`, { range: 'bytes=0-1,3-4, 998-' });
+    assert.equal(multi.status, 206, describeResponse(multi));
+    const boundary = /^multipart\/byteranges; boundary=(\S+)$/.exec(multi.headers['content-type'] ?? '')?.[1];
+    assert.ok(boundary, `content-type ${multi.headers['content-type']}`);
+    assert.equal(multi.headers['content-length'], String(multi.body.length));
+    const parts = multi.body.toString('latin1').split(`--${boundary}`);
+    assert.equal(parts.at(-1), '--\r\n', 'closing delimiter');
+    const got = parts.slice(1, -1).map((p) => {
+      const part = p.replace(/^\r\n/, '');
+      const cut = part.indexOf('\r\n\r\n');
+      const [head, data] = [part.slice(0, cut), part.slice(cut + 4)];
+      return { range: /Content-Range: (.*)/i.exec(head)?.[1], data: Buffer.from(data.replace(/\r\n$/, ''), 'latin1') };
+    });
+    assert.deepEqual(got, [
+      { range: 'bytes 0-1/1000', data: bytes.subarray(0, 2) },
+      { range: 'bytes 3-4/1000', data: bytes.subarray(3, 5) },
+      { range: 'bytes 998-999/1000', data: bytes.subarray(998) },
+    ]);
+
+    const spaced = await get(`/v2/api/blob/blobs/${digest}`, { range: 'bytes= 0-1' });
+    assert.equal(spaced.status, 206, describeResponse(spaced));
+    assert.equal(spaced.headers['content-range'], 'bytes 0-1/1000');
+    assert.deepEqual(spaced.body, bytes.subarray(0, 2));
+
+    const oneLeft = await get(`/v2/api/blob/blobs/${digest}`, { range: 'bytes=5-6,2000-3000' });
+    assert.equal(oneLeft.status, 206, 'an unsatisfiable range is dropped; one left is a plain 206');
+    assert.equal(oneLeft.headers['content-range'], 'bytes 5-6/1000');
+    assert.deepEqual(oneLeft.body, bytes.subarray(5, 7));
+
+    for (const range of ['bytes=0-499,200-799', 'bytes=10-19,0-1', 'bytes=0-,0-']) {
+      const whole = await get(`/v2/api/blob/blobs/${digest}`, { range });
+      assert.equal(whole.status, 200, `${range}: overlapping or backwards ranges get the whole blob`);
+      assert.deepEqual(whole.body, bytes);
+    }
+    const none = await get(`/v2/api/blob/blobs/${digest}`, { range: 'bytes=1000-1001,2000-' });
+    assert.equal(none.status, 416, 'no satisfiable range');
+    assert.equal(none.headers['content-range'], 'bytes */1000');
+  });
+
   it('DELETE unlinks the blob from the repository', async () => {
     const other = randomBytes(300);
     const d = await putBlob('api/blobdel', other);

@@ -384,8 +384,21 @@ function checkSuccess(s: Spec, res: HttpResponse, what: string): void {
   }
   if (route === 'blob' && s.method === 'GET') {
     const digest = res.headers['docker-content-digest'] ?? '';
+    const boundary = /^multipart\/byteranges; boundary=(\S+)$/.exec(res.headers['content-type'] ?? '')?.[1];
     if (res.status === 200) assert.equal(sha256(res.body), digest, `blob body does not match its digest: ${what}`);
-    else {
+    else if (boundary !== undefined) {
+      // Several ranges (RFC 9110 §14.6): each part's length is what its Content-Range says.
+      const parts = res.body.toString('latin1').split(`--${boundary}`);
+      assert.equal(parts.at(-1), '--\r\n', `multipart/byteranges without its closing delimiter: ${what}`);
+      for (const p of parts.slice(1, -1)) {
+        const part = p.replace(/^\r\n/, '');
+        const cut = part.indexOf('\r\n\r\n');
+        const [head, data] = [part.slice(0, cut), part.slice(cut + 4)];
+        const m = /Content-Range: bytes (\d+)-(\d+)\/(\d+)/i.exec(head);
+        assert.ok(m, `a part without a valid Content-Range: ${what}`);
+        assert.equal(data.replace(/\r\n$/, '').length, Number(m[2]) - Number(m[1]) + 1, `part length: ${what}`);
+      }
+    } else {
       const m = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(res.headers['content-range'] ?? '');
       assert.ok(m, `206 without a valid Content-Range: ${what}`);
       assert.equal(res.body.length, Number(m[2]) - Number(m[1]) + 1, `206 body length: ${what}`);

@@ -77,3 +77,26 @@ describe('X-Forwarded-* from a trusted proxy', () => {
     assert.equal(seen.realm, 'https://mirror.example.com/token');
   });
 });
+
+describe('the Host header', () => {
+  /** Anonymous GET /v2/ with this Host: the whole WWW-Authenticate header. */
+  const challengeFor = (host: string): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port: w.port, path: '/v2/', headers: { host }, agent: false }, (res) => {
+        res.resume();
+        res.once('end', () => resolve(String(res.headers['www-authenticate'])));
+      });
+      req.once('error', reject);
+      req.end();
+    });
+
+  it('is never reflected into the Bearer challenge unless it is a plain host[:port]', async () => {
+    for (const host of ['evil.example",error="x', 'evil.example/path', 'evil.example:1/x', 'a b', '"']) {
+      const header = await challengeFor(host);
+      const ch = parseChallenge(header);
+      assert.deepEqual(Object.keys(ch?.params ?? {}).sort(), ['realm', 'service'], `Host ${host}: ${header}`);
+      assert.equal(ch?.params.realm, `http://127.0.0.1:${w.port}/token`, `Host ${host}: the realm is the address the request came in on`);
+    }
+    assert.equal(parseChallenge(await challengeFor('mirror.example.com:5000'))?.params.realm, 'http://mirror.example.com:5000/token', 'a valid Host is the realm host');
+  });
+});

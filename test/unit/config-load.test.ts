@@ -352,3 +352,11 @@ test('listen accepts IPv6 and a bare :port, and checks the port range', async ()
     'WHARF_LISTEN: must be host:port with port 0-65535, got "0.0.0.0:65536"',
   ]);
 });
+
+test('metrics.auth names users of auth: from YAML or env, and refused without an auth section', async (t) => {
+  const { file } = await withFile(t, 'upstreams: []\nauth: { tokens: [{ user: prometheus, token: t0123456789 }] }\nmetrics: { auth: [prometheus] }\n');
+  assert.deepEqual((await loadConfig({ file, env: {} })).metrics.auth, ['prometheus']);
+  assert.deepEqual((await loadConfig({ file, env: { WHARF_METRICS_AUTH_0: 'scraper' } })).metrics.auth, ['scraper']);
+  const bare = await withFile(t, 'upstreams: []\nmetrics: { auth: [prometheus] }\n');
+  assert.deepEqual(await problemsOf(loadConfig({ file: bare.file, env: {} })), ['metrics.auth: names users of auth, which is not configured']);
+});

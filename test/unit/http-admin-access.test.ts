@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Koa from 'koa';
-import { adminRouter, fromLoopback, type AdminApi } from '../../src/http/admin.js';
+import { adminEndpoint, fromLoopback, type AdminApi } from '../../src/http/admin.js';
 import { errors } from '../../src/http/middleware/errors.js';
 import { forwarded } from '../../src/http/forwarded.js';
 import { silentLogger } from '../../src/observability/types.js';
@@ -15,7 +15,7 @@ async function serve(credentials?: { username: string; password: string }, trust
   const app = new Koa();
   app.use(forwarded(trustedProxies));
   app.use(errors(silentLogger));
-  app.use(adminRouter({ admin: fakeAdmin, credentials }).routes());
+  app.use(adminEndpoint({ admin: fakeAdmin, credentials }));
   const server = createServer(app.callback());
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return { port: (server.address() as AddressInfo).port, close: () => new Promise<void>((r) => server.close(() => r())) };

@@ -53,6 +53,30 @@ test('the htpasswd file is re-read when it changes: new users log in, removed on
   assert.equal(await h.verify('alice', 'a'), false, 'a remembered login does not outlive its entry');
 });
 
+test('an unknown user costs as much as the most expensive user in the file, so probes cannot tell who exists', async (t) => {
+  const dir = await tempDir();
+  t.after(dir.cleanup);
+  const path = join(dir.path, 'htpasswd');
+  // A cheap user first and an expensive one (cost 11: 64 times the work of cost 5) made by the real htpasswd.
+  const lines = [await htpasswdLine('cheap', 'c'), (await run('htpasswd', ['-nbB', '-C', '11', 'admin', 'a'])).stdout.trim()];
+  await writeFile(path, lines.join('\n') + '\n');
+  const h = new Htpasswd(path);
+  h.load();
+  const timed = async (user: string): Promise<number> => {
+    const runs: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const t0 = process.hrtime.bigint();
+      assert.equal(await h.verify(user, 'wrong'), false);
+      runs.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    }
+    return runs.sort((a, b) => a - b)[1]!;
+  };
+  const real = await timed('admin');
+  const unknown = await timed('nobody-' + Date.now());
+  // The costs differ 64-fold; a quarter leaves room for a busy machine without letting a cost-5 check pass.
+  assert.ok(unknown > real / 4, `unknown user ${unknown.toFixed(1)} ms vs real user ${real.toFixed(1)} ms`);
+});
+
 test('rules grant the union of matching rules; anonymous grants reach everyone; patterns are globs', () => {
   const rules = new AccessRules(
     [

@@ -35,8 +35,17 @@ export interface HtpasswdOptions {
   warn?: (message: string, detail: Record<string, unknown>) => void;
 }
 
-// A hash compared when the user does not exist, so a probe cannot tell unknown users by the answer's speed.
-const DUMMY = '$2b$05$N3Fuiuj13sw4Om8h/MMPuus7hnIVXeRqFZENcn/GFtZ7eo8IJlGWe';
+// Salt and checksum of a hash compared when the user does not exist (no password matches it), so a probe
+// cannot tell unknown users by the answer's speed. It is given the highest cost in the file (dummyHash).
+const DUMMY_TAIL = 'N3Fuiuj13sw4Om8h/MMPuus7hnIVXeRqFZENcn/GFtZ7eo8IJlGWe';
+const DUMMY_MIN_COST = 5;
+
+/** A hash no password matches that costs as much to check as the most expensive one in `hashes`. */
+export function dummyHash(hashes: Iterable<string>): string {
+  let cost = DUMMY_MIN_COST;
+  for (const h of hashes) cost = Math.min(31, Math.max(cost, Number(h.slice(4, 6)))); // bcrypt allows 4..31
+  return `$2b$${String(cost).padStart(2, '0')}$${DUMMY_TAIL}`;
+}
 const VERIFIED_MAX = 1000;
 
 /**
@@ -46,6 +55,7 @@ const VERIFIED_MAX = 1000;
  */
 export class Htpasswd {
   private entries: HtpasswdEntries = { users: new Map(), skipped: [] };
+  private dummy = dummyHash([]);
   private version = '';
   private checkedAt = -Infinity;
   private loading: Promise<void> | undefined;
@@ -73,7 +83,7 @@ export class Htpasswd {
     const hash = this.entries.users.get(user);
     const key = createHash('sha256').update(`${user}\0${password}\0${hash ?? ''}`).digest('base64');
     if (hash !== undefined && this.verified.has(key)) return true;
-    const ok = await bcrypt.compare(password, hash ?? DUMMY);
+    const ok = await bcrypt.compare(password, hash ?? this.dummy);
     if (!ok || hash === undefined) return false;
     if (this.verified.size >= VERIFIED_MAX) this.verified.delete(this.verified.values().next().value!);
     this.verified.add(key);
@@ -102,6 +112,7 @@ export class Htpasswd {
 
   private apply(text: string, version: string): void {
     this.entries = parseHtpasswd(text);
+    this.dummy = dummyHash(this.entries.users.values());
     this.version = version;
     this.verified.clear();
     if (this.entries.skipped.length > 0) {

@@ -24,10 +24,14 @@ export function parseScopes(values: readonly string[]): ScopeItem[] {
   return out;
 }
 
-/** `Bearer realm="…",service="…"[,scope="…"][,error="…"]` */
+/** `Bearer realm="…",service="…"[,scope="…"][,error="…"]`; every value a quoted-string (RFC 9110 §5.6.4). */
 export function bearerChallenge(realm: string, service: string, scope?: string, error?: 'insufficient_scope' | 'invalid_token'): string {
-  const parts = [`realm="${realm}"`, `service="${service}"`];
-  if (scope) parts.push(`scope="${scope}"`);
-  if (error) parts.push(`error="${error}"`);
+  const parts = [`realm=${quoted(realm)}`, `service=${quoted(service)}`];
+  if (scope) parts.push(`scope=${quoted(scope)}`);
+  if (error) parts.push(`error=${quoted(error)}`);
   return `Bearer ${parts.join(',')}`;
+}
+
+function quoted(value: string): string {
+  return `"${value.replace(/["\\]/g, '\\$&')}"`;
 }

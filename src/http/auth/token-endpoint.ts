@@ -2,7 +2,7 @@ import type { Context, Next } from 'koa';
 import type { Namespaces } from '../../core/types.js';
 import { ErrorCode, RegistryError, isValidName } from '../../oci/index.js';
 import type { Caller, ClientAuth } from '../middleware/client-auth.js';
-import { query, readBody } from '../request.js';
+import { query, rawPath, readBody } from '../request.js';
 import { ACTIONS, type Action } from './rules.js';
 import { parseScopes } from './scope.js';
 import type { AccessEntry } from './tokens.js';
@@ -18,7 +18,7 @@ const MAX_FORM_BYTES = 16 * 1024;
  */
 export function tokenEndpoint(auth: ClientAuth, namespaces: Namespaces) {
   return async function token(ctx: Context, next: Next): Promise<void> {
-    if (ctx.path !== TOKEN_PATH) return next();
+    if (rawPath(ctx) !== TOKEN_PATH) return next();
     ctx.state.route = 'token';
     let caller: Caller;
     let scopes: string[];

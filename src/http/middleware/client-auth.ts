@@ -6,6 +6,8 @@ import { bearerChallenge } from '../auth/scope.js';
 import type { AccessEntry, TokenSigner } from '../auth/tokens.js';
 import type { Users } from '../auth/users.js';
 import type { LoginLimiter } from '../auth/login-limiter.js';
+import { TOKEN_PATH } from '../auth/token-endpoint.js';
+import { publicOrigin } from '../forwarded.js';
 import { query } from '../request.js';
 import type { RouteMatch } from '../routes.js';
 
@@ -80,6 +82,12 @@ export class ClientAuth {
     throw this.unauthorized(ctx, 'unsupported authorization scheme');
   }
 
+  /** The user a request's own credentials name (password or static token); a signed token names none. */
+  async credentialsUser(ctx: Context): Promise<string | undefined> {
+    const caller = await this.caller(ctx, false);
+    return caller.kind === 'user' ? caller.user : undefined;
+  }
+
   /** A repository's names as rules see them: the name clients use for it, and its canonical key. */
   names(repo: RepoRef): string[] {
     const display = this.d.registry.namespaces.displayName(repo.key);
@@ -128,9 +136,13 @@ export class ClientAuth {
     throw new RegistryError(ErrorCode.DENIED, 'requested access to the resource is denied', { detail: { repository: name, actions: needed } });
   }
 
-  /** The token endpoint URL for challenges; a request's `ns` travels along so its token names the same repository. */
+  /**
+   * The token endpoint URL for challenges: the configured realm, else this wharf's `/token` at the validated
+   * host the client reached it at (never the raw Host header). A request's `ns` travels along so its token
+   * names the same repository.
+   */
   realm(ctx: Context): string {
-    const base = this.d.realm ?? `${ctx.protocol}://${ctx.host}/token`;
+    const base = this.d.realm ?? `${publicOrigin(ctx)}${TOKEN_PATH}`;
     const ns = query(ctx).get('ns');
     return ns ? `${base}?ns=${encodeURIComponent(ns)}` : base;
   }
