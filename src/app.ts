@@ -6,7 +6,7 @@ import type { Cluster } from './core/cluster.js';
 import { createRegistry } from './core/registry.js';
 import type { Registry } from './core/types.js';
 import { createHttpApp } from './http/server.js';
-import { createClientAuth } from './http/auth/index.js';
+import { createClientAuth, createExternalAuth, isExternalTokenAuth } from './http/auth/index.js';
 import { internalEndpoint } from './http/internal.js';
 import { metricsHandler } from './http/ops.js';
 import { readiness } from './observability/health.js';
@@ -74,9 +74,11 @@ export function createApp(deps: AppDeps): App {
   lifecycle?.setBusyCheck((d) => registry.blobService.isBusy(d));
   const metricsAuth = config.metrics.username && config.metrics.password ? { username: config.metrics.username, password: config.metrics.password } : undefined;
   const render = () => metrics.render();
-  const clientAuth = config.auth && createClientAuth(config.auth, { registry, logger, secret: deps.authSecret, now });
+  const external = config.auth && isExternalTokenAuth(config.auth) ? config.auth : undefined;
+  const clientAuth = config.auth && !external ? createClientAuth(config.auth, { registry, logger, secret: deps.authSecret, now }) : undefined;
   const koa = createHttpApp({
     clientAuth,
+    externalAuth: external && createExternalAuth(external, { namespaces, now }),
     registry,
     metrics,
     logger,

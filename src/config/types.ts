@@ -43,6 +43,12 @@ export interface AuthConfig {
     /** token lifetime in milliseconds */
     expiry: number;
     secretFile?: string;
+    /** external token mode (see isExternalTokenAuth): PEM bundle of the token service's certificates, absolute */
+    rootcertbundle?: string;
+    /** external token mode: JWK Set file, absolute */
+    jwks?: string;
+    /** external token mode: accepted `alg` values; undefined = every supported asymmetric one */
+    signingalgorithms?: Array<'RS256' | 'RS384' | 'RS512' | 'ES256' | 'ES384' | 'ES512' | 'EdDSA'>;
   };
 }
 
