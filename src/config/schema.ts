@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import {
-  bool, duration, host, hostPattern, hostPort, httpUrl, int, ipRange, oneOf, ratio, redisUrl, repoPattern, size, str, upstreamName,
+  bool, duration, host, hostPattern, hostPort, httpUrl, int, ipRange, oneOf, ratio, redisUrl, repoPattern, size, tagPattern, str, upstreamName,
 } from './leaves.js';
 
 /** Documentation attached to schema nodes; describeOptions() reads it back, so docs and schema cannot drift. */
@@ -154,6 +154,7 @@ export const configSchema = z.strictObject({
   push: z
     .strictObject({
       overlay: def(z.array(repoPattern()), [], 'mirrored repositories that accept pushes (local tags win)'),
+      immutableTags: def(z.array(tagPattern()), [], '`<repository>:<tag>` globs of tags that never move to another digest nor are deleted'),
     })
     .prefault({}),
   auth: z

@@ -11,7 +11,11 @@ export interface WharfConfig {
   redis?: RedisConfig;
   upstreams: UpstreamConfig[];
   cache: CacheConfig;
-  push: { overlay: string[] };
+  push: {
+    overlay: string[];
+    /** `<repository>:<tag>` globs (push.overlay syntax on each side) of tags that may not move or be deleted */
+    immutableTags: string[];
+  };
   metrics: MetricsConfig;
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent' };
   limits: LimitsConfig;
