@@ -15,6 +15,7 @@ import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { parseChallenge, request, RegistrySession, type HttpResponse } from '../helpers/http.js';
 import { startHubUpstream, type MirrorUpstream } from '../helpers/mirror.js';
 import { makeImage, pushImage, writeOciLayout, type TestImage } from '../helpers/oci-image.js';
+import { deleteKeys, REDIS_URL, testPrefix } from '../helpers/redis.js';
 import { copy, inspectRaw } from '../helpers/skopeo.js';
 import { tempDir, type TempDir } from '../helpers/tmp.js';
 import { startTokenServer, type TokenServer, type TokenServerOptions } from '../helpers/token-server.js';
@@ -70,6 +71,9 @@ describe('external token service: x5c flavour (rootcertbundle), skopeo as the cl
   let other: TokenServer;
   let hub: MirrorUpstream;
   let w: WharfProcess;
+  /** a second replica (shared Redis and data directory) */
+  let w2: WharfProcess;
+  const keyPrefix = testPrefix();
   let front: FaultProxy;
   let dir: TempDir;
   let app: TestImage;
@@ -82,17 +86,25 @@ describe('external token service: x5c flavour (rootcertbundle), skopeo as the cl
     hub = await startHubUpstream();
     alpine = makeImage();
     await hub.push('library/alpine', '1', alpine);
-    w = await startWharf({ config: { upstreams: [hub.config()], auth: externalAuth(ts) } });
+    const config = {
+      upstreams: [hub.config()],
+      redis: { url: REDIS_URL, keyPrefix },
+      push: { immutableTags: ['team/**:v*'] },
+      auth: externalAuth(ts),
+    };
+    const dataDir = join(dir.path, 'data');
+    [w, w2] = await Promise.all([startWharf({ config, dataDir }), startWharf({ config, dataDir })]);
     front = await startFaultProxy(w.url); // records every request header skopeo sends to wharf
     app = makeImage();
   });
   after(async () => {
     await front?.stop();
-    await w?.stop();
+    await Promise.all([w?.stop(), w2?.stop()]);
     await hub?.stop();
     await other?.stop();
     await ts?.stop();
     await dir?.cleanup();
+    await deleteKeys(REDIS_URL, keyPrefix);
   });
 
   it('challenges with the external realm; credentials other than its token are refused; the catalog needs registry:catalog:*', async () => {
@@ -122,6 +134,8 @@ describe('external token service: x5c flavour (rootcertbundle), skopeo as the cl
       await src.cleanup();
     }
     assert.ok(ts.requests.some((r) => r.user === 'alice' && r.scope?.includes('repository:team/app:pull,push')), 'alice asked the token service for push');
+    const onOther = await bearer(`${w2.url}/v2/team/app/manifests/1`, await ts.sign(claims(PULL_APP)));
+    assert.equal(onOther.status, 200, `the other replica verifies the same token on its own: ${describeResponse(onOther)}`);
     const auths = front.requests.map((r) => r.headers?.authorization ?? '');
     assert.ok(auths.some((a) => a.startsWith('Bearer ')), 'skopeo sent tokens to wharf');
     assert.ok(auths.every((a) => !/^basic/i.test(a)), 'no Basic credentials ever reached wharf');
@@ -148,6 +162,21 @@ describe('external token service: x5c flavour (rootcertbundle), skopeo as the cl
     }
     const push = await bearer(`${w.url}/v2/alpine/blobs/uploads/`, canonical, 'POST');
     assertChallenge(push, ts, { scope: 'repository:library/alpine:pull,push', error: 'insufficient_scope' }, 'push with a pull grant');
+  });
+
+  it('push.immutableTags holds in this mode too, on either replica', async () => {
+    const src = await tempDir('wharf-extauth-imm-');
+    try {
+      await copy(await writeOciLayout(src.path, '1', app), `docker://${w.host}/team/app:v1`, { destCreds: `alice:${USERS.alice}` });
+      await assert.rejects(copy(await writeOciLayout(src.path, '2', alpine), `docker://${w2.host}/team/app:v1`, { destCreds: `alice:${USERS.alice}` }), /immutable/);
+    } finally {
+      await src.cleanup();
+    }
+    const all = await ts.sign(claims([{ type: 'repository', name: 'team/app', actions: ['*'] }]));
+    const del = await bearer(`${w2.url}/v2/team/app/manifests/v1`, all, 'DELETE');
+    assert.equal(del.status, 403, describeResponse(del));
+    assert.deepEqual(errorCodes(del), ['DENIED']);
+    assert.match(del.body.toString('utf8'), /team\/\*\*:v\*/);
   });
 
   it('refuses forged, misdirected and expired tokens with 401', async () => {
