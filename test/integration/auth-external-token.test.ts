@@ -90,6 +90,7 @@ describe('external token service: x5c flavour (rootcertbundle), skopeo as the cl
       upstreams: [hub.config()],
       redis: { url: REDIS_URL, keyPrefix },
       push: { immutableTags: ['team/**:v*'] },
+      admin: { username: 'ops', password: 'ops-pw' },
       auth: externalAuth(ts),
     };
     const dataDir = join(dir.path, 'data');
@@ -113,6 +114,9 @@ describe('external token service: x5c flavour (rootcertbundle), skopeo as the cl
     assertChallenge(basic, ts, {}, 'Basic credentials sent to wharf');
     assertChallenge(await request(`${w.url}/v2/team/app/manifests/1`), ts, { scope: 'repository:team/app:pull' }, 'anonymous pull');
     assert.equal((await request(`${w.url}/token`)).status, 404, 'no built-in token endpoint in this mode');
+    const admin = await request(`${w.url}/_wharf/admin/stats`, { headers: { authorization: `Basic ${Buffer.from('ops:ops-pw').toString('base64')}` } });
+    assert.equal(admin.status, 200, `the admin API keeps its own credentials: ${describeResponse(admin)}`);
+    assert.equal((await request(`${w.url}/metrics`)).status, 200, '/metrics as configured (open on the main port)');
 
     const pullOnly = await ts.sign(claims(PULL_APP));
     assert.equal((await bearer(`${w.url}/v2/`, pullOnly)).status, 200, 'any valid token passes the ping');
