@@ -75,7 +75,13 @@ export class Manifests implements ManifestService {
       const rec = { digest, mediaType: parsed.mediaType, size: bytes.byteLength, checkedAt: this.d.now(), origin: 'local' as const };
       if (this.immutable.rule(repo, tag)) {
         await this.serialTag(tagKey(repo, tag), async () => {
-          this.immutable.assertMayPoint(repo, tag, (await this.d.meta.getTag(repo.key, tag))?.digest, digest);
+          const current = (await this.d.meta.getTag(repo.key, tag))?.digest;
+          this.immutable.assertMayPoint(repo, tag, current, digest);
+          if (current === undefined) {
+            // A new immutable tag: the first replica to claim it wins; a racing push of another digest is refused.
+            const first = await this.d.meta.claimState(immutableClaimKey(repo, tag), digest, IMMUTABLE_CLAIM_MS);
+            this.immutable.assertMayPoint(repo, tag, first as Digest, digest);
+          }
           await this.d.meta.putTag(repo.key, tag, rec);
         });
       } else {
@@ -344,6 +350,13 @@ export class Manifests implements ManifestService {
 
 function digestKey(repo: RepoRef, digest: Digest): string {
   return `m:${repo.key}@${digest}`;
+}
+
+/** How long the first push of a new immutable tag holds its claim: far longer than writing the tag takes. */
+const IMMUTABLE_CLAIM_MS = 5 * 60_000;
+
+function immutableClaimKey(repo: RepoRef, tag: string): string {
+  return `immutable-tag:${repo.key}:${tag}`;
 }
 
 function tagKey(repo: RepoRef, tag: string): string {

@@ -103,6 +103,27 @@ describe('push.immutableTags', () => {
     assert.equal(res.status, 202, `a mutable tag deletes: ${describeResponse(res)}`);
   });
 
+  it('two replicas racing the first push of a new immutable tag: exactly one wins, and the tag stays its', async () => {
+    const [x, y] = [makeImage(), makeImage()];
+    await push(a, 'team/race:base-x', x); // blobs and manifests in place, so the race is the tag write alone
+    await push(b, 'team/race:base-y', y);
+    const [sa, sb] = [new RegistrySession(ALICE), new RegistrySession(ALICE)];
+    const put = (s: RegistrySession, w: WharfProcess, tag: string, img: TestImage): Promise<HttpResponse> =>
+      s.request(`${w.url}/v2/team/race/manifests/${tag}`, { method: 'PUT', headers: { 'content-type': img.mediaType }, body: img.manifest });
+    await put(sa, a, 'base-x', x); // each session holds its token before the race starts
+    await put(sb, b, 'base-y', y);
+    for (let i = 0; i < 12; i++) {
+      const tag = `v-race-${i}`;
+      const [ra, rb] = await Promise.all([put(sa, a, tag, x), put(sb, b, tag, y)]);
+      const won = [ra, rb].filter((r) => r.status === 201).length;
+      assert.equal(won, 1, `${tag}: exactly one push wins (${ra.status}, ${rb.status})`);
+      const loser = ra.status === 201 ? rb : ra;
+      assertDenied(loser, 'team/**:v*', `${tag}: the other is refused`);
+      const winner = ra.status === 201 ? x : y;
+      for (const w of [a, b]) assert.deepEqual(await inspectRaw(`docker://${w.host}/team/race:${tag}`, { creds: CREDS }), winner.manifest, `${tag} points at the winner`);
+    }
+  });
+
   it('holds for overlay tags over a mirrored repository', async () => {
     await inspectRaw(`docker://${a.host}/alpine:3`); // mirrored content first: library/alpine is an overlay
     const pinned = makeImage();
