@@ -6,7 +6,7 @@ import type { Cluster } from './core/cluster.js';
 import { createRegistry } from './core/registry.js';
 import type { Registry } from './core/types.js';
 import { createHttpApp } from './http/server.js';
-import { createClientAuth } from './http/auth/index.js';
+import { createClientAuth, createExternalAuth, isExternalTokenAuth } from './http/auth/index.js';
 import { internalEndpoint } from './http/internal.js';
 import { metricsHandler, scrapeCheck } from './http/ops.js';
 import { readiness } from './observability/health.js';
@@ -61,6 +61,7 @@ export function createApp(deps: AppDeps): App {
   const policy: CorePolicy = {
     upstreams: policies,
     overlay: config.push.overlay,
+    immutableTags: config.push.immutableTags,
     maxManifestBytes: config.limits.maxManifestBytes,
     maxBlobBytes: config.limits.maxBlobBytes,
     fetchTimeout: config.cache.fetchTimeout,
@@ -74,7 +75,8 @@ export function createApp(deps: AppDeps): App {
   const registry = createRegistry({ store: deps.store, meta: deps.meta, namespaces, policy, metrics, logger, now, cluster: deps.cluster }, { onAccess: lifecycle ? (d) => lifecycle.tracker.touch(d) : undefined });
   lifecycle?.setBusyCheck((d) => registry.blobService.isBusy(d));
   const render = () => metrics.render();
-  const clientAuth = config.auth && createClientAuth(config.auth, { registry, logger, secret: deps.authSecret, now });
+  const external = config.auth && isExternalTokenAuth(config.auth) ? config.auth : undefined;
+  const clientAuth = config.auth && !external ? createClientAuth(config.auth, { registry, logger, secret: deps.authSecret, now }) : undefined;
   const mayScrape = scrapeCheck({
     basic: config.metrics.username && config.metrics.password ? { username: config.metrics.username, password: config.metrics.password } : undefined,
     users: config.metrics.auth,
@@ -82,6 +84,7 @@ export function createApp(deps: AppDeps): App {
   });
   const koa = createHttpApp({
     clientAuth,
+    externalAuth: external && createExternalAuth(external, { namespaces, now }),
     registry,
     metrics,
     logger,

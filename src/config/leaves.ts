@@ -147,6 +147,17 @@ export const repoPattern = () =>
     return s;
   });
 
+/** A tag pattern `<repository pattern>:<tag glob>` such as `team/**:v*` (the tag glob: tag characters and `*`). */
+export const tagPattern = () =>
+  leaf((v) => {
+    const s = text(v);
+    const i = s.lastIndexOf(':');
+    if (i <= 0 || !/^[a-z0-9*][a-z0-9._/*-]*$/.test(s.slice(0, i)) || !/^[A-Za-z0-9_*][A-Za-z0-9._*-]*$/.test(s.slice(i + 1))) {
+      throw new Error(`must be <repository pattern>:<tag pattern> such as team/**:v*, got "${s}"`);
+    }
+    return s;
+  });
+
 /** An IP address or CIDR range (`10.0.0.0/8`, `fd00::/8`, `192.0.2.7`), as written (IPv4-mapped IPv6 unwrapped). */
 export const ipRange = () =>
   leaf((v) => {

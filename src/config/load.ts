@@ -155,6 +155,8 @@ export async function loadConfig(opts: LoadOptions): Promise<WharfConfig> {
   if (auth) {
     files.push({ path: ['auth', 'htpasswd'], get: () => auth.htpasswd, set: (v) => (auth.htpasswd = v) });
     files.push({ path: ['auth', 'token', 'secretFile'], get: () => auth.token.secretFile, set: (v) => (auth.token.secretFile = v) });
+    files.push({ path: ['auth', 'token', 'rootcertbundle'], get: () => auth.token.rootcertbundle, set: (v) => (auth.token.rootcertbundle = v) });
+    files.push({ path: ['auth', 'token', 'jwks'], get: () => auth.token.jwks, set: (v) => (auth.token.jwks = v) });
     (auth.tokens ?? []).forEach((t, i) => files.push({ path: ['auth', 'tokens', i, 'tokenFile'], get: () => t.tokenFile, set: (v) => (t.tokenFile = v) }));
   }
   for (const f of files) {
@@ -196,6 +198,17 @@ export async function loadConfig(opts: LoadOptions): Promise<WharfConfig> {
 /** Auth settings that parse but cannot work: nobody to log in as, a token that is both inline and in a file. */
 function authProblems(auth: NonNullable<WharfConfig['auth']>): string[] {
   const problems: string[] = [];
+  if (auth.token.rootcertbundle !== undefined || auth.token.jwks !== undefined) {
+    // External token mode: what the token grants is all that counts, so wharf's own users and rules cannot apply.
+    const own = (['htpasswd', 'tokens', 'rules'] as const).filter((k) => auth[k] !== undefined).map((k) => `auth.${k}`);
+    if (auth.token.secretFile !== undefined) own.push('auth.token.secretFile');
+    if (own.length > 0) {
+      problems.push(`auth: auth.token.rootcertbundle/jwks select an external token service, which alone grants access; remove ${own.join(', ')} (or remove rootcertbundle/jwks to use wharf's own users and rules)`);
+    }
+    if (auth.token.realm === undefined) problems.push('auth.token.realm: required with rootcertbundle/jwks: the external token service\'s URL clients get tokens from');
+    return problems;
+  }
+  if (auth.token.signingalgorithms !== undefined) problems.push('auth.token.signingalgorithms: applies only with rootcertbundle or jwks (an external token service)');
   if (auth.htpasswd === undefined && (auth.tokens ?? []).length === 0) {
     problems.push('auth: set htpasswd or tokens (with no users, auth can only refuse)');
   }

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import {
-  bool, duration, host, hostPattern, hostPort, httpUrl, int, ipRange, oneOf, ratio, redisUrl, repoPattern, size, str, upstreamName,
+  bool, duration, host, hostPattern, hostPort, httpUrl, int, ipRange, oneOf, ratio, redisUrl, repoPattern, size, tagPattern, str, upstreamName,
 } from './leaves.js';
 
 /** Documentation attached to schema nodes; describeOptions() reads it back, so docs and schema cannot drift. */
@@ -118,6 +118,9 @@ export const redisSchema = z.strictObject({
   cluster: opt(z.array(hostPortEntry), 'Redis Cluster seed nodes'),
 });
 
+/** Token signature algorithms accepted from an external token service (never `none` or HMAC). */
+export const TOKEN_SIGNING_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const;
+
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 
 /** What auth rules grant; `overlay` is pushing into a `push.overlay` repository (over upstream tags). */
@@ -151,6 +154,7 @@ export const configSchema = z.strictObject({
   push: z
     .strictObject({
       overlay: def(z.array(repoPattern()), [], 'mirrored repositories that accept pushes (local tags win)'),
+      immutableTags: def(z.array(tagPattern()), [], '`<repository>:<tag>` globs of tags that never move to another digest nor are deleted'),
     })
     .prefault({}),
   auth: z
@@ -179,9 +183,12 @@ export const configSchema = z.strictObject({
         .register(docs, { description: 'grants; a request is allowed if any rule grants it', default: 'none' }),
       token: z
         .strictObject({
-          realm: opt(httpUrl(), 'token endpoint URL sent in the Bearer challenge', '<request origin>/token'),
+          realm: opt(httpUrl(), 'token endpoint URL sent in the Bearer challenge (required with rootcertbundle/jwks)', '<request origin>/token'),
           service: def(str(), 'wharf', 'service name in challenges and token audience'),
-          issuer: def(str(), 'wharf', 'issuer of the tokens wharf signs'),
+          issuer: def(str(), 'wharf', 'issuer of the tokens wharf signs, or (external mode) the `iss` tokens must carry'),
+          rootcertbundle: opt(str(), 'PEM certificate(s) of an external token service; selects external token mode', 'built-in token server'),
+          jwks: opt(str(), 'JWK Set file of an external token service\'s keys; selects external token mode', 'none'),
+          signingalgorithms: opt(z.array(oneOf(TOKEN_SIGNING_ALGORITHMS)), `external mode: accepted token algorithms, any of ${TOKEN_SIGNING_ALGORITHMS.join(', ')}`, 'all of them'),
           expiry: def(duration(), '5m', 'lifetime of an issued token'),
           secretFile: opt(str(), 'HS256 signing secret (at least 32 bytes)', 'random; shared through Redis when configured'),
         })

@@ -11,7 +11,11 @@ export interface WharfConfig {
   redis?: RedisConfig;
   upstreams: UpstreamConfig[];
   cache: CacheConfig;
-  push: { overlay: string[] };
+  push: {
+    overlay: string[];
+    /** `<repository>:<tag>` globs (push.overlay syntax on each side) of tags that may not move or be deleted */
+    immutableTags: string[];
+  };
   metrics: MetricsConfig;
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent' };
   limits: LimitsConfig;
@@ -43,6 +47,12 @@ export interface AuthConfig {
     /** token lifetime in milliseconds */
     expiry: number;
     secretFile?: string;
+    /** external token mode (see isExternalTokenAuth): PEM bundle of the token service's certificates, absolute */
+    rootcertbundle?: string;
+    /** external token mode: JWK Set file, absolute */
+    jwks?: string;
+    /** external token mode: accepted `alg` values; undefined = every supported asymmetric one */
+    signingalgorithms?: Array<'RS256' | 'RS384' | 'RS512' | 'ES256' | 'ES384' | 'ES512' | 'EdDSA'>;
   };
 }
 

@@ -13,6 +13,7 @@ import {
 import type { Origin, TagRecord } from '../store/types.js';
 import type { CoreDeps } from './deps.js';
 import type { MirrorTarget, RepoAccess } from './repo-access.js';
+import { ImmutableTags } from './immutable-tags.js';
 import type { Prefetcher } from './prefetch.js';
 import { SingleFlight } from './single-flight.js';
 import type { ManifestResult, ManifestService, Outcome, RepoRef } from './types.js';
@@ -31,13 +32,18 @@ export class Manifests implements ManifestService {
    * meanwhile, so a request in that window neither misses nor costs a second upstream GET.
    */
   private readonly storing = new Map<string, ManifestResult>();
+  private readonly immutable: ImmutableTags;
+  /** Pushes of one tag in this process, one at a time, so an immutable tag's check and write are not interleaved. */
+  private readonly tagPushes = new Map<string, Promise<unknown>>();
 
   constructor(
     private readonly d: CoreDeps,
     private readonly access: RepoAccess,
     private readonly onAccess: (digest: Digest) => void = () => {},
     private readonly prefetcher?: Prefetcher,
-  ) {}
+  ) {
+    this.immutable = new ImmutableTags(d.policy.immutableTags ?? [], d.namespaces);
+  }
 
   async get(repo: RepoRef, ref: Reference, accept: string[]): Promise<ManifestResult> {
     const res = await this.negotiate(repo, ref, await this.resolve(repo, ref), accept);
@@ -59,11 +65,28 @@ export class Manifests implements ManifestService {
     if (ref.kind === 'digest' && ref.digest !== digest) {
       throw new RegistryError(ErrorCode.DIGEST_INVALID, 'manifest digest does not match the reference', { detail: { expected: ref.digest, actual: digest } });
     }
+    const tag = ref.kind === 'tag' ? ref.tag : undefined;
+    // Checked before anything is stored: a refused move of an immutable tag leaves no trace.
+    if (tag !== undefined && this.immutable.rule(repo, tag)) this.immutable.assertMayPoint(repo, tag, (await this.d.meta.getTag(repo.key, tag))?.digest, digest);
     await this.assertReferencesExist(repo, parsed);
     await this.access.storeBytes(digest, bytes);
     await this.linkManifest(repo, digest, bytes.byteLength, parsed, 'local');
-    if (ref.kind === 'tag') {
-      await this.d.meta.putTag(repo.key, ref.tag, { digest, mediaType: parsed.mediaType, size: bytes.byteLength, checkedAt: this.d.now(), origin: 'local' });
+    if (tag !== undefined) {
+      const rec = { digest, mediaType: parsed.mediaType, size: bytes.byteLength, checkedAt: this.d.now(), origin: 'local' as const };
+      if (this.immutable.rule(repo, tag)) {
+        await this.serialTag(tagKey(repo, tag), async () => {
+          const current = (await this.d.meta.getTag(repo.key, tag))?.digest;
+          this.immutable.assertMayPoint(repo, tag, current, digest);
+          if (current === undefined) {
+            // A new immutable tag: the first replica to claim it wins; a racing push of another digest is refused.
+            const first = await this.d.meta.claimState(immutableClaimKey(repo, tag), digest, IMMUTABLE_CLAIM_MS);
+            this.immutable.assertMayPoint(repo, tag, first as Digest, digest);
+          }
+          await this.d.meta.putTag(repo.key, tag, rec);
+        });
+      } else {
+        await this.d.meta.putTag(repo.key, tag, rec);
+      }
     }
     return { descriptor: { mediaType: parsed.mediaType, digest, size: bytes.byteLength }, subject: parsed.subject?.digest };
   }
@@ -73,14 +96,29 @@ export class Manifests implements ManifestService {
       const rec = await this.d.meta.getTag(repo.key, ref.tag);
       if (!rec) throw new RegistryError(ErrorCode.MANIFEST_UNKNOWN, undefined, { detail: { tag: ref.tag } });
       if (rec.origin !== 'local') throw new RegistryError(ErrorCode.UNSUPPORTED, 'mirrored tags cannot be deleted; they follow the upstream');
+      this.immutable.assertMayDelete(repo, [ref.tag], `tag ${ref.tag}`);
       await this.d.meta.deleteTag(repo.key, ref.tag);
       return;
     }
     const link = await this.d.meta.getLink(repo.key, ref.digest);
     if (!link || link.kind !== 'manifest') throw new RegistryError(ErrorCode.MANIFEST_UNKNOWN, undefined, { detail: { digest: ref.digest } });
     if (link.origin !== 'local') throw new RegistryError(ErrorCode.UNSUPPORTED, 'mirrored manifests cannot be deleted; use wharf purge');
-    for (const tag of await this.d.meta.tagsOf(repo.key, ref.digest)) await this.d.meta.deleteTag(repo.key, tag);
+    const tags = await this.d.meta.tagsOf(repo.key, ref.digest);
+    this.immutable.assertMayDelete(repo, tags, `manifest ${ref.digest}`);
+    for (const tag of tags) await this.d.meta.deleteTag(repo.key, tag);
     await this.d.meta.unlink(repo.key, ref.digest);
+  }
+
+  /** Runs `fn` after every earlier call for the same key in this process has settled. */
+  private async serialTag(key: string, fn: () => Promise<void>): Promise<void> {
+    const prev = this.tagPushes.get(key) ?? Promise.resolve();
+    const run = prev.catch(() => {}).then(fn);
+    this.tagPushes.set(key, run);
+    try {
+      await run;
+    } finally {
+      if (this.tagPushes.get(key) === run) this.tagPushes.delete(key);
+    }
   }
 
   private async resolve(repo: RepoRef, ref: Reference): Promise<ManifestResult> {
@@ -312,6 +350,13 @@ export class Manifests implements ManifestService {
 
 function digestKey(repo: RepoRef, digest: Digest): string {
   return `m:${repo.key}@${digest}`;
+}
+
+/** How long the first push of a new immutable tag holds its claim: far longer than writing the tag takes. */
+const IMMUTABLE_CLAIM_MS = 5 * 60_000;
+
+function immutableClaimKey(repo: RepoRef, tag: string): string {
+  return `immutable-tag:${repo.key}:${tag}`;
 }
 
 function tagKey(repo: RepoRef, tag: string): string {

@@ -15,6 +15,8 @@ export interface CorePolicy {
   upstreams: ReadonlyMap<string, { upstream: Upstream; policy: UpstreamPolicy }>;
   /** `push.overlay` patterns (glob `*` within a component, `**` across) matched against request paths */
   overlay: string[];
+  /** `push.immutableTags`: `<repository>:<tag>` globs of tags that never move nor are deleted */
+  immutableTags?: string[];
   maxManifestBytes: number;
   maxBlobBytes: number;
   fetchTimeout: number;

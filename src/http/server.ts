@@ -2,7 +2,7 @@ import Koa from 'koa';
 import type { Registry } from '../core/types.js';
 import type { Logger, Metrics } from '../observability/types.js';
 import { adminEndpoint, type AdminRouterDeps } from './admin.js';
-import { tokenEndpoint, type ClientAuth } from './auth/index.js';
+import { tokenEndpoint, type ClientAuth, type ExternalTokenAuth } from './auth/index.js';
 import { forwarded } from './forwarded.js';
 import { accessLog } from './middleware/access-log.js';
 import { errors } from './middleware/errors.js';
@@ -19,6 +19,8 @@ export interface HttpDeps {
   admin?: AdminRouterDeps;
   /** client authentication and access rules for /v2 and /token (absent: open) */
   clientAuth?: ClientAuth;
+  /** external token mode instead: /v2 allowed as far as another service's tokens grant (no /token here) */
+  externalAuth?: ExternalTokenAuth;
   /** reverse proxies (IPs, CIDR ranges) whose X-Forwarded-* headers are believed */
   trustedProxies?: readonly string[];
 }
@@ -35,7 +37,8 @@ export function createHttpApp(deps: HttpDeps): Koa {
   if (deps.admin) app.use(adminEndpoint(deps.admin));
   const auth = deps.clientAuth;
   if (auth) app.use(tokenEndpoint(auth, deps.registry.namespaces));
-  app.use(ociRouter({ registry: deps.registry, metrics: deps.metrics, maxManifestBytes: deps.maxManifestBytes, authorize: auth && ((ctx, m) => auth.authorize(ctx, m)) }));
+  const guard = auth ?? deps.externalAuth;
+  app.use(ociRouter({ registry: deps.registry, metrics: deps.metrics, maxManifestBytes: deps.maxManifestBytes, authorize: guard && ((ctx, m) => guard.authorize(ctx, m)) }));
   app.use(opsEndpoint(deps.ops));
   return app;
 }

@@ -172,6 +172,8 @@ export interface AccessIndex {
 export interface SharedState {
   getState(key: string): Promise<string | undefined>;
   setState(key: string, value: string, ttlMs: number): Promise<void>;
+  /** Sets `key` only if it holds no value (first writer wins across replicas); resolves with the value it holds then. */
+  claimState(key: string, value: string, ttlMs: number): Promise<string>;
 }
 
 export type MetadataStore = TagIndex &

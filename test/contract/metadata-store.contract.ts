@@ -281,6 +281,16 @@ export function metadataStoreContract(name: string, factory: ContractFactory): v
         assert.equal(await store.getState('short'), undefined);
         assert.equal(await store.getState('k'), 'v2');
       });
+
+      it('claimState: the first value stays until its ttl passes; later claims get it back', async () => {
+        assert.equal(await store.claimState('c', 'first', 60_000), 'first');
+        assert.equal(await store.claimState('c', 'second', 60_000), 'first');
+        assert.equal(await store.getState('c'), 'first');
+        await store.claimState('cshort', 'x', 100);
+        clock.advance(250);
+        await new Promise((r) => setTimeout(r, 250));
+        assert.equal(await store.claimState('cshort', 'y', 60_000), 'y');
+      });
     });
 
     describe('lifecycle', () => {

@@ -24,6 +24,20 @@ export interface TokenServerOptions {
   expiresIn?: number | null;
   /** Which response field carries the JWT (Docker Hub sends both). Default 'both'. */
   tokenField?: 'token' | 'access_token' | 'both';
+  /**
+   * How a token names its signing key: `x5c` (the certificate in the header, the default; Docker Hub, a
+   * real Distribution's rootcertbundle) or `kid` (the libtrust key ID of the certificate's key, as Portus
+   * and docker_auth send; or `kid` given here).
+   */
+  keyRef?: 'x5c' | 'kid';
+  kid?: string;
+  /** The signing key: RSA 2048 (RS256, default), EC P-256 (ES256) or Ed25519 (EdDSA). */
+  keyType?: 'rsa' | 'ec' | 'ed25519';
+  /**
+   * What a caller gets for one requested scope item; default: users every requested action, anonymous
+   * callers `pull` only (or nothing with `anonymous: 'none'`).
+   */
+  grant?: (user: string | undefined, type: string, name: string, actions: string[]) => string[];
 }
 
 export interface TokenRequest {
@@ -42,6 +56,14 @@ export interface TokenServer {
   certPath: string;
   service: string;
   issuer: string;
+  /** PEM private key (for tests that forge tokens). */
+  keyPath: string;
+  /** The `kid` tokens carry with `keyRef: 'kid'`: the libtrust key ID, computed with openssl and base32. */
+  kid: string;
+  /** The JWS algorithm of the key. */
+  alg: string;
+  /** Signs arbitrary claims with this server's key and header style (`header` entries added/replacing). */
+  sign(claims: Record<string, unknown>, header?: Record<string, unknown>): Promise<string>;
   /** Tokens issued so far. */
   readonly issued: number;
   requests: TokenRequest[];
@@ -91,13 +113,22 @@ export async function startTokenServer(opts: TokenServerOptions): Promise<TokenS
   const certPath = join(dir.path, 'cert.pem');
   let key: KeyObject;
   let x5c: string;
+  let libtrustKid: string;
+  const keyType = opts.keyType ?? 'rsa';
+  const alg = { rsa: 'RS256', ec: 'ES256', ed25519: 'EdDSA' }[keyType];
+  const newkey = { rsa: ['-newkey', 'rsa:2048'], ec: ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1'], ed25519: ['-newkey', 'ed25519'] }[keyType];
   try {
     await run('openssl', [
-      'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyPath, '-out', certPath,
+      'req', '-x509', ...newkey, '-nodes', '-keyout', keyPath, '-out', certPath,
       '-days', '2', '-subj', '/CN=wharf-test-token-issuer',
     ]);
     key = createPrivateKey(await readFile(keyPath));
     x5c = new X509Certificate(await readFile(certPath)).raw.toString('base64');
+    // libtrust: SHA-256 of the DER SubjectPublicKeyInfo, first 30 bytes, base32, groups of 4 joined by ':'
+    const { stdout } = await run('sh', ['-c',
+      'openssl x509 -in "$1" -pubkey -noout | openssl pkey -pubin -outform DER | openssl dgst -sha256 -binary | head -c 30 | base32 -w0',
+      'sh', certPath]);
+    libtrustKid = stdout.trim().replace(/=+$/, '').match(/.{4}/g)!.join(':');
   } catch (err) {
     await dir.cleanup();
     throw err;
@@ -109,6 +140,9 @@ export async function startTokenServer(opts: TokenServerOptions): Promise<TokenS
   const tokenField = opts.tokenField ?? 'both';
   const requests: TokenRequest[] = [];
   let issued = 0;
+  const kid = opts.kid ?? libtrustKid;
+  const header = (): { alg: string; typ: string; x5c?: string[]; kid?: string } =>
+    opts.keyRef === 'kid' ? { alg, typ: 'JWT', kid } : { alg, typ: 'JWT', x5c: [x5c] };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://x');
@@ -132,14 +166,16 @@ export async function startTokenServer(opts: TokenServerOptions): Promise<TokenS
     for (const s of scopes) {
       const a = parseScope(s);
       if (a === undefined) continue;
-      const actions = creds !== undefined ? a.actions : a.actions.filter((x) => x === 'pull');
+      const actions = opts.grant
+        ? opts.grant(creds?.user, a.type, a.name, a.actions)
+        : creds !== undefined ? a.actions : a.actions.filter((x) => x === 'pull');
       access.push({ ...a, actions });
     }
 
     const now = Math.floor(Date.now() / 1000);
     const lifetime = expiresIn ?? 60;
     const token = await new SignJWT({ access })
-      .setProtectedHeader({ alg: 'RS256', typ: 'JWT', x5c: [x5c] })
+      .setProtectedHeader(header())
       .setIssuer(opts.issuer)
       .setSubject(creds?.user ?? '')
       .setAudience(opts.service)
@@ -167,6 +203,10 @@ export async function startTokenServer(opts: TokenServerOptions): Promise<TokenS
   return {
     url: `http://127.0.0.1:${port}/token`,
     certPath,
+    keyPath,
+    kid,
+    alg,
+    sign: (claims, extra = {}) => new SignJWT(claims).setProtectedHeader({ ...header(), ...extra } as { alg: string }).sign(key),
     service: opts.service,
     issuer: opts.issuer,
     get issued() {

@@ -53,7 +53,7 @@ test('defaults: docker.io as the only, default upstream, and the documented valu
   assert.deepEqual(c.cache, {
     highWatermark: 0.95, lowWatermark: 0.85, evictionInterval: 30_000, fetchTimeout: 30 * 60_000, resumeAttempts: 3, directWrites: true,
   });
-  assert.deepEqual(c.push, { overlay: [] });
+  assert.deepEqual(c.push, { overlay: [], immutableTags: [] });
   assert.deepEqual(c.metrics, {});
   assert.equal(c.log.level, 'info');
   assert.deepEqual(c.limits, { maxManifestBytes: 4 * 2 ** 20, maxBlobBytes: 64 * 2 ** 30, maxUpstreamTagPages: 100, maxUpstreamTags: 100_000 });

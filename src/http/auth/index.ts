@@ -9,7 +9,12 @@ import { TokenSigner } from './tokens.js';
 import { Users } from './users.js';
 import { LOGIN_LIMITS, LoginLimiter } from './login-limiter.js';
 
+import type { Namespaces } from '../../core/types.js';
+import { ExternalTokenAuth } from './external-auth.js';
+import { ExternalTokenVerifier, readExternalKeys } from './external-token.js';
+
 export { ClientAuth } from '../middleware/client-auth.js';
+export { ExternalTokenAuth } from './external-auth.js';
 export { tokenEndpoint, TOKEN_PATH } from './token-endpoint.js';
 
 /** The `auth` configuration as http/ needs it (structurally config's AuthConfig; file paths absolute). */
@@ -18,7 +23,28 @@ export interface AuthSettings {
   tokens?: ReadonlyArray<{ user: string; token?: string; tokenFile?: string }>;
   anonymousPull: boolean;
   rules?: readonly AccessRule[];
-  token: { realm?: string; service: string; issuer: string; expiry: number; secretFile?: string };
+  token: {
+    realm?: string; service: string; issuer: string; expiry: number; secretFile?: string;
+    rootcertbundle?: string; jwks?: string; signingalgorithms?: readonly string[];
+  };
+}
+
+/** Distribution's external token mode: `rootcertbundle` or `jwks` set (config validation refuses own users and rules then). */
+export function isExternalTokenAuth(s: AuthSettings): boolean {
+  return s.token.rootcertbundle !== undefined || s.token.jwks !== undefined;
+}
+
+/** External token mode: reads the bundle and JWK Set once at start-up (no usable key fails start-up). */
+export function createExternalAuth(s: AuthSettings, o: { namespaces: Namespaces; now?: () => number }): ExternalTokenAuth {
+  if (s.token.realm === undefined) throw new Error('auth.token.realm is required with rootcertbundle/jwks');
+  const verifier = new ExternalTokenVerifier({
+    issuer: s.token.issuer,
+    service: s.token.service,
+    ...readExternalKeys(s.token),
+    ...(s.token.signingalgorithms ? { algorithms: s.token.signingalgorithms } : {}),
+    ...(o.now ? { now: o.now } : {}),
+  });
+  return new ExternalTokenAuth({ namespaces: o.namespaces, verifier, realm: s.token.realm, service: s.token.service });
 }
 
 export interface ClientAuthOptions {

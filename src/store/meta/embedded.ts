@@ -195,6 +195,13 @@ export class EmbeddedMetadataStore implements MetadataStore {
   setState(key: string, value: string, ttlMs: number): Promise<void> {
     return this.commit({ op: 'state', k: key, v: value, exp: this.now() + ttlMs });
   }
+  /** One process owns the embedded store; callers that race within it serialise themselves. */
+  async claimState(key: string, value: string, ttlMs: number): Promise<string> {
+    const held = await this.getState(key);
+    if (held !== undefined) return held;
+    await this.setState(key, value, ttlMs);
+    return value;
+  }
 
   async ping(): Promise<void> {
     if (this.closed) throw new Error('metadata store is closed');

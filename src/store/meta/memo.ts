@@ -225,6 +225,9 @@ export class MemoMetadataStore implements MetadataStore {
   setState(key: string, value: string, ttlMs: number): Promise<void> {
     return this.run(() => this.inner.setState(key, value, ttlMs));
   }
+  claimState(key: string, value: string, ttlMs: number): Promise<string> {
+    return this.run(() => this.inner.claimState(key, value, ttlMs));
+  }
 
   ping(): Promise<void> {
     return this.run(() => this.inner.ping());

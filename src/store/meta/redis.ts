@@ -225,6 +225,17 @@ export class RedisMetadataStore implements MetadataStore {
     await this.redis.set(this.k.state(key), value, 'PX', Math.max(1, Math.ceil(ttlMs)));
   }
 
+  async claimState(key: string, value: string, ttlMs: number): Promise<string> {
+    const k = this.k.state(key);
+    // SET NX then GET (SET NX GET needs Redis 7); a value expiring in between means: try again.
+    for (let attempt = 0; attempt < 3; attempt++) {
+      if ((await this.redis.set(k, value, 'PX', Math.max(1, Math.ceil(ttlMs)), 'NX')) !== null) return value;
+      const held = await this.redis.get(k);
+      if (held !== null) return held;
+    }
+    throw new Error(`shared state ${key} keeps expiring while claimed`);
+  }
+
   async ping(): Promise<void> {
     await this.redis.ping();
   }
