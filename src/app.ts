@@ -56,7 +56,7 @@ export function createApp(deps: AppDeps): App {
   const policies = new Map<string, { upstream: Upstream; policy: UpstreamPolicy }>();
   for (const u of config.upstreams) {
     const upstream = deps.upstreams.get(u.name);
-    if (upstream) policies.set(u.name, { upstream, policy: { tagFreshness: u.tagFreshness, notFoundTtl: u.notFoundTtl, prefetch: u.prefetch } });
+    if (upstream) policies.set(u.name, { upstream, policy: { tagFreshness: u.tagFreshness, notFoundTtl: u.notFoundTtl, quotaProbeInterval: u.quotaProbeInterval, prefetch: u.prefetch } });
   }
   const policy: CorePolicy = {
     upstreams: policies,

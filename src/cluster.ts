@@ -108,6 +108,9 @@ export async function openCluster(opts: OpenClusterOptions): Promise<ClusterMode
     waitForRelease: (digest, signal) => unavailable(coord.waitForRelease(digest, signal)),
     // Redis unreachable: revalidate here (the tag's freshness matters more than sharing one HEAD).
     claimRevalidation: (repoKey, tag, windowMs) => coord.claimRevalidation(repoKey, tag, windowMs).catch(() => true),
+    claimWindow: (name, windowMs) => unavailable(coord.claimWindow(name, windowMs)),
+    claimLease: (name) => unavailable(coord.lease(name, FETCH_LEASE_MS)),
+    waitForLease: (name, signal) => unavailable(coord.waitForLease(name, signal)),
   };
 
   return {

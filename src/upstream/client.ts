@@ -123,7 +123,7 @@ export class UpstreamClient implements Upstream {
     return this.#reading;
   }
 
-  /** ms epoch until which manifest GETs are refused locally (429 or exhausted quota), or undefined. */
+  /** ms epoch until which manifest GETs are refused locally (after a 429, until its Retry-After), or undefined. */
   throttledUntil(): number | undefined {
     return this.#throttle.until(this.#now());
   }
@@ -389,11 +389,12 @@ export class UpstreamClient implements Upstream {
     const reading = parseRateLimit(res.headers, this.#now());
     if (reading) {
       this.#reading = reading;
-      this.#throttle.onReading(reading);
       this.#observer?.rateLimit(this.name, reading);
     }
     if (res.statusCode === 429) {
-      this.#throttle.on429(retryAfterSeconds(headerValue(res.headers['retry-after']), this.#now()), this.#now());
+      const retryAfter = headerValue(res.headers['retry-after']);
+      // Without Retry-After, a 429 that reports an exhausted quota is held by core's probing, not by a guess.
+      if (retryAfter !== undefined || reading?.remaining === undefined) this.#throttle.on429(retryAfterSeconds(retryAfter, this.#now()), this.#now());
       this.#observer?.throttled(this.name);
     }
     return res;

@@ -37,7 +37,7 @@ export interface Upstream {
   tags(repo: string, signal?: AbortSignal): Promise<string[]>;
   /** The latest rate-limit reading, when the upstream sends one. */
   rateLimit(): RateLimitReading | undefined;
-  /** Until when (ms since epoch) quota-consuming requests are held back after a 429 or an exhausted quota. */
+  /** Until when (ms since epoch) quota-consuming requests are held back after a 429 (its Retry-After). */
   throttledUntil?(): number | undefined;
   close(): Promise<void>;
 }
