@@ -22,7 +22,7 @@ import type { ManifestResult, ManifestService, Outcome, RepoRef } from './types.
 const OCI_TYPES = new Set<string>([MediaType.ociManifest, MediaType.ociIndex]);
 
 /** Errors that mean "the upstream could not answer now" rather than "this does not exist". */
-function isOutage(e: unknown): boolean {
+export function isOutage(e: unknown): boolean {
   return isRegistryError(e) && (e.code === ErrorCode.UNAVAILABLE || e.code === ErrorCode.TOOMANYREQUESTS || e.code === ErrorCode.UNKNOWN);
 }
 

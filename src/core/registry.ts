@@ -4,7 +4,8 @@ import type { CoreDeps } from './deps.js';
 import { Manifests } from './manifest-service.js';
 import { Prefetcher } from './prefetch.js';
 import { RepoAccess } from './repo-access.js';
-import { Catalog, Referrers, Tags } from './tag-service.js';
+import { Referrers } from './referrers.js';
+import { Catalog, Tags } from './tag-service.js';
 import type { Registry } from './types.js';
 import { Uploads } from './upload-service.js';
 
@@ -20,15 +21,16 @@ export function createRegistry(
   const access = new RepoAccess(d);
   const blobs = new Blobs(d, access, hooks.onAccess);
   const prefetcher = new Prefetcher((repo, digest) => blobs.fetchAhead(repo, digest), d.metrics, d.logger);
+  const manifests = new Manifests(d, access, hooks.onAccess, prefetcher);
   return {
     namespaces: d.namespaces,
-    manifests: new Manifests(d, access, hooks.onAccess, prefetcher),
+    manifests,
     blobs,
     blobService: blobs,
     uploads: new Uploads(d, access),
     tags: new Tags(d, access),
     catalog: new Catalog(d, access.pending),
-    referrers: new Referrers(d),
+    referrers: new Referrers(d, access, manifests),
     overlays: (repo) => access.isOverlay(repo),
     settle: async (limitMs = Infinity) => {
       let timer: NodeJS.Timeout | undefined;

@@ -7,6 +7,7 @@ import {
   ErrorCode,
   isDigest,
   manifestMediaTypes,
+  MediaType,
   parseDigest,
   parseReference,
   RegistryError,
@@ -31,6 +32,7 @@ import {
 import { Semaphore } from './semaphore.js';
 import type {
   RateLimitReading,
+  ReferrerDescriptor,
   Upstream,
   UpstreamBlob,
   UpstreamManifest,
@@ -240,6 +242,30 @@ export class UpstreamClient implements Upstream {
       // pagination stays on the upstream's origin: a Link elsewhere would carry our token there
       url = next && sameOrigin(next, this.#base) ? next : undefined;
       path = undefined;
+    }
+    return out;
+  }
+
+  async referrers(repo: string, digest: Digest, signal?: AbortSignal): Promise<ReferrerDescriptor[] | undefined> {
+    parseDigest(digest);
+    const out: ReferrerDescriptor[] = [];
+    let url: URL | undefined = this.#repoUrl(repo, `referrers/${digest}`);
+    for (let page = 0; page < MAX_TAG_PAGES && url !== undefined; page++) {
+      const res: Response = await this.#authedUrl('referrers', 'GET', repo, url, { accept: MediaType.ociIndex }, signal);
+      if (res.statusCode === 404 && page === 0) {
+        dump(res);
+        return undefined; // an OCI 1.1 registry never answers 404 here: this one has no referrers API
+      }
+      if (res.statusCode !== 200) throw await this.#fail('referrers', res);
+      let body: unknown;
+      try {
+        body = JSON.parse((await readCapped(res.body, this.#maxManifest, this.#cfg.timeouts.body)).toString('utf8'));
+      } catch (e) {
+        throw new RegistryError(ErrorCode.UNAVAILABLE, `upstream ${this.name} sent an unreadable referrers index`, { cause: e });
+      }
+      out.push(...referrerDescriptors(body));
+      const next = nextLink(headerValue(res.headers['link']), url);
+      url = next && sameOrigin(next, this.#base) ? next : undefined;
     }
     return out;
   }
@@ -539,6 +565,26 @@ export function nextLink(v: string | undefined, base: URL): URL | undefined {
     }
   }
   return undefined;
+}
+
+/** The well-formed descriptors of a referrers index (anything else in it is dropped). */
+export function referrerDescriptors(index: unknown): ReferrerDescriptor[] {
+  const list = (index as { manifests?: unknown } | null)?.manifests;
+  if (!Array.isArray(list)) return [];
+  const out: ReferrerDescriptor[] = [];
+  for (const m of list as Array<Record<string, unknown>>) {
+    if (m === null || typeof m !== 'object') continue;
+    const { mediaType, digest, size, artifactType, annotations } = m;
+    if (typeof mediaType !== 'string' || typeof digest !== 'string' || !isDigest(digest) || !Number.isSafeInteger(size) || (size as number) < 0) continue;
+    const d: ReferrerDescriptor = { mediaType, digest: parseDigest(digest), size: size as number };
+    if (typeof artifactType === 'string') d.artifactType = artifactType;
+    if (annotations !== null && typeof annotations === 'object' && !Array.isArray(annotations)) {
+      const a = Object.entries(annotations as Record<string, unknown>).filter((e): e is [string, string] => typeof e[1] === 'string');
+      if (a.length > 0) d.annotations = Object.fromEntries(a);
+    }
+    out.push(d);
+  }
+  return out;
 }
 
 /** Content-Type, or the manifest's own mediaType field when the upstream labels it generically. */

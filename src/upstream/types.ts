@@ -35,11 +35,25 @@ export interface Upstream {
   blob(repo: string, digest: Digest, signal?: AbortSignal, start?: number): Promise<UpstreamBlob>;
   headBlob(repo: string, digest: Digest, signal?: AbortSignal): Promise<{ size?: number }>;
   tags(repo: string, signal?: AbortSignal): Promise<string[]>;
+  /**
+   * The upstream's referrers API (every page): descriptors of manifests whose `subject` is `digest`, or
+   * undefined when the upstream does not implement it (it answered 404).
+   */
+  referrers?(repo: string, digest: Digest, signal?: AbortSignal): Promise<ReferrerDescriptor[] | undefined>;
   /** The latest rate-limit reading, when the upstream sends one. */
   rateLimit(): RateLimitReading | undefined;
   /** Until when (ms since epoch) quota-consuming requests are held back after a 429 (its Retry-After). */
   throttledUntil?(): number | undefined;
   close(): Promise<void>;
+}
+
+/** One entry of a referrers index. */
+export interface ReferrerDescriptor {
+  mediaType: string;
+  digest: Digest;
+  size: number;
+  artifactType?: string;
+  annotations?: Record<string, string>;
 }
 
 export interface RateLimitReading {
