@@ -73,7 +73,11 @@ export function createApp(deps: AppDeps): App {
   const registry = createRegistry({ store: deps.store, meta: deps.meta, namespaces, policy, metrics, logger, now, cluster: deps.cluster }, { onAccess: lifecycle ? (d) => lifecycle.tracker.touch(d) : undefined });
   lifecycle?.setBusyCheck((d) => registry.blobService.isBusy(d));
   const metricsAuth = config.metrics.username && config.metrics.password ? { username: config.metrics.username, password: config.metrics.password } : undefined;
-  const render = () => metrics.render();
+  // the rate-limit gauges show the cluster's shared figure, even on a replica that has not asked upstream lately
+  const render = async () => {
+    await registry.reportQuota().catch(() => undefined);
+    return metrics.render();
+  };
   const clientAuth = config.auth && createClientAuth(config.auth, { registry, logger, secret: deps.authSecret, now });
   const koa = createHttpApp({
     clientAuth,

@@ -15,7 +15,7 @@ import type { FetchLease } from './cluster.js';
 import type { CoreDeps } from './deps.js';
 import type { MirrorTarget, RepoAccess } from './repo-access.js';
 import type { Prefetcher } from './prefetch.js';
-import { QuotaGate } from './quota.js';
+import type { QuotaGate } from './quota.js';
 import { SingleFlight } from './single-flight.js';
 import type { ManifestResult, ManifestService, Outcome, RepoRef } from './types.js';
 
@@ -33,16 +33,13 @@ export class Manifests implements ManifestService {
    * meanwhile, so a request in that window neither misses nor costs a second upstream GET.
    */
   private readonly storing = new Map<string, ManifestResult>();
-  private readonly quota: QuotaGate;
-
   constructor(
     private readonly d: CoreDeps,
     private readonly access: RepoAccess,
+    private readonly quota: QuotaGate,
     private readonly onAccess: (digest: Digest) => void = () => {},
     private readonly prefetcher?: Prefetcher,
-  ) {
-    this.quota = new QuotaGate(d);
-  }
+  ) {}
 
   async get(repo: RepoRef, ref: Reference, accept: string[]): Promise<ManifestResult> {
     const res = await this.negotiate(repo, ref, await this.resolve(repo, ref), accept);

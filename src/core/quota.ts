@@ -40,6 +40,16 @@ export class QuotaGate {
     }
   }
 
+  /** Reports the shared figure (reading and hold) of each upstream to this replica's metrics: run at scrape time. */
+  async report(upstreams: Iterable<string>): Promise<void> {
+    const now = this.d.now();
+    for (const name of upstreams) {
+      const s = await this.state(name);
+      if (s.reading) this.d.metrics.rateLimit(name, s.reading);
+      this.d.metrics.quotaHeld(name, (s.retryUntil ?? 0) > now || s.exhausted === true);
+    }
+  }
+
   /** Throws TOOMANYREQUESTS (with the Retry-After a client should honour) while the upstream is held. */
   async admit(upstream: Upstream, probeIntervalMs: number, probe: { path: string; ref: string }): Promise<void> {
     let s = await this.state(upstream.name);
