@@ -101,6 +101,20 @@ const rows: Row[] = [
     code: 'BLOB_UNKNOWN',
   },
   {
+    spec: 'end-9: DELETE of a valid tag that names nothing: 404 MANIFEST_UNKNOWN',
+    method: 'DELETE',
+    path: (repo) => `/v2/${repo}/manifests/never-pushed`,
+    status: 404,
+    code: 'MANIFEST_UNKNOWN',
+  },
+  {
+    spec: 'end-10: "If the blob had already been deleted or did not exist, a 404 Not Found response will be issued instead."',
+    method: 'DELETE',
+    path: (repo) => `/v2/${repo}/blobs/${unknownDigest}`,
+    status: 404,
+    code: 'BLOB_UNKNOWN',
+  },
+  {
     spec: 'end-13: an upload session the registry does not know: 404 BLOB_UPLOAD_UNKNOWN',
     method: 'GET',
     path: (repo) => `/v2/${repo}/blobs/uploads/no-such-session`,
