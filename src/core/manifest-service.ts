@@ -33,6 +33,7 @@ export class Manifests implements ManifestService {
    * meanwhile, so a request in that window neither misses nor costs a second upstream GET.
    */
   private readonly storing = new Map<string, ManifestResult>();
+
   constructor(
     private readonly d: CoreDeps,
     private readonly access: RepoAccess,
