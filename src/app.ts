@@ -56,7 +56,7 @@ export function createApp(deps: AppDeps): App {
   const policies = new Map<string, { upstream: Upstream; policy: UpstreamPolicy }>();
   for (const u of config.upstreams) {
     const upstream = deps.upstreams.get(u.name);
-    if (upstream) policies.set(u.name, { upstream, policy: { tagFreshness: u.tagFreshness, notFoundTtl: u.notFoundTtl, prefetch: u.prefetch } });
+    if (upstream) policies.set(u.name, { upstream, policy: { tagFreshness: u.tagFreshness, notFoundTtl: u.notFoundTtl, quotaProbeInterval: u.quotaProbeInterval, prefetch: u.prefetch } });
   }
   const policy: CorePolicy = {
     upstreams: policies,
@@ -74,7 +74,11 @@ export function createApp(deps: AppDeps): App {
   const lifecycle = deps.lifecycle;
   const registry = createRegistry({ store: deps.store, meta: deps.meta, namespaces, policy, metrics, logger, now, cluster: deps.cluster }, { onAccess: lifecycle ? (d) => lifecycle.tracker.touch(d) : undefined });
   lifecycle?.setBusyCheck((d) => registry.blobService.isBusy(d));
-  const render = () => metrics.render();
+  // the rate-limit gauges show the cluster's shared figure, even on a replica that has not asked upstream lately
+  const render = async () => {
+    await registry.reportQuota().catch(() => undefined);
+    return metrics.render();
+  };
   const external = config.auth && isExternalTokenAuth(config.auth) ? config.auth : undefined;
   const clientAuth = config.auth && !external ? createClientAuth(config.auth, { registry, logger, secret: deps.authSecret, now }) : undefined;
   const mayScrape = scrapeCheck({

@@ -109,6 +109,9 @@ export async function openCluster(opts: OpenClusterOptions): Promise<ClusterMode
     holdUpload: (id) => unavailable(coord.lease(`upload:${id}`, FETCH_LEASE_MS)),
     // Redis unreachable: revalidate here (the tag's freshness matters more than sharing one HEAD).
     claimRevalidation: (repoKey, tag, windowMs) => coord.claimRevalidation(repoKey, tag, windowMs).catch(() => true),
+    claimWindow: (name, windowMs) => unavailable(coord.claimWindow(name, windowMs)),
+    claimLease: (name) => unavailable(coord.lease(name, FETCH_LEASE_MS)),
+    waitForLease: (name, signal) => unavailable(coord.waitForLease(name, signal)),
   };
 
   return {

@@ -84,6 +84,8 @@ export interface UpstreamConfig {
   tagFreshness: number;
   /** how long an upstream 404 for a tag is remembered */
   notFoundTtl: number;
+  /** while the upstream's quota is exhausted, at most one probe HEAD per this many ms (whole cluster) */
+  quotaProbeInterval: number;
   maxConnections: number;
   maxConcurrentFetches: number;
   /** blobs of a newly fetched image manifest fetched ahead of the client, at once per upstream; 0 = off */

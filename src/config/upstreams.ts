@@ -52,6 +52,7 @@ function resolveOne(p: ParsedUpstream, at: string, problems: string[]): { u: Ups
     libraryPrefix: p.libraryPrefix ?? profile?.libraryPrefix ?? must(G.libraryPrefix),
     tagFreshness: p.tagFreshness ?? must(G.tagFreshness),
     notFoundTtl: p.notFoundTtl ?? must(G.notFoundTtl),
+    quotaProbeInterval: p.quotaProbeInterval ?? must(G.quotaProbeInterval),
     maxConnections: p.maxConnections ?? must(G.maxConnections),
     maxConcurrentFetches: p.maxConcurrentFetches ?? must(G.maxConcurrentFetches),
     prefetch: p.prefetch ?? must(G.prefetch),

@@ -40,4 +40,10 @@ export interface Cluster {
   holdUpload(id: string): Promise<FetchLease | undefined>;
   /** true when this replica should revalidate the tag now; false when another replica did within the window. */
   claimRevalidation(repoKey: string, tag: string, windowMs: number): Promise<boolean>;
+  /** true for exactly one replica per `name` per window (e.g. one quota probe per upstream per interval). */
+  claimWindow(name: string, windowMs: number): Promise<boolean>;
+  /** A named fetch lease (a manifest's first fetch): the lease when this replica got it, undefined when another holds it. */
+  claimLease(name: string): Promise<FetchLease | undefined>;
+  /** Resolves once no replica holds the named lease (released, or its holder died and it expired). */
+  waitForLease(name: string, signal?: AbortSignal): Promise<void>;
 }

@@ -11,17 +11,19 @@ import {
   type Reference,
 } from '../oci/index.js';
 import type { Origin, TagRecord } from '../store/types.js';
+import type { FetchLease } from './cluster.js';
 import type { CoreDeps } from './deps.js';
 import type { MirrorTarget, RepoAccess } from './repo-access.js';
 import { ImmutableTags } from './immutable-tags.js';
 import type { Prefetcher } from './prefetch.js';
+import type { QuotaGate } from './quota.js';
 import { SingleFlight } from './single-flight.js';
 import type { ManifestResult, ManifestService, Outcome, RepoRef } from './types.js';
 
 const OCI_TYPES = new Set<string>([MediaType.ociManifest, MediaType.ociIndex]);
 
 /** Errors that mean "the upstream could not answer now" rather than "this does not exist". */
-function isOutage(e: unknown): boolean {
+export function isOutage(e: unknown): boolean {
   return isRegistryError(e) && (e.code === ErrorCode.UNAVAILABLE || e.code === ErrorCode.TOOMANYREQUESTS || e.code === ErrorCode.UNKNOWN);
 }
 
@@ -39,6 +41,7 @@ export class Manifests implements ManifestService {
   constructor(
     private readonly d: CoreDeps,
     private readonly access: RepoAccess,
+    private readonly quota: QuotaGate,
     private readonly onAccess: (digest: Digest) => void = () => {},
     private readonly prefetcher?: Prefetcher,
   ) {
@@ -51,8 +54,22 @@ export class Manifests implements ManifestService {
     return res;
   }
 
-  head(repo: RepoRef, ref: Reference, accept: string[]): Promise<ManifestResult> {
-    return this.get(repo, ref, accept);
+  /**
+   * As GET, except while the upstream's quota is held: an uncached tag is then resolved with an upstream HEAD
+   * (free on Docker Hub), so Swarm managers can still turn tags into digests.
+   */
+  async head(repo: RepoRef, ref: Reference, accept: string[]): Promise<ManifestResult> {
+    try {
+      return await this.get(repo, ref, accept);
+    } catch (e) {
+      if (ref.kind !== 'tag' || !isRegistryError(e) || e.code !== ErrorCode.TOOMANYREQUESTS) throw e;
+      const target = await this.access.mirror(repo);
+      if (!target) throw e;
+      const head = await target.upstream.headManifest(repo.path, ref.tag).catch(() => undefined);
+      if (head?.digest === undefined || head.size === undefined) throw e;
+      this.d.metrics.cacheRequest('tag', 'miss');
+      return { descriptor: { mediaType: head.mediaType, digest: head.digest, size: head.size }, bytes: Buffer.alloc(0), outcome: 'miss' };
+    }
   }
 
   async put(repo: RepoRef, ref: Reference, contentType: string | undefined, bytes: Buffer): Promise<{ descriptor: Descriptor; subject?: Digest }> {
@@ -192,7 +209,8 @@ export class Manifests implements ManifestService {
   private async revalidate(repo: RepoRef, target: MirrorTarget, tag: string, rec: TagRecord | undefined): Promise<ManifestResult> {
     try {
       if (rec) {
-        const head = await target.upstream.headManifest(repo.path, tag);
+        const since = this.d.now();
+        const head = await target.upstream.headManifest(repo.path, tag).finally(() => this.quota.record(target.upstream, since));
         if (head.digest === rec.digest) {
           const res = await this.fromTag(rec, 'hit').catch(() => undefined);
           if (res) {
@@ -227,6 +245,51 @@ export class Manifests implements ManifestService {
    * on: one hanging up must not fail the others.
    */
   private async fetch(repo: RepoRef, target: MirrorTarget, ref: string, tag?: string): Promise<ManifestResult> {
+    const cluster = this.d.cluster;
+    if (!cluster) return this.fetchNow(repo, target, ref, tag);
+    const name = `manifest:${repo.key}:${tag ?? ref}`;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      let lease: FetchLease | undefined;
+      try {
+        lease = await cluster.claimLease(name);
+      } catch {
+        return this.fetchNow(repo, target, ref, tag); // Redis unreachable: fetch here rather than fail
+      }
+      if (lease) {
+        const held = lease;
+        try {
+          // released once stored and tagged: a replica that waited then finds it in the shared store
+          return await this.fetchNow(repo, target, ref, tag, (done) => void done.finally(() => held.release().catch(() => undefined)));
+        } catch (e) {
+          await held.release().catch(() => undefined);
+          throw e;
+        }
+      }
+      // Another replica is fetching it: one upstream GET for the cluster; its answer lands in the shared store.
+      await cluster.waitForLease(name).catch(() => undefined);
+      const found = await this.fromShared(repo, ref, tag, target.policy.tagFreshness);
+      if (found) return found;
+    }
+    return this.fetchNow(repo, target, ref, tag);
+  }
+
+  /** What another replica's fetch left in the shared store (undefined when it failed); its 404 is ours too. */
+  private async fromShared(repo: RepoRef, ref: string, tag: string | undefined, freshness: number): Promise<ManifestResult | undefined> {
+    if (tag !== undefined) {
+      const rec = await this.d.meta.getTag(repo.key, tag);
+      if (rec && this.d.now() - rec.checkedAt < freshness) return this.fromTag(rec, 'coalesced').catch(() => undefined);
+      if (await this.d.meta.getState(negativeKey(repo, tag))) throw new RegistryError(ErrorCode.MANIFEST_UNKNOWN, 'manifest unknown upstream', { detail: { tag } });
+      return undefined;
+    }
+    const link = await this.d.meta.getLink(repo.key, ref as Digest);
+    if (link?.kind !== 'manifest') return undefined;
+    const bytes = await this.access.readBytes(ref as Digest);
+    if (!bytes) return undefined;
+    return { descriptor: { mediaType: link.mediaType ?? MediaType.ociManifest, digest: ref as Digest, size: bytes.byteLength }, bytes, outcome: 'coalesced' };
+  }
+
+  /** `onStored` learns when the fetched manifest is stored, linked and tagged (or failed to be). */
+  private async fetchNow(repo: RepoRef, target: MirrorTarget, ref: string, tag?: string, onStored?: (done: Promise<void>) => void): Promise<ManifestResult> {
     const m = await this.quotaGet(target, repo.path, ref);
     let parsed: ParsedManifest | undefined;
     try {
@@ -239,7 +302,8 @@ export class Manifests implements ManifestService {
     if (parsed && parsed.manifests.length === 0) this.prefetcher?.enqueue(repo, parsed.blobs, target.policy.prefetch);
     const mediaType = parsed?.mediaType ?? m.mediaType;
     const res: ManifestResult = { descriptor: { mediaType, digest: m.digest, size: m.bytes.byteLength }, bytes: m.bytes, outcome: 'miss' };
-    this.store(repo, res, parsed, tag);
+    const done = this.store(repo, res, parsed, tag);
+    onStored?.(done);
     return res;
   }
 
@@ -249,7 +313,7 @@ export class Manifests implements ManifestService {
    * fsyncs in a row had been ~10 ms of every cold manifest request. Until it is done the manifest is
    * served from `storing`.
    */
-  private store(repo: RepoRef, res: ManifestResult, parsed: ParsedManifest | undefined, tag: string | undefined): void {
+  private store(repo: RepoRef, res: ManifestResult, parsed: ParsedManifest | undefined, tag: string | undefined): Promise<void> {
     const { digest, size, mediaType } = res.descriptor;
     const keys = [digestKey(repo, digest), ...(tag === undefined ? [] : [tagKey(repo, tag)])];
     for (const k of keys) this.storing.set(k, res);
@@ -260,38 +324,30 @@ export class Manifests implements ManifestService {
       await this.linkManifest(repo, digest, size, parsed, 'upstream', mediaType);
       if (tagged) await this.d.meta.putTag(repo.key, tagged.tag, tagged.rec);
     })();
-    this.access.pending.track(
-      repo.key,
-      work
-        .catch((e: unknown) => {
-          this.d.metrics.cacheWriteError();
-          this.d.logger.error({ upstream: repo.upstream, digest, err: (e as Error).message }, 'storing a mirrored manifest failed; it was served, not cached');
-        })
-        .finally(() => {
-          for (const k of keys) if (this.storing.get(k) === res) this.storing.delete(k);
-        }),
-    );
+    const done = work
+      .catch((e: unknown) => {
+        this.d.metrics.cacheWriteError();
+        this.d.logger.error({ upstream: repo.upstream, digest, err: (e as Error).message }, 'storing a mirrored manifest failed; it was served, not cached');
+      })
+      .finally(() => {
+        for (const k of keys) if (this.storing.get(k) === res) this.storing.delete(k);
+      });
+    this.access.pending.track(repo.key, done);
+    return done;
   }
 
   /**
-   * A manifest GET counts against the upstream's pull quota. Replicas share what they learn of the quota:
-   * after one of them saw a 429 or an exhausted quota, none sends quota-consuming requests until it reopens.
+   * A manifest GET counts against the upstream's pull quota. Replicas share what they learn of the quota
+   * (core/quota.ts): after a 429 none sends one before its Retry-After; with the quota exhausted, none until
+   * a probe HEAD shows it is back.
    */
   private async quotaGet(target: MirrorTarget, path: string, ref: string) {
-    const key = `throttle:${target.upstream.name}`;
-    const until = Number((await this.d.meta.getState(key)) ?? 0);
-    const now = this.d.now();
-    if (until > now) {
-      this.d.metrics.throttled(target.upstream.name);
-      throw new RegistryError(ErrorCode.TOOMANYREQUESTS, `upstream ${target.upstream.name} is rate-limiting; held back`, {
-        headers: { 'Retry-After': String(Math.ceil((until - now) / 1000)) },
-      });
-    }
+    await this.quota.admit(target.upstream, target.policy.quotaProbeInterval, { path, ref });
+    const since = this.d.now();
     try {
       return await target.upstream.manifest(path, ref);
     } finally {
-      const next = target.upstream.throttledUntil?.();
-      if (next !== undefined && next > now) await this.d.meta.setState(key, String(next), next - now).catch(() => undefined);
+      await this.quota.record(target.upstream, since);
     }
   }
 

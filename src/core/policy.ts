@@ -7,6 +7,8 @@ export interface UpstreamPolicy {
   tagFreshness: number;
   /** an upstream 404 for a tag is remembered this long */
   notFoundTtl: number;
+  /** while the quota is exhausted, at most one probe HEAD per this many ms for the whole cluster */
+  quotaProbeInterval: number;
   /** blobs of a newly fetched image manifest fetched ahead of the client, at once; 0 = off */
   prefetch: number;
 }

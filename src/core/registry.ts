@@ -3,8 +3,10 @@ import { Blobs } from './blob-service.js';
 import type { CoreDeps } from './deps.js';
 import { Manifests } from './manifest-service.js';
 import { Prefetcher } from './prefetch.js';
+import { QuotaGate } from './quota.js';
 import { RepoAccess } from './repo-access.js';
-import { Catalog, Referrers, Tags } from './tag-service.js';
+import { Referrers } from './referrers.js';
+import { Catalog, Tags } from './tag-service.js';
 import type { Registry } from './types.js';
 import { Uploads } from './upload-service.js';
 
@@ -14,22 +16,27 @@ export function createRegistry(
   hooks: { onAccess?: (digest: Digest) => void } = {},
 ): Registry & {
   blobService: Blobs;
+  /** refreshes this replica's rate-limit gauges from the cluster's shared quota state (before a scrape) */
+  reportQuota(): Promise<void>;
   /** resolves once writes that outlived their request are done, or after `limitMs` (a disk that stopped answering) */
   settle(limitMs?: number): Promise<void>;
 } {
   const access = new RepoAccess(d);
   const blobs = new Blobs(d, access, hooks.onAccess);
   const prefetcher = new Prefetcher((repo, digest) => blobs.fetchAhead(repo, digest), d.metrics, d.logger);
+  const quota = new QuotaGate(d);
+  const manifests = new Manifests(d, access, quota, hooks.onAccess, prefetcher);
   return {
     namespaces: d.namespaces,
-    manifests: new Manifests(d, access, hooks.onAccess, prefetcher),
+    manifests,
     blobs,
     blobService: blobs,
     uploads: new Uploads(d, access),
     tags: new Tags(d, access),
     catalog: new Catalog(d, access.pending),
-    referrers: new Referrers(d),
+    referrers: new Referrers(d, access, manifests),
     overlays: (repo) => access.isOverlay(repo),
+    reportQuota: () => quota.report(d.policy.upstreams.keys()),
     settle: async (limitMs = Infinity) => {
       let timer: NodeJS.Timeout | undefined;
       const limit = new Promise<void>((r) => {

@@ -1,10 +1,9 @@
-import { ErrorCode, RegistryError, isRegistryError, type Digest } from '../oci/index.js';
+import { ErrorCode, RegistryError, isRegistryError } from '../oci/index.js';
 import type { Page } from '../store/types.js';
 import type { CoreDeps } from './deps.js';
 import type { PendingWrites } from './pending-writes.js';
 import type { RepoAccess } from './repo-access.js';
-import type { CatalogService, ReferrersService, RepoRef, TagService } from './types.js';
-import { MediaType } from '../oci/index.js';
+import type { CatalogService, RepoRef, TagService } from './types.js';
 import { UpstreamTags, mergeSorted } from './upstream-tags.js';
 
 /** Spec paging over a sorted list: entries after `last`, at most `n`. */
@@ -69,25 +68,5 @@ export class Catalog implements CatalogService {
     const keys = (await this.d.meta.listRepos()).items;
     const names = keys.map((k) => this.d.namespaces.displayName(k)).sort();
     return page(names, n, last);
-  }
-}
-
-export class Referrers implements ReferrersService {
-  constructor(private readonly d: CoreDeps) {}
-
-  async list(repo: RepoRef, subject: Digest, artifactType: string | undefined): Promise<{ index: Buffer; filtered: boolean }> {
-    const found = await this.d.meta.referrers(repo.key, subject);
-    const manifests = found
-      .filter(({ link }) => artifactType === undefined || link.artifactType === artifactType)
-      .sort((a, b) => (a.digest < b.digest ? -1 : 1))
-      .map(({ digest, link }) => ({
-        mediaType: link.mediaType ?? MediaType.ociManifest,
-        digest,
-        size: link.size,
-        ...(link.artifactType ? { artifactType: link.artifactType } : {}),
-        ...(link.annotations ? { annotations: link.annotations } : {}),
-      }));
-    const index = { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests };
-    return { index: Buffer.from(JSON.stringify(index)), filtered: artifactType !== undefined };
   }
 }

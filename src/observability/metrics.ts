@@ -144,6 +144,24 @@ export function createMetrics(opts: MetricsOptions = {}): PromMetrics {
     labelNames: ['upstream'] as const,
     registers,
   });
+  const quotaHeld = new Gauge({
+    name: name('upstream_quota_held'),
+    help: '1 while quota-consuming requests (manifest GETs) to the upstream are held back (after a 429 until Retry-After, or while its quota is exhausted); the whole cluster shares one hold',
+    labelNames: ['upstream'] as const,
+    registers,
+  });
+  const quotaProbes = new Counter({
+    name: name('upstream_quota_probes_total'),
+    help: 'HEAD requests sent to learn whether an exhausted quota is back, by result (open, exhausted, failed)',
+    labelNames: ['upstream', 'result'] as const,
+    registers,
+  });
+  const referrerRequests = new Counter({
+    name: name('referrers_requests_total'),
+    help: 'Referrers answers for mirrored repositories: hit (cached list within referrersFreshness), miss (asked the upstream), stale (upstream unavailable, last list served)',
+    labelNames: ['outcome'] as const,
+    registers,
+  });
   const throttled = new Counter({
     name: name('upstream_throttled_total'),
     help: 'Times an upstream told wharf to slow down (429)',
@@ -238,6 +256,15 @@ export function createMetrics(opts: MetricsOptions = {}): PromMetrics {
       const u = bounded(upstream, 'other');
       if (reading.limit !== undefined) rateLimitLimit.labels(u).set(reading.limit);
       if (reading.remaining !== undefined) rateLimitRemaining.labels(u).set(reading.remaining);
+    },
+    quotaHeld(upstream, held) {
+      quotaHeld.labels(bounded(upstream, 'other')).set(held ? 1 : 0);
+    },
+    quotaProbe(upstream, result) {
+      quotaProbes.labels(bounded(upstream, 'other'), result).inc();
+    },
+    referrers(outcome) {
+      referrerRequests.labels(outcome).inc();
     },
     throttled(upstream) {
       throttled.labels(bounded(upstream, 'other')).inc();

@@ -15,7 +15,15 @@ export interface Metrics extends UpstreamObserver {
   cacheWriteError(): void;
   /** a blob fetched ahead of the client (layer prefetch), or found already cached or on its way */
   prefetched(upstream: string, result: PrefetchResult): void;
+  /** whether quota-consuming requests to the upstream are held now (429 Retry-After, or an exhausted quota) */
+  quotaHeld(upstream: string, held: boolean): void;
+  /** a HEAD sent to learn whether an exhausted quota is back */
+  quotaProbe(upstream: string, result: QuotaProbeResult): void;
+  /** a referrers answer for a mirrored repository: from the cache, or asked of the upstream */
+  referrers(outcome: 'hit' | 'miss' | 'stale'): void;
 }
+
+export type QuotaProbeResult = 'open' | 'exhausted' | 'failed';
 
 export type PrefetchResult = 'fetched' | 'present' | 'failed';
 
@@ -38,6 +46,9 @@ export const noMetrics: Metrics = {
   httpRequest() {},
   cacheWriteError() {},
   prefetched() {},
+  quotaHeld() {},
+  quotaProbe() {},
+  referrers() {},
   request() {},
   bytes() {},
   rateLimit() {},

@@ -7,6 +7,7 @@ import {
   ErrorCode,
   isDigest,
   manifestMediaTypes,
+  MediaType,
   parseDigest,
   parseReference,
   RegistryError,
@@ -31,6 +32,7 @@ import {
 import { Semaphore } from './semaphore.js';
 import type {
   RateLimitReading,
+  ReferrerDescriptor,
   TagPage,
   Upstream,
   UpstreamBlob,
@@ -67,6 +69,9 @@ type Response = Dispatcher.ResponseData;
 export function createUpstream(cfg: UpstreamConfig, deps: UpstreamDeps = {}): UpstreamClient {
   return new UpstreamClient(cfg, deps);
 }
+
+/** Pages of an upstream referrers list followed at most (a hostile upstream could page forever). */
+const MAX_REFERRER_PAGES = 100;
 
 export class UpstreamClient implements Upstream {
   readonly name: string;
@@ -123,7 +128,7 @@ export class UpstreamClient implements Upstream {
     return this.#reading;
   }
 
-  /** ms epoch until which manifest GETs are refused locally (429 or exhausted quota), or undefined. */
+  /** ms epoch until which manifest GETs are refused locally (after a 429, until its Retry-After), or undefined. */
   throttledUntil(): number | undefined {
     return this.#throttle.until(this.#now());
   }
@@ -240,6 +245,30 @@ export class UpstreamClient implements Upstream {
       url = next && sameOrigin(next, this.#base) ? next : undefined;
       yield { tags: Array.isArray(tags) ? tags.filter((t): t is string => typeof t === 'string') : [], more: url !== undefined };
     }
+  }
+
+  async referrers(repo: string, digest: Digest, signal?: AbortSignal): Promise<ReferrerDescriptor[] | undefined> {
+    parseDigest(digest);
+    const out: ReferrerDescriptor[] = [];
+    let url: URL | undefined = this.#repoUrl(repo, `referrers/${digest}`);
+    for (let page = 0; page < MAX_REFERRER_PAGES && url !== undefined; page++) {
+      const res: Response = await this.#authedUrl('referrers', 'GET', repo, url, { accept: MediaType.ociIndex }, signal);
+      if (res.statusCode === 404 && page === 0) {
+        dump(res);
+        return undefined; // an OCI 1.1 registry never answers 404 here: this one has no referrers API
+      }
+      if (res.statusCode !== 200) throw await this.#fail('referrers', res);
+      let body: unknown;
+      try {
+        body = JSON.parse((await readCapped(res.body, this.#maxManifest, this.#cfg.timeouts.body)).toString('utf8'));
+      } catch (e) {
+        throw new RegistryError(ErrorCode.UNAVAILABLE, `upstream ${this.name} sent an unreadable referrers index`, { cause: e });
+      }
+      out.push(...referrerDescriptors(body));
+      const next = nextLink(headerValue(res.headers['link']), url);
+      url = next && sameOrigin(next, this.#base) ? next : undefined;
+    }
+    return out;
   }
 
   async close(): Promise<void> {
@@ -387,11 +416,12 @@ export class UpstreamClient implements Upstream {
     const reading = parseRateLimit(res.headers, this.#now());
     if (reading) {
       this.#reading = reading;
-      this.#throttle.onReading(reading);
       this.#observer?.rateLimit(this.name, reading);
     }
     if (res.statusCode === 429) {
-      this.#throttle.on429(retryAfterSeconds(headerValue(res.headers['retry-after']), this.#now()), this.#now());
+      const retryAfter = headerValue(res.headers['retry-after']);
+      // Without Retry-After, a 429 that reports an exhausted quota is held by core's probing, not by a guess.
+      if (retryAfter !== undefined || reading?.remaining === undefined) this.#throttle.on429(retryAfterSeconds(retryAfter, this.#now()), this.#now());
       this.#observer?.throttled(this.name);
     }
     return res;
@@ -536,6 +566,26 @@ export function nextLink(v: string | undefined, base: URL): URL | undefined {
     }
   }
   return undefined;
+}
+
+/** The well-formed descriptors of a referrers index (anything else in it is dropped). */
+export function referrerDescriptors(index: unknown): ReferrerDescriptor[] {
+  const list = (index as { manifests?: unknown } | null)?.manifests;
+  if (!Array.isArray(list)) return [];
+  const out: ReferrerDescriptor[] = [];
+  for (const m of list as Array<Record<string, unknown>>) {
+    if (m === null || typeof m !== 'object') continue;
+    const { mediaType, digest, size, artifactType, annotations } = m;
+    if (typeof mediaType !== 'string' || typeof digest !== 'string' || !isDigest(digest) || !Number.isSafeInteger(size) || (size as number) < 0) continue;
+    const d: ReferrerDescriptor = { mediaType, digest: parseDigest(digest), size: size as number };
+    if (typeof artifactType === 'string') d.artifactType = artifactType;
+    if (annotations !== null && typeof annotations === 'object' && !Array.isArray(annotations)) {
+      const a = Object.entries(annotations as Record<string, unknown>).filter((e): e is [string, string] => typeof e[1] === 'string');
+      if (a.length > 0) d.annotations = Object.fromEntries(a);
+    }
+    out.push(d);
+  }
+  return out;
 }
 
 /** Content-Type, or the manifest's own mediaType field when the upstream labels it generically. */

@@ -1,7 +1,7 @@
 import { ErrorCode, RegistryError } from '../oci/index.js';
 
 /** What a request was for: a 404 means a different thing for each. */
-export type RequestKind = 'manifest' | 'blob' | 'tags' | 'auth';
+export type RequestKind = 'manifest' | 'blob' | 'tags' | 'referrers' | 'auth';
 
 /** Seconds a 429 blocks when the upstream sends no usable Retry-After. */
 export const DEFAULT_RETRY_AFTER = 60;

@@ -32,31 +32,22 @@ export function parseRateLimit(headers: Headers, now: number): RateLimitReading 
   return reading;
 }
 
-/** Seconds a quota window lasts when the upstream says remaining is 0 but not for how long. */
-const DEFAULT_WINDOW = 60;
-
 /**
- * When quota-consuming requests must not be sent: after a 429 until its Retry-After, and after a
- * `remaining: 0` reading until the window reopens (a later reading with quota left lifts that early).
+ * When quota-consuming requests must not be sent: after a 429, exactly until its Retry-After. An exhausted
+ * quota (`remaining: 0`) is not held here for the whole window: Docker Hub's window slides, so core's quota
+ * gate (core/quota.ts) probes with a HEAD and lifts the hold as soon as quota is back.
  */
 export class Throttle {
   #retryUntil: number | undefined;
-  #quotaUntil: number | undefined;
 
   on429(retryAfterSeconds: number, now: number): void {
     const until = now + retryAfterSeconds * 1000;
     this.#retryUntil = Math.max(this.#retryUntil ?? 0, until);
   }
 
-  onReading(r: RateLimitReading): void {
-    if (r.remaining === undefined) return;
-    if (r.remaining <= 0) this.#quotaUntil = r.observedAt + (r.windowSeconds ?? DEFAULT_WINDOW) * 1000;
-    else this.#quotaUntil = undefined;
-  }
-
   /** ms epoch until which quota-consuming requests are refused locally, or undefined. */
   until(now: number): number | undefined {
-    const u = Math.max(this.#retryUntil ?? 0, this.#quotaUntil ?? 0);
+    const u = this.#retryUntil ?? 0;
     return u > now ? u : undefined;
   }
 }

@@ -36,9 +36,14 @@ export interface Upstream {
   headBlob(repo: string, digest: Digest, signal?: AbortSignal): Promise<{ size?: number }>;
   /** The tag list page by page (`Link` followed); the caller decides how many pages it takes. */
   tagPages(repo: string, signal?: AbortSignal): AsyncIterable<TagPage>;
+  /**
+   * The upstream's referrers API (every page): descriptors of manifests whose `subject` is `digest`, or
+   * undefined when the upstream does not implement it (it answered 404).
+   */
+  referrers?(repo: string, digest: Digest, signal?: AbortSignal): Promise<ReferrerDescriptor[] | undefined>;
   /** The latest rate-limit reading, when the upstream sends one. */
   rateLimit(): RateLimitReading | undefined;
-  /** Until when (ms since epoch) quota-consuming requests are held back after a 429 or an exhausted quota. */
+  /** Until when (ms since epoch) quota-consuming requests are held back after a 429 (its Retry-After). */
   throttledUntil?(): number | undefined;
   close(): Promise<void>;
 }
@@ -47,6 +52,15 @@ export interface Upstream {
 export interface TagPage {
   tags: string[];
   more: boolean;
+}
+
+/** One entry of a referrers index. */
+export interface ReferrerDescriptor {
+  mediaType: string;
+  digest: Digest;
+  size: number;
+  artifactType?: string;
+  annotations?: Record<string, string>;
 }
 
 export interface RateLimitReading {

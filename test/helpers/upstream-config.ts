@@ -10,6 +10,7 @@ export function upstreamConfig(url: string, over: Partial<UpstreamConfig> = {}):
     libraryPrefix: false,
     tagFreshness: 60_000,
     notFoundTtl: 60_000,
+    quotaProbeInterval: 30_000,
     maxConnections: 4,
     maxConcurrentFetches: 4,
     prefetch: 0,

@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { manifestAccept, request, type HttpResponse } from '../helpers/http.js';
-import { makeImage, pushImage, sha256, type TestImage } from '../helpers/oci-image.js';
+import { makeImage, makeMultiPlatform, pushImage, sha256, type TestImage } from '../helpers/oci-image.js';
 import { startRegistry, type RegistryProcess } from '../helpers/registry.js';
 import { startTcpDelay } from '../helpers/tcp-delay.js';
 import { tempDir, type TempDir } from '../helpers/tmp.js';
@@ -88,6 +88,30 @@ describe('wharf replicas sharing Redis and a data dir', () => {
     const before = proxy.count({ method: 'GET', path: /\/blobs\// });
     await Promise.all([pull(a, repo, 'v1', img), pull(b, repo, 'v1', img)]);
     assert.equal(proxy.count({ method: 'GET', path: /\/blobs\// }), before);
+  });
+
+  it('8 concurrent cold pulls of one tag through both replicas cost one upstream manifest GET per manifest', async () => {
+    const repo = 'team/one-get';
+    const index = makeMultiPlatform({ layers: 1 });
+    await pushImage(registry.url, repo, 'v1', index);
+    proxy.reset();
+    // Manifest answers take a moment, so both replicas' first fetches are in flight at once.
+    proxy.inject({ match: { method: 'GET', path: /\/manifests\// }, times: 4, action: { kind: 'delay', ms: 400 } });
+    const child = index.images[0]!;
+    await Promise.all(
+      Array.from({ length: 8 }, async (_, i) => {
+        const w = i % 2 === 0 ? a : b;
+        const top = await getManifest(w, repo, 'v1');
+        assert.equal(top.status, 200, `index on ${w.url}: ${describeResponse(top)}`);
+        assert.equal(sha256(top.body), index.digest);
+        const m = await getManifest(w, repo, child.manifestDigest);
+        assert.equal(m.status, 200, `child manifest on ${w.url}: ${describeResponse(m)}`);
+        assert.equal(sha256(m.body), child.manifestDigest);
+      }),
+    );
+    proxy.clearFaults();
+    assert.equal(proxy.count({ method: 'GET', path: `/v2/${repo}/manifests/v1` }), 1, 'upstream GETs of the tag');
+    assert.equal(proxy.count({ method: 'GET', path: `/v2/${repo}/manifests/${child.manifestDigest}` }), 1, 'upstream GETs of the child manifest');
   });
 
   it('a range request on one replica is served while the other is still fetching the blob', async () => {

@@ -81,7 +81,7 @@ describe('mirrored manifests are answered before they are stored', () => {
       meta: wrapMeta(meta),
       namespaces,
       policy: {
-        upstreams: new Map([['hub', { upstream, policy: { tagFreshness: 60_000, notFoundTtl: 60_000, prefetch: 0 } }]]),
+        upstreams: new Map([['hub', { upstream, policy: { tagFreshness: 60_000, notFoundTtl: 60_000, quotaProbeInterval: 30_000, prefetch: 0 } }]]),
         overlay: [],
         maxManifestBytes: 4 << 20,
         maxBlobBytes: 1 << 30,

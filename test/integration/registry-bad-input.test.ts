@@ -172,7 +172,8 @@ const rows: Row[] = [
     status: 400,
     codes: ['TAG_INVALID'],
   },
-  { name: 'percent-encoded tag', method: 'GET', path: `/v2/${repo}/manifests/v%2e1`, status: 400, codes: ['TAG_INVALID'] },
+  // spec.md, pulling manifests: "If the manifest is not found in the repository, the response code MUST be 404 Not Found."
+  { name: 'percent-encoded tag (GET: no such manifest)', method: 'GET', path: `/v2/${repo}/manifests/v%2e1`, status: 404, codes: ['MANIFEST_UNKNOWN'] },
   { name: '128-character tag is valid (unknown)', method: 'GET', path: `/v2/${repo}/manifests/${'t'.repeat(128)}`, status: 404, codes: ['MANIFEST_UNKNOWN'] },
   // ---- digests ----
   { name: 'short sha256 digest', method: 'GET', path: `/v2/${repo}/blobs/sha256:abc`, status: 400, codes: ['DIGEST_INVALID'] },
@@ -184,7 +185,7 @@ const rows: Row[] = [
     codes: ['DIGEST_INVALID'],
   },
   { name: 'unknown algorithm', method: 'GET', path: `/v2/${repo}/blobs/md5:${'0'.repeat(32)}`, status: 400, codes: ['DIGEST_INVALID'] },
-  { name: 'manifest by malformed digest', method: 'GET', path: `/v2/${repo}/manifests/sha256:zz`, status: 400, codes: ['DIGEST_INVALID'] },
+  { name: 'manifest by malformed digest (no such manifest)', method: 'GET', path: `/v2/${repo}/manifests/sha256:zz`, status: 404, codes: ['MANIFEST_UNKNOWN'] },
   { name: 'referrers of a malformed digest', method: 'GET', path: `/v2/${repo}/referrers/sha256:nope`, status: 400, codes: ['DIGEST_INVALID'] },
   // ---- uploads ----
   {

@@ -268,7 +268,7 @@ describe('upstream client against a token registry (docker.io-like)', () => {
     }
   });
 
-  it('reads ratelimit headers and stops pulling when the quota is exhausted', async () => {
+  it('reads ratelimit headers; an exhausted quota is reported, and held by core (probed), not for the whole window here', async () => {
     const c = clock();
     const readings: RateLimitReading[] = [];
     const up = open(config(proxy.url), { now: c.now, observer: { ...quietObserver(), rateLimit: (_u, r) => readings.push(r) } });
@@ -282,10 +282,9 @@ describe('upstream client against a token registry (docker.io-like)', () => {
       const want = { limit: 100, remaining: 0, windowSeconds: 21600, source: '203.0.113.9', observedAt: c.now() };
       assert.deepEqual(up.rateLimit(), want);
       assert.deepEqual(readings.at(-1), want);
-      proxy.reset();
-      await assert.rejects(up.manifest(repo, 'v1'), (e) => code(e) === ErrorCode.TOOMANYREQUESTS);
-      assert.equal(proxy.count({ method: 'GET' }), 0);
-      c.advance(21_600_000 + 1000);
+      // Docker Hub's window slides: holding for all of w=21600 would be six hours of refusals; core/quota.ts
+      // holds and probes instead (test/integration/mirror-quota.test.ts), so the client itself holds nothing.
+      assert.equal(up.throttledUntil(), undefined);
       assert.deepEqual((await up.manifest(repo, 'v1')).bytes, img.manifest);
     } finally {
       proxy.clearFaults();

@@ -89,7 +89,7 @@ log: { level: debug }
     { ...c.upstreams[1] },
     {
       name: 'local', url: 'http://127.0.0.1:5001', default: false, aliases: ['127.0.0.1:5001'], libraryPrefix: false,
-      tagFreshness: 300_000, notFoundTtl: 30_000, maxConnections: 16, maxConcurrentFetches: 8, prefetch: 3,
+      tagFreshness: 300_000, notFoundTtl: 30_000, quotaProbeInterval: 30_000, maxConnections: 16, maxConcurrentFetches: 8, prefetch: 3,
       timeouts: { connect: 10_000, headers: 30_000, body: 60_000 }, tls: { insecureSkipVerify: false },
       redirectHosts: [], redirectPublicHttps: false, tokenRealmHosts: [],
     },

@@ -8,10 +8,23 @@ function reference(ref: string | undefined) {
   return parseReference(ref);
 }
 
+/**
+ * The reference of a GET, HEAD or DELETE: one that is not a valid tag or digest names no manifest, and the
+ * spec answers a manifest that is not found with 404 (MANIFEST_UNKNOWN; TAG_INVALID is not in its code table).
+ * Only a PUT to such a reference is refused as invalid input (400).
+ */
+function existingReference(ref: string | undefined) {
+  try {
+    return reference(ref);
+  } catch (e) {
+    throw new RegistryError(ErrorCode.MANIFEST_UNKNOWN, undefined, { detail: { reference: ref ?? '' }, cause: e });
+  }
+}
+
 /** end-3: GET/HEAD /v2/<name>/manifests/<reference> */
 export const getManifest: Handler = async (ctx, { registry, metrics }, name, ref) => {
   const repo = repoOf(ctx, registry, name);
-  const r = reference(ref);
+  const r = existingReference(ref);
   const res = ctx.method === 'HEAD' ? await registry.manifests.head(repo, r, acceptList(ctx)) : await registry.manifests.get(repo, r, acceptList(ctx));
   ctx.state.cache = res.outcome;
   contentHeaders(ctx, res.descriptor);
@@ -36,6 +49,6 @@ export const putManifest: Handler = async (ctx, { registry, maxManifestBytes }, 
 
 /** end-9: DELETE /v2/<name>/manifests/<reference> */
 export const deleteManifest: Handler = async (ctx, { registry }, name, ref) => {
-  await registry.manifests.delete(repoOf(ctx, registry, name), reference(ref));
+  await registry.manifests.delete(repoOf(ctx, registry, name), existingReference(ref));
   ctx.status = 202;
 };

@@ -52,6 +52,8 @@ export const FETCH_LEASE_MS = 15_000;
  *   P lease:<name>          string  same, for lease(name); lease:upload:<id> is held by the one request
  *                                   writing or publishing an upload session
  *   P reval:<repo>:<tag>    string  replica id PX window: the replica that revalidates the tag this window
+ *   P window:<name>         string  replica id PX window: claimWindow (one quota probe per upstream per interval)
+ *   P lease:manifest:<repo>:<ref>  the first fetch of a manifest (a lease(name) like any other)
  *   P peer:<id>             string  the replica's advertised URL, PX peerTtlMs, refreshed
  *   P peer-token            string  random secret peers present to each other's internal endpoint
  *
@@ -118,6 +120,17 @@ export class RedisCoordinator {
   async claimRevalidation(repoKey: string, tag: string, windowMs: number): Promise<boolean> {
     const res = await this.redis.set(this.key(`reval:${repoKey}:${tag}`), this.self.id, 'PX', Math.max(1, Math.ceil(windowMs)), 'NX');
     return res === 'OK';
+  }
+
+  /** true for exactly one caller per name per window across all replicas (`window:<name>`). */
+  async claimWindow(name: string, windowMs: number): Promise<boolean> {
+    const res = await this.redis.set(this.key(`window:${name}`), this.self.id, 'PX', Math.max(1, Math.ceil(windowMs)), 'NX');
+    return res === 'OK';
+  }
+
+  /** Resolves once nobody holds the named lease. */
+  waitForLease(name: string, signal?: AbortSignal): Promise<void> {
+    return this.waitGone(this.key(`lease:${name}`), signal);
   }
 
   /**
