@@ -61,6 +61,7 @@ export function createApp(deps: AppDeps): App {
   const policy: CorePolicy = {
     upstreams: policies,
     overlay: config.push.overlay,
+    localNamespaces: config.localNamespaces,
     maxManifestBytes: config.limits.maxManifestBytes,
     maxBlobBytes: config.limits.maxBlobBytes,
     fetchTimeout: config.cache.fetchTimeout,

@@ -153,6 +153,7 @@ export const configSchema = z.strictObject({
       overlay: def(z.array(repoPattern()), [], 'mirrored repositories that accept pushes (local tags win)'),
     })
     .prefault({}),
+  localNamespaces: def(z.array(repoPattern()), [], 'repositories (push.overlay globs) that are local from the start: never asked upstream, a pull before the first push is MANIFEST_UNKNOWN'),
   auth: z
     .strictObject({
       htpasswd: opt(str(), 'htpasswd file of users (bcrypt entries, `htpasswd -B`); re-read when it changes'),

@@ -12,6 +12,8 @@ export interface WharfConfig {
   upstreams: UpstreamConfig[];
   cache: CacheConfig;
   push: { overlay: string[] };
+  /** repository globs that are local from the start (never asked upstream) */
+  localNamespaces: string[];
   metrics: MetricsConfig;
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent' };
   limits: LimitsConfig;

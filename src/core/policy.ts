@@ -15,6 +15,8 @@ export interface CorePolicy {
   upstreams: ReadonlyMap<string, { upstream: Upstream; policy: UpstreamPolicy }>;
   /** `push.overlay` patterns (glob `*` within a component, `**` across) matched against request paths */
   overlay: string[];
+  /** `localNamespaces` patterns (the same globs): local from the start, never asked upstream */
+  localNamespaces: string[];
   maxManifestBytes: number;
   maxBlobBytes: number;
   fetchTimeout: number;
