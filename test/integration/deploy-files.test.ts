@@ -9,6 +9,8 @@ import { promisify } from 'node:util';
 import { parse } from 'yaml';
 import { loadConfig } from '../../src/config/index.js';
 import { tempDir } from '../helpers/tmp.js';
+import { freePort } from '../helpers/ports.js';
+import { waitExit } from '../helpers/process.js';
 import { createMetrics, metricNames } from '../../src/observability/metrics.js';
 import { startPrometheus, type PrometheusProcess } from '../helpers/prometheus.js';
 
@@ -265,6 +267,95 @@ describe('deploy/Dockerfile', () => {
     );
     assert.equal(ok, 0);
     assert.deepEqual(seen, ['/healthz']);
+  });
+});
+
+/** ENV lines of the Dockerfile's last stage, as the container sees them (`ENV A=1 B=2` and `ENV A 1`). */
+function imageEnv(dockerfile: string): Record<string, string> {
+  const stages = dockerfile.split(/^FROM /m);
+  const env: Record<string, string> = {};
+  for (const m of stages[stages.length - 1]!.matchAll(/^ENV (.+)$/gm)) {
+    const body = m[1]!.trim();
+    if (!body.includes('=')) {
+      const [k, ...v] = body.split(/\s+/);
+      env[k!] = v.join(' ');
+    } else {
+      for (const kv of body.split(/\s+/)) env[kv.slice(0, kv.indexOf('='))] = kv.slice(kv.indexOf('=') + 1);
+    }
+  }
+  return env;
+}
+
+/** Files the last stage COPYs from the build context, by their path in the image. */
+function imageFiles(dockerfile: string): Map<string, string> {
+  const stages = dockerfile.split(/^FROM /m);
+  const files = new Map<string, string>();
+  for (const m of stages[stages.length - 1]!.matchAll(/^COPY (?!--from)(\S+) (\S+)$/gm)) files.set(m[2]!, join(root, m[1]!));
+  return files;
+}
+
+describe('built-in defaults never beat a configuration file (Makefile, Dockerfile, systemd unit)', () => {
+  const dockerfile = read('Dockerfile');
+
+  it('the image sets no WHARF_* variable but WHARF_CONFIG, a file holding its defaults', async () => {
+    const env = imageEnv(dockerfile);
+    assert.deepEqual(Object.keys(env).filter((k) => k.startsWith('WHARF_')), ['WHARF_CONFIG']);
+    const baked = imageFiles(dockerfile).get(env.WHARF_CONFIG!);
+    assert.ok(baked && existsSync(baked), `COPY of ${env.WHARF_CONFIG}`);
+    // env only (compose, stack): the image's file gives the volume and the port
+    const asShipped = await loadConfig({ file: baked, env: { ...env, WHARF_REDIS_URL: 'redis://redis:6379' }, cwd: '/app' });
+    assert.equal(asShipped.dataDir, '/var/lib/wharf');
+    assert.equal(asShipped.listen, '0.0.0.0:5000');
+    assert.equal(asShipped.redis?.url, 'redis://redis:6379');
+  });
+
+  it('a file given to the image explicitly wins over the image defaults', async (t) => {
+    const dir = await tempDir('wharf-deploy-');
+    t.after(dir.cleanup);
+    const file = join(dir.path, 'mine.yaml');
+    writeFileSync(file, 'listen: 0.0.0.0:6000\ndataDir: /srv/wharf\n');
+    const config = await loadConfig({ file, env: imageEnv(dockerfile), cwd: '/app' });
+    assert.equal(config.dataDir, '/srv/wharf');
+    assert.equal(config.listen, '0.0.0.0:6000');
+  });
+
+  it('the systemd unit exports no WHARF_* default and reads its config file', () => {
+    const unit = read('wharf.service');
+    assert.deepEqual(unit.match(/^Environment=WHARF_.*$/gm) ?? [], []);
+    assert.match(unit, /^ExecStart=.* serve --config \/etc\/wharf\/wharf\.yaml$/m);
+  });
+
+  it('`make run CONFIG=file` serves from the file\'s dataDir', async (t) => {
+    const dir = await tempDir('wharf-make-run-');
+    t.after(dir.cleanup);
+    const port = await freePort();
+    const file = join(dir.path, 'f.yaml');
+    writeFileSync(file, `listen: 127.0.0.1:${port}\ndataDir: ${join(dir.path, 'from-file')}\nupstreams: []\nlog: { level: warn }\n`);
+    const dry = await exec('make', ['-s', '-n', '-C', root, 'run', `CONFIG=${file}`]);
+    assert.equal(dry.code, 0, dry.out);
+    const recipe = dry.out.trim().split('\n').pop()!;
+    assert.match(recipe, /src\/cli\.ts serve --config /);
+    // The recipe as make runs it (its `deps` prerequisite aside), without any WHARF_* from this shell.
+    const env: NodeJS.ProcessEnv = {};
+    for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('WHARF_')) env[k] = v;
+    const child = spawn('/bin/bash', ['-c', recipe], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString('utf8')));
+    child.stderr.on('data', (c: Buffer) => (out += c.toString('utf8')));
+    t.after(async () => {
+      try {
+        process.kill(-child.pid!, 'SIGTERM'); // bash, npx and wharf: the recipe's process group
+      } catch {
+        return; // already gone
+      }
+      await waitExit(child, 15_000);
+    });
+    const deadline = Date.now() + 60_000;
+    while ((await fetch(`http://127.0.0.1:${port}/v2/`).then((r) => r.status, () => 0)) !== 200) {
+      assert.ok(child.exitCode === null && Date.now() < deadline, `make run did not start:\n${out}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.ok(existsSync(join(dir.path, 'from-file')), `the store is in the file's dataDir:\n${out}`);
   });
 });
 
