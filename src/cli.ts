@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { ConfigError, ConfigFileError, loadConfig, type ConfigOverride, type WharfConfig } from './config/index.js';
-import { CliError } from './cli/common.js';
+import { CliError, resolveTargets } from './cli/common.js';
 import { registerGc } from './cli/gc.js';
 import { registerLs } from './cli/ls.js';
 import { registerPurge } from './cli/purge.js';
@@ -75,6 +75,7 @@ export function buildCli(io: CliIo): Cli {
 
   // Operator commands: through a running wharf's admin API (--url), some also offline (--data-dir).
   for (const register of [registerGc, registerLs, registerStats, registerPurge, registerVerify, registerWarm]) register(program, io);
+  resolveTargets(program, io);
 
   return {
     program,
