@@ -398,6 +398,23 @@ describe('deploy/daemon.json and containerd hosts.toml', () => {
   });
 });
 
+describe('deploy/podman/registries.conf', () => {
+  it('mirrors every upstream of deploy/wharf.yaml through wharf with the registry as the path prefix', async (t) => {
+    const conf = read('podman/registries.conf');
+    const entries = conf.split(/^\[\[registry\]\]$/m).slice(1).map((block) => ({
+      prefix: /^prefix = "([^"]+)"$/m.exec(block)?.[1],
+      mirror: /\[\[registry\.mirror\]\]\nlocation = "([^"]+)"/.exec(block)?.[1],
+    }));
+    for (const e of entries) assert.equal(e.mirror, `mirror:5000/${e.prefix}`, `mirror of ${e.prefix}`);
+    const config = await loadConfig({
+      file: join(deploy, 'wharf.yaml'),
+      env: { WHARF_UPSTREAMS_0_CREDENTIALS_PASSWORD_FILE: await secretFile(t) },
+    });
+    const hosts = config.upstreams.map((u) => [new URL(u.url).host, ...u.aliases]);
+    for (const h of hosts) assert.ok(entries.some((e) => e.prefix !== undefined && h.includes(e.prefix)), `no registries.conf entry for ${h[0]}`);
+  });
+});
+
 describe('deploy/grafana/dashboard.json', () => {
   const dashboard = JSON.parse(read('grafana/dashboard.json')) as {
     panels: Array<{ type: string; title: string; datasource?: { uid: string }; targets?: Array<{ expr: string }> }>;
