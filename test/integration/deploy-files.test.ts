@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
 import { loadConfig } from '../../src/config/index.js';
 import { tempDir } from '../helpers/tmp.js';
+import { startWharf } from '../helpers/wharf.js';
 import { freePort } from '../helpers/ports.js';
 import { waitExit } from '../helpers/process.js';
 import { createMetrics, metricNames } from '../../src/observability/metrics.js';
@@ -111,6 +112,16 @@ async function secretFile(t: { after(fn: () => Promise<void>): void }): Promise<
 
 const base = (n: string) => n.replace(/_(bucket|sum|count)$/, '');
 
+/** What Swarm does to a service's env for one task: its Go templates filled in (only the task name used here). */
+function swarmTask(env: Record<string, string>, taskName: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) {
+    out[k] = v.replace(/\{\{\s*\.Task\.Name\s*\}\}/g, taskName);
+    assert.doesNotMatch(out[k]!, /\{\{/, `${k}: a template this test does not fill in`);
+  }
+  return out;
+}
+
 describe('deploy/compose.yaml', () => {
   const compose = yamlOf('compose.yaml') as unknown as ComposeFile;
 
@@ -168,9 +179,15 @@ describe('deploy/stack.yaml', () => {
     assert.ok(stack.services.redis);
   });
 
-  it('mounts only what exists or is external, and shares one data volume', () => {
+  it('mounts only what exists or is external, and shares one data volume across nodes (NFS)', () => {
     checkVolumes('stack.yaml', stack);
-    assert.ok(stack.services.wharf?.volumes?.some((v) => v.endsWith(':/var/lib/wharf')));
+    const mount = stack.services.wharf?.volumes?.find((v) => v.endsWith(':/var/lib/wharf'));
+    assert.ok(mount);
+    const volume = stack.volumes?.[mount.split(':')[0]!] as { driver?: string; driver_opts?: Record<string, string> };
+    // a plain `local` volume is a different directory on every node: replicas elsewhere would not see the blobs
+    assert.equal(volume.driver_opts?.type, 'nfs', 'the shared data volume is NFS, not node-local');
+    assert.match(volume.driver_opts?.o ?? '', /\baddr=/);
+    assert.match(volume.driver_opts?.o ?? '', /\bhard\b/);
   });
 
   it('reads the upstream password from a mounted swarm secret', () => {
@@ -182,9 +199,10 @@ describe('deploy/stack.yaml', () => {
     for (const s of wharf.secrets ?? []) assert.ok(stack.secrets?.[s.source], `secret ${s.source} not declared`);
   });
 
-  it('configures wharf by environment alone', async (t) => {
-    const env = { ...stack.services.wharf!.environment, WHARF_UPSTREAMS_0_CREDENTIALS_PASSWORD_FILE: await secretFile(t) };
+  it('configures wharf by environment alone (Swarm templates filled in per task)', async (t) => {
+    const env = { ...swarmTask(stack.services.wharf!.environment ?? {}, 'wharf_wharf.2.x7k2p9'), WHARF_UPSTREAMS_0_CREDENTIALS_PASSWORD_FILE: await secretFile(t) };
     const config = await loadConfig({ env, cwd: root });
+    assert.equal(config.advertiseUrl, 'http://wharf_wharf.2.x7k2p9:5000', "each replica advertises its own task's name");
     assert.equal(config.redis?.url, 'redis://redis:6379');
     assert.equal(config.upstreams[0]?.name, 'docker.io');
     assert.equal(config.upstreams[0]?.default, true);
@@ -201,27 +219,36 @@ describe('deploy/stack.yaml', () => {
 
 describe('deploy/wharf.yaml', () => {
   const example = yamlOf('wharf.yaml');
+  const text = read('wharf.yaml');
 
-  it('loads as a configuration (the password file swapped for a temp one)', async (t) => {
-    const secret = await secretFile(t);
-    const config = await loadConfig({
-      file: join(deploy, 'wharf.yaml'),
-      env: { WHARF_UPSTREAMS_0_CREDENTIALS_PASSWORD_FILE: secret },
-    });
+  it('loads as shipped', async () => {
+    const config = await loadConfig({ file: join(deploy, 'wharf.yaml'), env: {} });
     assert.deepEqual(config.upstreams.map((u) => [u.name, u.default]), [
       ['docker.io', true], ['ghcr.io', false], ['oracle', false], ['quay.io', false],
     ]);
     assert.ok(config.upstreams[2]?.aliases.includes('container-registry.oracle.com'));
     assert.equal(config.cache.maxSize, 200 * 1024 ** 3);
+    assert.equal(config.dataDir, '/var/lib/wharf');
   });
 
-  it('shows every section, and Docker Hub credentials from a file', () => {
-    for (const key of ['listen', 'dataDir', 'redis', 'upstreams', 'cache', 'push', 'metrics', 'log', 'limits', 'server', 'uploads', 'health']) {
+  it('starts as shipped (listen and dataDir moved to a free port and a temp dir)', async () => {
+    const w = await startWharf({ config: example, startTimeoutMs: 60_000 });
+    try {
+      assert.equal((await fetch(`${w.url}/readyz`)).status, 200, w.logs());
+    } finally {
+      await w.stop();
+    }
+  });
+
+  it('shows every section, with the ones that need servers or files commented out', () => {
+    for (const key of ['listen', 'dataDir', 'upstreams', 'cache', 'push', 'metrics', 'log', 'limits', 'server', 'uploads', 'health']) {
       assert.ok(key in example, `missing ${key}`);
     }
-    const ups = example.upstreams as Array<{ name: string; credentials?: { passwordFile?: string } }>;
+    for (const commented of ['# redis:', '#   url: redis://', '# credentials:', '#   passwordFile: /', '# tls:', '# auth:', '# advertiseUrl:']) {
+      assert.ok(text.includes(commented), `shows ${commented}`);
+    }
+    const ups = example.upstreams as Array<{ name: string }>;
     assert.deepEqual(ups.map((u) => u.name), ['docker.io', 'ghcr.io', 'oracle', 'quay.io']);
-    assert.match(ups[0]?.credentials?.passwordFile ?? '', /^\//);
     assert.ok(Array.isArray((example.push as { overlay: unknown }).overlay));
   });
 });
@@ -375,17 +402,14 @@ describe('deploy/daemon.json and containerd hosts.toml', () => {
 });
 
 describe('deploy/podman/registries.conf', () => {
-  it('mirrors every upstream of deploy/wharf.yaml through wharf with the registry as the path prefix', async (t) => {
+  it('mirrors every upstream of deploy/wharf.yaml through wharf with the registry as the path prefix', async () => {
     const conf = read('podman/registries.conf');
     const entries = conf.split(/^\[\[registry\]\]$/m).slice(1).map((block) => ({
       prefix: /^prefix = "([^"]+)"$/m.exec(block)?.[1],
       mirror: /\[\[registry\.mirror\]\]\nlocation = "([^"]+)"/.exec(block)?.[1],
     }));
     for (const e of entries) assert.equal(e.mirror, `mirror:5000/${e.prefix}`, `mirror of ${e.prefix}`);
-    const config = await loadConfig({
-      file: join(deploy, 'wharf.yaml'),
-      env: { WHARF_UPSTREAMS_0_CREDENTIALS_PASSWORD_FILE: await secretFile(t) },
-    });
+    const config = await loadConfig({ file: join(deploy, 'wharf.yaml'), env: {} });
     const hosts = config.upstreams.map((u) => [new URL(u.url).host, ...u.aliases]);
     for (const h of hosts) assert.ok(entries.some((e) => e.prefix !== undefined && h.includes(e.prefix)), `no registries.conf entry for ${h[0]}`);
   });
