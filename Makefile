@@ -16,8 +16,9 @@ deps: node_modules/.installed
 test-deps:
 	@bash test/setup/install-test-deps.sh
 
+## wharf from source; CONFIG=file.yaml is read as given (dataDir defaults to ./data, as in the config defaults).
 run: deps
-	WHARF_DATA_DIR=$${WHARF_DATA_DIR:-./data} npx tsx src/cli.ts serve $(if $(CONFIG),--config $(CONFIG),)
+	npx tsx src/cli.ts serve $(if $(CONFIG),--config $(CONFIG),)
 
 typecheck: deps
 	npx tsc --noEmit -p .

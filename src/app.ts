@@ -62,6 +62,7 @@ export function createApp(deps: AppDeps): App {
     upstreams: policies,
     overlay: config.push.overlay,
     immutableTags: config.push.immutableTags,
+    localNamespaces: config.localNamespaces,
     maxManifestBytes: config.limits.maxManifestBytes,
     maxBlobBytes: config.limits.maxBlobBytes,
     fetchTimeout: config.cache.fetchTimeout,

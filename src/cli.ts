@@ -4,8 +4,9 @@ import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { ConfigError, ConfigFileError, loadConfig, type ConfigOverride, type WharfConfig } from './config/index.js';
-import { CliError } from './cli/common.js';
+import { CliError, resolveTargets } from './cli/common.js';
 import { registerGc } from './cli/gc.js';
+import { registerHealthcheck } from './cli/healthcheck.js';
 import { registerLs } from './cli/ls.js';
 import { registerPurge } from './cli/purge.js';
 import { registerStats } from './cli/stats.js';
@@ -74,7 +75,8 @@ export function buildCli(io: CliIo): Cli {
     });
 
   // Operator commands: through a running wharf's admin API (--url), some also offline (--data-dir).
-  for (const register of [registerGc, registerLs, registerStats, registerPurge, registerVerify, registerWarm]) register(program, io);
+  for (const register of [registerGc, registerLs, registerStats, registerPurge, registerVerify, registerWarm, registerHealthcheck]) register(program, io);
+  resolveTargets(program, io);
 
   return {
     program,

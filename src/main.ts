@@ -1,3 +1,4 @@
+import { networkInterfaces } from 'node:os';
 import { createApp } from './app.js';
 import { startLifecycle } from './lifecycle.js';
 import { defaultAdvertiseUrl, openCluster, type ClusterMode } from './cluster.js';
@@ -22,12 +23,8 @@ export async function serve(config: WharfConfig): Promise<void> {
   // Redis configured = replicas may share it and the data dir: coordinate fetches, revalidations and memo caches.
   let clusterMode: ClusterMode | undefined;
   if (config.redis) {
-    const derived = defaultAdvertiseUrl(config.listen);
-    const advertiseUrl = config.advertiseUrl ?? (config.tls ? derived.replace(/^http:/, 'https:') : derived);
-    if (!config.advertiseUrl && advertiseUrl.includes('//127.0.0.1:')) {
-      // Peers on other hosts cannot reach 127.0.0.1: they fall back to waiting for the commit instead of streaming.
-      logger.warn({ advertiseUrl }, 'advertiseUrl not set and no external address found; replicas on other hosts cannot stream in-flight blobs from this one');
-    }
+    // Interfaces are looked up (netlink) only without advertiseUrl: the systemd unit allows no AF_NETLINK.
+    const advertiseUrl = config.advertiseUrl ?? derivedAdvertiseUrl(config, logger);
     clusterMode = await openCluster({ redis: config.redis, dataDir: config.dataDir, advertiseUrl, logger }).catch((e: Error) => fatal(logger, e.message));
   }
   const meta: MetadataStore = clusterMode?.meta ?? (await openMetadataStore({ dataDir: config.dataDir }).catch((e: Error) => fatal(logger, e.message)));
@@ -93,6 +90,24 @@ export async function serve(config: WharfConfig): Promise<void> {
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
   });
+}
+
+/** advertiseUrl from the listen address (and the host's interfaces for a wildcard listen), with the scheme served. */
+function derivedAdvertiseUrl(config: WharfConfig, logger: Logger): string {
+  let interfaces: ReturnType<typeof networkInterfaces> = {};
+  try {
+    interfaces = networkInterfaces();
+  } catch (e) {
+    // e.g. RestrictAddressFamilies without AF_NETLINK: "uv_interface_addresses returned Unknown system error 97"
+    logger.warn({ err: (e as Error).message }, 'cannot list network interfaces; set advertiseUrl');
+  }
+  const derived = defaultAdvertiseUrl(config.listen, interfaces);
+  const advertiseUrl = config.tls ? derived.replace(/^http:/, 'https:') : derived;
+  if (advertiseUrl.includes('//127.0.0.1:')) {
+    // Peers on other hosts cannot reach 127.0.0.1: they fall back to waiting for the commit instead of streaming.
+    logger.warn({ advertiseUrl }, 'advertiseUrl not set and no external address found; replicas on other hosts cannot stream in-flight blobs from this one');
+  }
+  return advertiseUrl;
 }
 
 function fatal(logger: Logger, message: string): never {

@@ -12,6 +12,8 @@ export class AdminClient {
   constructor(
     url: string,
     private readonly creds?: Credentials,
+    /** /metrics elsewhere (metrics.listen) or behind its own credentials; default `<url>/metrics` with creds */
+    private readonly metricsAt?: { url: string; credentials?: Credentials },
   ) {
     let u: URL;
     try {
@@ -38,7 +40,7 @@ export class AdminClient {
   /** Any request to the mirror itself (warm pulls through it); same auth header, raw response. */
   async fetch(path: string, init: { method?: string; headers?: Record<string, string>; signal?: AbortSignal } = {}): Promise<Response> {
     const headers: Record<string, string> = { ...(init.headers ?? {}) };
-    if (this.creds) headers.authorization = `Basic ${Buffer.from(`${this.creds.username}:${this.creds.password}`).toString('base64')}`;
+    if (this.creds) headers.authorization = basic(this.creds);
     try {
       return await fetch(`${this.base}${path}`, { method: init.method ?? 'GET', headers, signal: init.signal, redirect: 'follow' });
     } catch (e) {
@@ -49,7 +51,8 @@ export class AdminClient {
 
   /** /metrics as text, or undefined when wharf serves it elsewhere or behind other credentials. */
   async metrics(): Promise<string | undefined> {
-    const res = await this.fetch('/metrics').catch(() => undefined);
+    const m = this.metricsAt;
+    const res = await (m ? fetch(m.url, { headers: m.credentials ? { authorization: basic(m.credentials) } : {} }) : this.fetch('/metrics')).catch(() => undefined);
     if (!res || res.status !== 200) {
       await res?.body?.cancel().catch(() => undefined);
       return undefined;
@@ -75,6 +78,10 @@ export class AdminClient {
       throw new CliError(`admin API answered ${method} ${path} with something that is not JSON`);
     }
   }
+}
+
+function basic(c: Credentials): string {
+  return `Basic ${Buffer.from(`${c.username}:${c.password}`).toString('base64')}`;
 }
 
 function describeError(status: number, text: string): string {

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { AdminClient } from './admin-client.js';
+import { loadTarget, type ConfiguredTarget } from './target.js';
 
 /** What every operator command gets from cli.ts (a slice of CliIo, so the commands stay testable). */
 export interface CommandIo {
@@ -10,6 +11,10 @@ export interface CommandIo {
 }
 
 export interface RemoteOptions {
+  /** wharf's configuration file: where it listens, its admin and metrics credentials */
+  config?: string;
+  /** filled in from --config / $WHARF_CONFIG before the action runs */
+  target?: ConfiguredTarget;
   url?: string;
   username?: string;
   password?: string;
@@ -36,17 +41,36 @@ export class CliError extends Error {
 /** --url/--username/--password (and --json) on a command that talks to a running wharf. */
 export function remoteOptions(cmd: Command): Command {
   return cmd
-    .option('--url <url>', `wharf to talk to (default: $WHARF_URL or ${DEFAULT_URL})`)
+    .option('-c, --config <file>', "wharf's configuration: its address, metrics listener and admin credentials (default: $WHARF_CONFIG)")
+    .option('--url <url>', `wharf to talk to (default: $WHARF_URL, else from the configuration, else ${DEFAULT_URL})`)
     .option('--username <name>', 'admin API user (default: $WHARF_ADMIN_USERNAME)')
     .option('--password <password>', 'admin API password (default: $WHARF_ADMIN_PASSWORD)')
     .option('--json', 'print the JSON answer instead of text');
 }
 
+/**
+ * Before a remote command runs (one with remoteOptions), reads wharf's configuration named by --config or
+ * $WHARF_CONFIG into its `target` option. Offline runs (--data-dir) need none. Installed once on the program.
+ */
+export function resolveTargets(program: Command, io: CommandIo): void {
+  program.hook('preAction', async (_program, action) => {
+    if (action.name() === 'serve' || !action.options.some((o) => o.long === '--url')) return;
+    const opts = action.opts<OfflineCapable>();
+    const file = opts.config ?? (io.env.WHARF_CONFIG || undefined);
+    if (file === undefined || opts.dataDir !== undefined) return;
+    action.setOptionValue('target', await loadTarget(file, io.env));
+  });
+}
+
+/** Flags win, then WHARF_URL / WHARF_ADMIN_*, then the configuration (--config, $WHARF_CONFIG), then the default. */
 export function adminClient(io: CommandIo, opts: RemoteOptions): AdminClient {
-  const url = opts.url ?? io.env.WHARF_URL ?? DEFAULT_URL;
-  const username = opts.username ?? io.env.WHARF_ADMIN_USERNAME;
-  const password = opts.password ?? io.env.WHARF_ADMIN_PASSWORD;
-  return new AdminClient(url, username !== undefined && password !== undefined ? { username, password } : undefined);
+  const t = opts.target;
+  const explicitUrl = opts.url ?? io.env.WHARF_URL;
+  const url = explicitUrl ?? t?.url ?? DEFAULT_URL;
+  const username = opts.username ?? io.env.WHARF_ADMIN_USERNAME ?? t?.admin?.username;
+  const password = opts.password ?? io.env.WHARF_ADMIN_PASSWORD ?? t?.admin?.password;
+  const metrics = t && explicitUrl === undefined ? { url: t.metricsUrl, credentials: t.metricsCredentials } : undefined;
+  return new AdminClient(url, username !== undefined && password !== undefined ? { username, password } : undefined, metrics);
 }
 
 export function assertOneTarget(opts: OfflineCapable): void {

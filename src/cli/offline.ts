@@ -1,3 +1,4 @@
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseDuration, UnitError } from '../config/index.js';
 import { AdminService } from '../core/admin-service.js';
@@ -16,6 +17,7 @@ export interface OfflineOptions {
  */
 export async function withOffline<T>(dataDir: string, opts: OfflineOptions, run: (admin: AdminService) => Promise<T>): Promise<T> {
   const uploadExpiryMs = duration('--upload-expiry', opts.uploadExpiry ?? '24h');
+  await assertStore(dataDir);
   const store = await FsBlobStore.open(dataDir, { create: false }).catch((e: Error) => {
     throw new CliError(`data directory ${dataDir} is not usable: ${e.message}`);
   });
@@ -47,6 +49,20 @@ export async function withOffline<T>(dataDir: string, opts: OfflineOptions, run:
   } finally {
     await meta.close();
   }
+}
+
+/**
+ * Offline commands read a store; they never make one. A directory wharf has served from holds `blobs/` and
+ * (embedded metadata) `meta/`: anything else is a wrong --data-dir, reported before anything is created.
+ */
+async function assertStore(dataDir: string): Promise<void> {
+  const isDir = (p: string) => stat(p).then((s) => s.isDirectory(), () => false);
+  if (!(await isDir(dataDir))) throw new CliError(`data directory ${dataDir} does not exist (--data-dir is the dataDir wharf serves from)`);
+  const missing = [];
+  for (const sub of ['blobs', 'meta']) if (!(await isDir(join(dataDir, sub)))) missing.push(`${sub}/`);
+  if (missing.length === 0) return;
+  const redisHint = missing.length === 1 && missing[0] === 'meta/' ? '; with Redis the metadata is there: run the command through wharf with --url' : '';
+  throw new CliError(`${dataDir} holds no wharf store: expected ${missing.join(' and ')} in it (a wharf dataDir with the embedded metadata store)${redisHint}`);
 }
 
 export function duration(flag: string, value: string): number {

@@ -95,6 +95,7 @@ export async function loadConfig(opts: LoadOptions): Promise<WharfConfig> {
   const redis = section('redis');
   const cache = section('cache');
   const push = section('push');
+  const localNamespaces = section('localNamespaces');
   const metrics = section('metrics');
   const log = section('log');
   const limits = section('limits');
@@ -169,7 +170,7 @@ export async function loadConfig(opts: LoadOptions): Promise<WharfConfig> {
   }
 
   if (
-    problems.length > 0 || listen === undefined || dataDir === undefined || !cache || !push || !metrics || !log ||
+    problems.length > 0 || listen === undefined || dataDir === undefined || !cache || !push || !localNamespaces || !metrics || !log ||
     !limits || !server || !uploads || !health || !admin
   ) {
     throw new ConfigError(problems);
@@ -180,6 +181,7 @@ export async function loadConfig(opts: LoadOptions): Promise<WharfConfig> {
     upstreams,
     cache,
     push,
+    localNamespaces,
     metrics,
     log,
     limits,

@@ -159,6 +159,7 @@ export const configSchema = z.strictObject({
       immutableTags: def(z.array(tagPattern()), [], '`<repository>:<tag>` globs of tags that never move to another digest nor are deleted'),
     })
     .prefault({}),
+  localNamespaces: def(z.array(repoPattern()), [], 'repositories (push.overlay globs) that are local from the start: never asked upstream, a pull before the first push is MANIFEST_UNKNOWN'),
   auth: z
     .strictObject({
       htpasswd: opt(str(), 'htpasswd file of users (bcrypt entries, `htpasswd -B`); re-read when it changes'),

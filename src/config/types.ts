@@ -16,6 +16,8 @@ export interface WharfConfig {
     /** `<repository>:<tag>` globs (push.overlay syntax on each side) of tags that may not move or be deleted */
     immutableTags: string[];
   };
+  /** repository globs that are local from the start (never asked upstream) */
+  localNamespaces: string[];
   metrics: MetricsConfig;
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent' };
   limits: LimitsConfig;

@@ -19,6 +19,8 @@ export interface CorePolicy {
   overlay: string[];
   /** `push.immutableTags`: `<repository>:<tag>` globs of tags that never move nor are deleted */
   immutableTags?: string[];
+  /** `localNamespaces` patterns (the same globs): local from the start, never asked upstream */
+  localNamespaces: string[];
   maxManifestBytes: number;
   maxBlobBytes: number;
   fetchTimeout: number;

@@ -22,6 +22,7 @@ const MANIFEST_CACHE_BYTES = 64 * 1024 * 1024;
 
 export class RepoAccess {
   private readonly overlay: (path: string) => boolean;
+  private readonly localNamespace: (path: string) => boolean;
   private readonly small = new LRUCache<Digest, Buffer>({ maxSize: MANIFEST_CACHE_BYTES, sizeCalculation: (b) => Math.max(1, b.length) });
 
   /** Mirrored manifests still being stored after their client was answered (see Manifests.store). */
@@ -29,6 +30,7 @@ export class RepoAccess {
 
   constructor(private readonly d: CoreDeps) {
     this.overlay = overlayMatcher(d.policy.overlay);
+    this.localNamespace = overlayMatcher(d.policy.localNamespaces);
   }
 
   /**
@@ -43,12 +45,22 @@ export class RepoAccess {
   }
 
   isOverlay(repo: RepoRef): boolean {
-    return repo.upstream !== undefined && (this.overlay(repo.path) || this.overlay(this.d.namespaces.displayName(repo.key)));
+    return repo.upstream !== undefined && this.matches(this.overlay, repo);
+  }
+
+  /** Under `localNamespaces`: local before its first push, so no read of it ever goes upstream. */
+  isLocalNamespace(repo: RepoRef): boolean {
+    return this.matches(this.localNamespace, repo);
+  }
+
+  /** Patterns match the path within its upstream (`team/app`) or the name as clients write it (`ghcr.io/acme/tool`). */
+  private matches(match: (name: string) => boolean, repo: RepoRef): boolean {
+    return match(repo.path) || match(this.d.namespaces.displayName(repo.key));
   }
 
   /** The upstream reads of this repository may go to, or undefined for a local repository. */
   async mirror(repo: RepoRef, rec?: RepoRecord): Promise<MirrorTarget | undefined> {
-    if (repo.upstream === undefined) return undefined;
+    if (repo.upstream === undefined || this.isLocalNamespace(repo)) return undefined;
     // No wait for pending stores here: they only ever mark a repository mirrored, never local.
     const state = rec ?? (await this.d.meta.getRepo(repo.key));
     if (state?.local && !this.isOverlay(repo)) return undefined;
@@ -57,7 +69,7 @@ export class RepoAccess {
   }
 
   async assertPushable(repo: RepoRef): Promise<void> {
-    if (repo.upstream === undefined) return;
+    if (repo.upstream === undefined || this.isLocalNamespace(repo)) return;
     const rec = await this.record(repo);
     if (rec?.mirrored && !rec.local && !this.isOverlay(repo)) {
       throw new RegistryError(ErrorCode.DENIED, 'repository holds mirrored content; pushing here is allowed only for push.overlay patterns', {

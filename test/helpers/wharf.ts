@@ -38,6 +38,8 @@ export interface StartWharfOptions {
    * trusting these CA certificates (PEM).
    */
   https?: { ca: string[] };
+  /** A command prefix wharf runs under (e.g. a seccomp filter, test/helpers/seccomp.ts); it must exec the rest. */
+  wrap?: string[];
 }
 
 export interface WharfExit {
@@ -129,7 +131,8 @@ export async function startWharf(opts: StartWharfOptions = {}): Promise<WharfPro
 
     const launch = async (): Promise<void> => {
       const env = { ...baseEnv(), WHARF_LISTEN: `127.0.0.1:${port}`, WHARF_DATA_DIR: dataDir, ...(opts.env ?? {}) };
-      const c = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve', '--config', configPath], {
+      const argv = [...(opts.wrap ?? []), process.execPath, '--import', 'tsx', 'src/cli.ts', 'serve', '--config', configPath];
+      const c = spawn(argv[0]!, argv.slice(1), {
         cwd: REPO_ROOT,
         env,
         stdio: ['ignore', 'pipe', 'pipe'],

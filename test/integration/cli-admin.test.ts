@@ -3,31 +3,19 @@
  * admin API's auth, and the offline mode's lock on the data directory.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { access, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { basicHeader, manifestAccept, request } from '../helpers/http.js';
 import { blobsOf, makeImage, pushImage, sha256, type TestImage } from '../helpers/oci-image.js';
 import { startRegistry, type RegistryProcess } from '../helpers/registry.js';
+import { wharfCli } from '../helpers/wharf-cli.js';
 import { tempDir, type TempDir } from '../helpers/tmp.js';
 import { blobFile, describeResponse, startWharf, waitIdle, type WharfProcess } from '../helpers/wharf.js';
 
-const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const ADMIN = { username: 'ops', password: 'op-secret' };
 const AS_ADMIN = { WHARF_ADMIN_USERNAME: ADMIN.username, WHARF_ADMIN_PASSWORD: ADMIN.password };
-
-function wharfCli(args: string[], extraEnv: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('WHARF_')) env[k] = v;
-  return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], { cwd: REPO_ROOT, env: { ...env, ...extraEnv }, timeout: 60_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
-  });
-}
 
 let registry: RegistryProcess;
 let proxy: FaultProxy;

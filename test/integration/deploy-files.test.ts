@@ -1,18 +1,19 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { parse } from 'yaml';
 import { loadConfig } from '../../src/config/index.js';
 import { tempDir } from '../helpers/tmp.js';
+import { startWharf } from '../helpers/wharf.js';
+import { freePort } from '../helpers/ports.js';
+import { waitExit } from '../helpers/process.js';
 import { createMetrics, metricNames } from '../../src/observability/metrics.js';
 import { startPrometheus, type PrometheusProcess } from '../helpers/prometheus.js';
 
-const run = promisify(execFile);
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const deploy = join(root, 'deploy');
 const read = (p: string) => readFileSync(join(deploy, p), 'utf8');
@@ -111,6 +112,16 @@ async function secretFile(t: { after(fn: () => Promise<void>): void }): Promise<
 
 const base = (n: string) => n.replace(/_(bucket|sum|count)$/, '');
 
+/** What Swarm does to a service's env for one task: its Go templates filled in (only the task name used here). */
+function swarmTask(env: Record<string, string>, taskName: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) {
+    out[k] = v.replace(/\{\{\s*\.Task\.Name\s*\}\}/g, taskName);
+    assert.doesNotMatch(out[k]!, /\{\{/, `${k}: a template this test does not fill in`);
+  }
+  return out;
+}
+
 describe('deploy/compose.yaml', () => {
   const compose = yamlOf('compose.yaml') as unknown as ComposeFile;
 
@@ -168,9 +179,15 @@ describe('deploy/stack.yaml', () => {
     assert.ok(stack.services.redis);
   });
 
-  it('mounts only what exists or is external, and shares one data volume', () => {
+  it('mounts only what exists or is external, and shares one data volume across nodes (NFS)', () => {
     checkVolumes('stack.yaml', stack);
-    assert.ok(stack.services.wharf?.volumes?.some((v) => v.endsWith(':/var/lib/wharf')));
+    const mount = stack.services.wharf?.volumes?.find((v) => v.endsWith(':/var/lib/wharf'));
+    assert.ok(mount);
+    const volume = stack.volumes?.[mount.split(':')[0]!] as { driver?: string; driver_opts?: Record<string, string> };
+    // a plain `local` volume is a different directory on every node: replicas elsewhere would not see the blobs
+    assert.equal(volume.driver_opts?.type, 'nfs', 'the shared data volume is NFS, not node-local');
+    assert.match(volume.driver_opts?.o ?? '', /\baddr=/);
+    assert.match(volume.driver_opts?.o ?? '', /\bhard\b/);
   });
 
   it('reads the upstream password from a mounted swarm secret', () => {
@@ -182,9 +199,10 @@ describe('deploy/stack.yaml', () => {
     for (const s of wharf.secrets ?? []) assert.ok(stack.secrets?.[s.source], `secret ${s.source} not declared`);
   });
 
-  it('configures wharf by environment alone', async (t) => {
-    const env = { ...stack.services.wharf!.environment, WHARF_UPSTREAMS_0_CREDENTIALS_PASSWORD_FILE: await secretFile(t) };
+  it('configures wharf by environment alone (Swarm templates filled in per task)', async (t) => {
+    const env = { ...swarmTask(stack.services.wharf!.environment ?? {}, 'wharf_wharf.2.x7k2p9'), WHARF_UPSTREAMS_0_CREDENTIALS_PASSWORD_FILE: await secretFile(t) };
     const config = await loadConfig({ env, cwd: root });
+    assert.equal(config.advertiseUrl, 'http://wharf_wharf.2.x7k2p9:5000', "each replica advertises its own task's name");
     assert.equal(config.redis?.url, 'redis://redis:6379');
     assert.equal(config.upstreams[0]?.name, 'docker.io');
     assert.equal(config.upstreams[0]?.default, true);
@@ -201,27 +219,36 @@ describe('deploy/stack.yaml', () => {
 
 describe('deploy/wharf.yaml', () => {
   const example = yamlOf('wharf.yaml');
+  const text = read('wharf.yaml');
 
-  it('loads as a configuration (the password file swapped for a temp one)', async (t) => {
-    const secret = await secretFile(t);
-    const config = await loadConfig({
-      file: join(deploy, 'wharf.yaml'),
-      env: { WHARF_UPSTREAMS_0_CREDENTIALS_PASSWORD_FILE: secret },
-    });
+  it('loads as shipped', async () => {
+    const config = await loadConfig({ file: join(deploy, 'wharf.yaml'), env: {} });
     assert.deepEqual(config.upstreams.map((u) => [u.name, u.default]), [
       ['docker.io', true], ['ghcr.io', false], ['oracle', false], ['quay.io', false],
     ]);
     assert.ok(config.upstreams[2]?.aliases.includes('container-registry.oracle.com'));
     assert.equal(config.cache.maxSize, 200 * 1024 ** 3);
+    assert.equal(config.dataDir, '/var/lib/wharf');
   });
 
-  it('shows every section, and Docker Hub credentials from a file', () => {
-    for (const key of ['listen', 'dataDir', 'redis', 'upstreams', 'cache', 'push', 'metrics', 'log', 'limits', 'server', 'uploads', 'health']) {
+  it('starts as shipped (listen and dataDir moved to a free port and a temp dir)', async () => {
+    const w = await startWharf({ config: example, startTimeoutMs: 60_000 });
+    try {
+      assert.equal((await fetch(`${w.url}/readyz`)).status, 200, w.logs());
+    } finally {
+      await w.stop();
+    }
+  });
+
+  it('shows every section, with the ones that need servers or files commented out', () => {
+    for (const key of ['listen', 'dataDir', 'upstreams', 'cache', 'push', 'metrics', 'log', 'limits', 'server', 'uploads', 'health']) {
       assert.ok(key in example, `missing ${key}`);
     }
-    const ups = example.upstreams as Array<{ name: string; credentials?: { passwordFile?: string } }>;
+    for (const commented of ['# redis:', '#   url: redis://', '# credentials:', '#   passwordFile: /', '# tls:', '# auth:', '# advertiseUrl:']) {
+      assert.ok(text.includes(commented), `shows ${commented}`);
+    }
+    const ups = example.upstreams as Array<{ name: string }>;
     assert.deepEqual(ups.map((u) => u.name), ['docker.io', 'ghcr.io', 'oracle', 'quay.io']);
-    assert.match(ups[0]?.credentials?.passwordFile ?? '', /^\//);
     assert.ok(Array.isArray((example.push as { overlay: unknown }).overlay));
   });
 });
@@ -229,10 +256,9 @@ describe('deploy/wharf.yaml', () => {
 describe('deploy/Dockerfile', () => {
   const dockerfile = read('Dockerfile');
 
-  it('health-checks /healthz with node, as a non-root user, on the documented volume and port', () => {
+  it('health-checks with `wharf healthcheck`, as a non-root user, on the documented volume and port', () => {
     const hc = /^HEALTHCHECK (?:.*\\\n)*.*$/m.exec(dockerfile)?.[0] ?? '';
-    assert.match(hc, /CMD \["node",/);
-    assert.match(hc, /\/healthz['"]/);
+    assert.match(hc, /CMD \["node", "\/app\/dist\/cli\.js", "healthcheck"\]/); // run: test/integration/deploy-image.test.ts
     assert.match(dockerfile, /^USER wharf$/m);
     assert.match(dockerfile, /^VOLUME \/var\/lib\/wharf$/m);
     assert.match(dockerfile, /^EXPOSE 5000$/m);
@@ -245,26 +271,94 @@ describe('deploy/Dockerfile', () => {
       for (const src of m[1]!.split(/\s+/)) assert.ok(existsSync(join(root, src)), `COPY ${src}: missing`);
     }
   });
+});
 
-  it('the healthcheck command reaches /healthz on the port WHARF_LISTEN names', async (t) => {
-    const hc = /CMD \[("node".*)\]$/m.exec(dockerfile)?.[1];
-    assert.ok(hc);
-    const argv = JSON.parse(`[${hc}]`) as string[];
-    const seen: string[] = [];
-    const server: Server = createServer((req, res) => {
-      seen.push(req.url ?? '');
-      res.statusCode = req.url === '/healthz' ? 200 : 404;
-      res.end();
+/** ENV lines of the Dockerfile's last stage, as the container sees them (`ENV A=1 B=2` and `ENV A 1`). */
+function imageEnv(dockerfile: string): Record<string, string> {
+  const stages = dockerfile.split(/^FROM /m);
+  const env: Record<string, string> = {};
+  for (const m of stages[stages.length - 1]!.matchAll(/^ENV (.+)$/gm)) {
+    const body = m[1]!.trim();
+    if (!body.includes('=')) {
+      const [k, ...v] = body.split(/\s+/);
+      env[k!] = v.join(' ');
+    } else {
+      for (const kv of body.split(/\s+/)) env[kv.slice(0, kv.indexOf('='))] = kv.slice(kv.indexOf('=') + 1);
+    }
+  }
+  return env;
+}
+
+/** Files the last stage COPYs from the build context, by their path in the image. */
+function imageFiles(dockerfile: string): Map<string, string> {
+  const stages = dockerfile.split(/^FROM /m);
+  const files = new Map<string, string>();
+  for (const m of stages[stages.length - 1]!.matchAll(/^COPY (?!--from)(\S+) (\S+)$/gm)) files.set(m[2]!, join(root, m[1]!));
+  return files;
+}
+
+describe('built-in defaults never beat a configuration file (Makefile, Dockerfile, systemd unit)', () => {
+  const dockerfile = read('Dockerfile');
+
+  it('the image sets no WHARF_* variable but WHARF_CONFIG, a file holding its defaults', async () => {
+    const env = imageEnv(dockerfile);
+    assert.deepEqual(Object.keys(env).filter((k) => k.startsWith('WHARF_')), ['WHARF_CONFIG']);
+    const baked = imageFiles(dockerfile).get(env.WHARF_CONFIG!);
+    assert.ok(baked && existsSync(baked), `COPY of ${env.WHARF_CONFIG}`);
+    // env only (compose, stack): the image's file gives the volume and the port
+    const asShipped = await loadConfig({ file: baked, env: { ...env, WHARF_REDIS_URL: 'redis://redis:6379' }, cwd: '/app' });
+    assert.equal(asShipped.dataDir, '/var/lib/wharf');
+    assert.equal(asShipped.listen, '0.0.0.0:5000');
+    assert.equal(asShipped.redis?.url, 'redis://redis:6379');
+  });
+
+  it('a file given to the image explicitly wins over the image defaults', async (t) => {
+    const dir = await tempDir('wharf-deploy-');
+    t.after(dir.cleanup);
+    const file = join(dir.path, 'mine.yaml');
+    writeFileSync(file, 'listen: 0.0.0.0:6000\ndataDir: /srv/wharf\n');
+    const config = await loadConfig({ file, env: imageEnv(dockerfile), cwd: '/app' });
+    assert.equal(config.dataDir, '/srv/wharf');
+    assert.equal(config.listen, '0.0.0.0:6000');
+  });
+
+  it('the systemd unit exports no WHARF_* default and reads its config file', () => {
+    const unit = read('wharf.service');
+    assert.deepEqual(unit.match(/^Environment=WHARF_.*$/gm) ?? [], []);
+    assert.match(unit, /^ExecStart=.* serve --config \/etc\/wharf\/wharf\.yaml$/m);
+  });
+
+  it('`make run CONFIG=file` serves from the file\'s dataDir', async (t) => {
+    const dir = await tempDir('wharf-make-run-');
+    t.after(dir.cleanup);
+    const port = await freePort();
+    const file = join(dir.path, 'f.yaml');
+    writeFileSync(file, `listen: 127.0.0.1:${port}\ndataDir: ${join(dir.path, 'from-file')}\nupstreams: []\nlog: { level: warn }\n`);
+    const dry = await exec('make', ['-s', '-n', '-C', root, 'run', `CONFIG=${file}`]);
+    assert.equal(dry.code, 0, dry.out);
+    const recipe = dry.out.trim().split('\n').pop()!;
+    assert.match(recipe, /src\/cli\.ts serve --config /);
+    // The recipe as make runs it (its `deps` prerequisite aside), without any WHARF_* from this shell.
+    const env: NodeJS.ProcessEnv = {};
+    for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('WHARF_')) env[k] = v;
+    const child = spawn('/bin/bash', ['-c', recipe], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString('utf8')));
+    child.stderr.on('data', (c: Buffer) => (out += c.toString('utf8')));
+    t.after(async () => {
+      try {
+        process.kill(-child.pid!, 'SIGTERM'); // bash, npx and wharf: the recipe's process group
+      } catch {
+        return; // already gone
+      }
+      await waitExit(child, 15_000);
     });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    t.after(() => new Promise<void>((r) => server.close(() => r())));
-    const port = (server.address() as { port: number }).port;
-    const ok = await run(argv[0]!, argv.slice(1), { env: { ...process.env, WHARF_LISTEN: `0.0.0.0:${port}` } }).then(
-      () => 0,
-      (e: { code?: number }) => e.code ?? 1,
-    );
-    assert.equal(ok, 0);
-    assert.deepEqual(seen, ['/healthz']);
+    const deadline = Date.now() + 120_000;
+    while ((await fetch(`http://127.0.0.1:${port}/v2/`).then((r) => r.status, () => 0)) !== 200) {
+      assert.ok(child.exitCode === null && Date.now() < deadline, `make run did not start:\n${out}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.ok(existsSync(join(dir.path, 'from-file')), `the store is in the file's dataDir:\n${out}`);
   });
 });
 
@@ -304,6 +398,20 @@ describe('deploy/daemon.json and containerd hosts.toml', () => {
       assert.match(toml, new RegExp(`^server = "${server}"$`, 'm'));
       assert.match(toml, /^\[host\."http:\/\/mirror:5000"\]\n\s+capabilities = \["pull", "resolve"\]$/m);
     }
+  });
+});
+
+describe('deploy/podman/registries.conf', () => {
+  it('mirrors every upstream of deploy/wharf.yaml through wharf with the registry as the path prefix', async () => {
+    const conf = read('podman/registries.conf');
+    const entries = conf.split(/^\[\[registry\]\]$/m).slice(1).map((block) => ({
+      prefix: /^prefix = "([^"]+)"$/m.exec(block)?.[1],
+      mirror: /\[\[registry\.mirror\]\]\nlocation = "([^"]+)"/.exec(block)?.[1],
+    }));
+    for (const e of entries) assert.equal(e.mirror, `mirror:5000/${e.prefix}`, `mirror of ${e.prefix}`);
+    const config = await loadConfig({ file: join(deploy, 'wharf.yaml'), env: {} });
+    const hosts = config.upstreams.map((u) => [new URL(u.url).host, ...u.aliases]);
+    for (const h of hosts) assert.ok(entries.some((e) => e.prefix !== undefined && h.includes(e.prefix)), `no registries.conf entry for ${h[0]}`);
   });
 });
 

@@ -83,6 +83,7 @@ describe('mirrored manifests are answered before they are stored', () => {
       policy: {
         upstreams: new Map([['hub', { upstream, policy: { tagFreshness: 60_000, notFoundTtl: 60_000, quotaProbeInterval: 30_000, prefetch: 0 } }]]),
         overlay: [],
+        localNamespaces: [],
         maxManifestBytes: 4 << 20,
         maxBlobBytes: 1 << 30,
         fetchTimeout: 30_000,

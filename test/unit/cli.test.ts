@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
@@ -106,4 +106,22 @@ test('a failing serve() is reported on one line with exit 1', async () => {
   await buildCli(f.io).run(['serve']);
   assert.equal(f.stderr(), 'wharf: listen EADDRINUSE: address already in use 0.0.0.0:5000\n');
   assert.deepEqual(f.exits, [1]);
+});
+
+test('offline commands on a directory without a store create nothing and say what they expected', async (t) => {
+  const dir = await tempDir(t);
+  for (const cmd of [['ls'], ['gc', '--dry-run'], ['verify']]) {
+    const f = fakeIo();
+    await buildCli(f.io).run([...cmd, '--data-dir', dir]);
+    assert.deepEqual(f.exits, [1], `${cmd[0]}: ${f.stderr()}`);
+    assert.equal(f.stderr(), `wharf: ${dir} holds no wharf store: expected blobs/ and meta/ in it (a wharf dataDir with the embedded metadata store)\n`);
+    assert.equal(f.stdout(), '');
+    assert.deepEqual(await readdir(dir), [], `${cmd[0]} created nothing`);
+  }
+  const absent = join(dir, 'nope');
+  const f = fakeIo();
+  await buildCli(f.io).run(['ls', '--data-dir', absent]);
+  assert.deepEqual(f.exits, [1]);
+  assert.match(f.stderr(), /^wharf: data directory .*nope does not exist/);
+  assert.deepEqual(await readdir(dir), [], 'the missing directory was not created');
 });
