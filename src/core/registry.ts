@@ -1,6 +1,7 @@
 import type { Digest } from '../oci/index.js';
 import { Blobs } from './blob-service.js';
 import type { CoreDeps } from './deps.js';
+import { FirstReads } from './first-reads.js';
 import { Manifests } from './manifest-service.js';
 import { Prefetcher } from './prefetch.js';
 import { RepoAccess } from './repo-access.js';
@@ -18,11 +19,12 @@ export function createRegistry(
   settle(limitMs?: number): Promise<void>;
 } {
   const access = new RepoAccess(d);
-  const blobs = new Blobs(d, access, hooks.onAccess);
+  const firstReads = new FirstReads();
+  const blobs = new Blobs(d, access, firstReads, hooks.onAccess);
   const prefetcher = new Prefetcher((repo, digest) => blobs.fetchAhead(repo, digest), d.metrics, d.logger);
   return {
     namespaces: d.namespaces,
-    manifests: new Manifests(d, access, hooks.onAccess, prefetcher),
+    manifests: new Manifests(d, access, firstReads, hooks.onAccess, prefetcher),
     blobs,
     blobService: blobs,
     uploads: new Uploads(d, access),

@@ -40,7 +40,7 @@ export const getBlob: Handler = async (ctx, { registry, metrics }, name, ref) =>
     ctx.status = 200;
   }
   const length = body.range ? body.range.end - body.range.start + 1 : body.size;
-  streamBody(ctx, body.stream, (n) => metrics.bytesServed(body.source, n));
+  streamBody(ctx, body.stream, (n) => metrics.bytesServed(body.outcome, n));
   ctx.length = length;
 };
 
