@@ -138,6 +138,9 @@ export class Manifests implements ManifestService {
     if (rec && this.d.now() - rec.checkedAt < target.policy.tagFreshness) {
       const res = await this.fromTag(rec, 'hit').catch(() => undefined);
       if (res) return res;
+      // Its manifest was evicted while the tag stayed fresh: the digest is still the upstream's answer,
+      // so fetch the bytes by digest without asking for the tag again.
+      return this.byDigest(repo, rec.digest);
     }
     if (!rec && (await this.d.meta.getState(negativeKey(repo, tag)))) {
       throw new RegistryError(ErrorCode.MANIFEST_UNKNOWN, 'manifest unknown upstream (remembered)', { detail: { tag } });
