@@ -10,6 +10,8 @@ export interface MetricsOptions {
   dataDir?: string;
   /** cache.maxSize; when set, exported as wharf_cache_max_bytes so alerts can compare the cache size with it */
   cacheMaxBytes?: number;
+  /** cluster mode: whether the metadata store is degraded (Redis outage), read at scrape time */
+  metadataDegraded?: () => boolean;
 }
 
 export interface PromMetrics extends Metrics {
@@ -49,6 +51,7 @@ export const metricNames = [
   'wharf_cache_write_errors_total',
   'wharf_data_free_bytes',
   'wharf_data_size_bytes',
+  'wharf_metadata_degraded',
 ] as const;
 export type MetricName = (typeof metricNames)[number];
 
@@ -191,6 +194,17 @@ export function createMetrics(opts: MetricsOptions = {}): PromMetrics {
     }).set(opts.cacheMaxBytes);
   }
   if (opts.dataDir !== undefined) registerDiskGauges(opts.dataDir, name, registry);
+  const degraded = opts.metadataDegraded;
+  if (degraded) {
+    new Gauge({
+      name: name('metadata_degraded'),
+      help: '1 while Redis does not answer: last known tags and links are served (up to redis.outageGrace), writes refused',
+      registers,
+      collect() {
+        this.set(degraded() ? 1 : 0);
+      },
+    });
+  }
 
   // rate() needs a series to exist before its first increment; a dashboard should not start empty.
   for (const kind of CACHE_KINDS) for (const outcome of CACHE_OUTCOMES) cacheRequests.labels(kind, outcome).inc(0);
