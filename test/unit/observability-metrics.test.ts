@@ -197,7 +197,7 @@ describe('createMetrics', () => {
   it('exports only names listed in metricNames (besides the defaults)', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'wharf-metrics-'));
     try {
-      const m = createMetrics({ dataDir: dir, cacheMaxBytes: 1024 });
+      const m = createMetrics({ dataDir: dir, cacheMaxBytes: 1024, metadataDegraded: () => false });
       const known = new Set<string>(metricNames);
       for (const s of await samples(m)) {
         const base = s.name.replace(/_(bucket|sum|count)$/, '');
