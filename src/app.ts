@@ -32,6 +32,8 @@ export interface AppDeps {
   lifecycle?: Lifecycle;
   /** key that signs client tokens when auth.token.secretFile is unset (cluster mode: shared through Redis) */
   authSecret?: () => Uint8Array;
+  /** cluster mode: since when the metadata store is degraded (Redis outage), for /readyz */
+  metadataDegraded?: () => { since: number; graceMs: number } | undefined;
 }
 
 export interface App {
@@ -102,6 +104,7 @@ export function createApp(deps: AppDeps): App {
           dataDir: config.dataDir,
           minFreeBytes: config.health.minFreeBytes,
           checkRedis: deps.meta.kind === 'redis' ? () => deps.meta.ping() : undefined,
+          degraded: deps.metadataDegraded,
         }),
       renderMetrics: config.metrics.listen ? undefined : render,
       mayScrape,

@@ -70,7 +70,7 @@ export async function openCluster(opts: OpenClusterOptions): Promise<ClusterMode
   const self: PeerRef = { id: opts.replicaId ?? randomBytes(8).toString('hex'), url: opts.advertiseUrl };
   const logError = throttled((err: Error) => logger.warn({ err: err.message }, 'redis connection trouble'), 10_000);
   let bus: InvalidationBus | undefined;
-  const meta = await openMetadataStore({ dataDir: opts.dataDir, redis, memo: { onChange: (k) => bus?.publish(k) }, onRedisError: logError });
+  const meta = await openMetadataStore({ dataDir: opts.dataDir, redis, memo: { onChange: (k) => bus?.publish(k), outageGraceMs: redis.outageGrace }, onRedisError: logError });
   const coordClient = createRedisClient(redis);
   const subClient = createRedisClient(redis);
   for (const c of [coordClient, subClient]) c.on('error', logError);

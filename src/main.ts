@@ -28,7 +28,10 @@ export async function serve(config: WharfConfig): Promise<void> {
     clusterMode = await openCluster({ redis: config.redis, dataDir: config.dataDir, advertiseUrl, logger }).catch((e: Error) => fatal(logger, e.message));
   }
   const meta: MetadataStore = clusterMode?.meta ?? (await openMetadataStore({ dataDir: config.dataDir }).catch((e: Error) => fatal(logger, e.message)));
-  const metrics = createMetrics({ dataDir: config.dataDir, cacheMaxBytes: config.cache.maxSize });
+  // Redis outage: the memo serves last known tags and links for redis.outageGrace; /readyz and a gauge say so.
+  const cm = clusterMode;
+  const degraded = cm && config.redis ? degradedReading(cm, config.redis.outageGrace) : undefined;
+  const metrics = createMetrics({ dataDir: config.dataDir, cacheMaxBytes: config.cache.maxSize, ...(degraded ? { metadataDegraded: () => degraded() !== undefined } : {}) });
   const upstreams = new Map<string, Upstream>();
   for (const u of config.upstreams) {
     upstreams.set(
@@ -47,7 +50,7 @@ export async function serve(config: WharfConfig): Promise<void> {
     );
   }
   const lifecycle = await startLifecycle({ config, store, meta, logger, metrics, lease: clusterMode?.lease });
-  const app = createApp({ config, store, meta, upstreams, metrics, logger, cluster: clusterMode?.cluster, peerToken: clusterMode?.peerToken, lifecycle, authSecret: clusterMode?.authSecret });
+  const app = createApp({ config, store, meta, upstreams, metrics, logger, cluster: clusterMode?.cluster, peerToken: clusterMode?.peerToken, lifecycle, authSecret: clusterMode?.authSecret, metadataDegraded: degraded });
 
   const main = await createListener(app.koa.callback(), { timeouts: config.server, tls: config.tls, logger }).catch((e: Error) =>
     fatal(logger, `tls: cannot load ${config.tls?.cert} / ${config.tls?.key}: ${e.message}`),
@@ -108,6 +111,13 @@ function derivedAdvertiseUrl(config: WharfConfig, logger: Logger): string {
     logger.warn({ advertiseUrl }, 'advertiseUrl not set and no external address found; replicas on other hosts cannot stream in-flight blobs from this one');
   }
   return advertiseUrl;
+}
+
+function degradedReading(cm: ClusterMode, graceMs: number): () => { since: number; graceMs: number } | undefined {
+  return () => {
+    const since = cm.meta.degradedSince();
+    return since === undefined ? undefined : { since, graceMs };
+  };
 }
 
 function fatal(logger: Logger, message: string): never {

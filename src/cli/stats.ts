@@ -1,13 +1,21 @@
 import type { Command } from 'commander';
 import type { AdminStats } from '../core/admin-service.js';
+import { sparedUpstream, type CacheOutcome } from '../observability/types.js';
 import { adminClient, human, plural, printJson, remoteOptions, type CommandIo, type RemoteOptions } from './common.js';
 
 export interface TrafficFigures {
-  /** cache requests answered without going upstream (hit + stale) */
+  /** cache requests the upstream did not have to serve for their pull (see sparedUpstream) */
   hits: number;
   requests: number;
   bytesFromCache: number;
   bytesFromUpstream: number;
+  /** mirrored bytes the upstream did not have to send (wharf_bytes_spared_total) */
+  bytesSpared: number;
+}
+
+/** Hit ratio in [0, 1], the one formula every figure uses; undefined before the first request. */
+export function hitRatio(t: Pick<TrafficFigures, 'hits' | 'requests'>): number | undefined {
+  return t.requests > 0 ? t.hits / t.requests : undefined;
 }
 
 export function registerStats(program: Command, io: CommandIo): void {
@@ -22,10 +30,12 @@ export function registerStats(program: Command, io: CommandIo): void {
   });
 }
 
-/** Sums the wharf_cache_requests_total / wharf_bytes_served_total samples of a Prometheus text exposition. */
+/** Sums the wharf_cache_requests_total / wharf_bytes_*_total samples of a Prometheus text exposition. */
 export function trafficFrom(text: string): TrafficFigures {
-  const t: TrafficFigures = { hits: 0, requests: 0, bytesFromCache: 0, bytesFromUpstream: 0 };
+  const t: TrafficFigures = { hits: 0, requests: 0, bytesFromCache: 0, bytesFromUpstream: 0, bytesSpared: 0 };
   for (const line of text.split('\n')) {
+    const spared = /^wharf_bytes_spared_total(?:\{[^}]*\})?\s+(\S+)/.exec(line);
+    if (spared && Number.isFinite(Number(spared[1]))) t.bytesSpared += Number(spared[1]);
     const m = /^(wharf_cache_requests_total|wharf_bytes_served_total)\{([^}]*)\}\s+(\S+)/.exec(line);
     if (!m) continue;
     const value = Number(m[3]);
@@ -33,7 +43,7 @@ export function trafficFrom(text: string): TrafficFigures {
     const labels = Object.fromEntries([...m[2]!.matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
     if (m[1] === 'wharf_cache_requests_total') {
       t.requests += value;
-      if (labels.outcome === 'hit' || labels.outcome === 'stale') t.hits += value;
+      if (labels.outcome !== undefined && sparedUpstream(labels.outcome as CacheOutcome)) t.hits += value;
     } else if (labels.source === 'cache') t.bytesFromCache += value;
     else if (labels.source === 'upstream') t.bytesFromUpstream += value;
   }
@@ -51,9 +61,10 @@ export function renderStats(s: AdminStats, traffic: TrafficFigures | undefined):
     `       local ${human(c.localBytes)} in ${plural(c.localBlobs, 'blob')} (never evicted); unreferenced ${human(c.unlinkedBytes)} in ${plural(c.unlinkedBlobs, 'blob')} (wharf gc)`,
   ];
   if (traffic) {
-    const ratio = traffic.requests > 0 ? `${((traffic.hits / traffic.requests) * 100).toFixed(1)}% (${traffic.hits} of ${traffic.requests} cache lookups)` : 'no requests yet';
+    const r = hitRatio(traffic);
+    const ratio = r !== undefined ? `${(r * 100).toFixed(1)}% (${traffic.hits} of ${traffic.requests} requests spared the upstream)` : 'no requests yet';
     lines.push(`hit ratio: ${ratio}`);
-    lines.push(`bytes saved: ${human(traffic.bytesFromCache)} served from cache (${human(traffic.bytesFromUpstream)} passed through from upstream)`);
+    lines.push(`upstream spared: ${human(traffic.bytesSpared)} (bandwidth saved); ${human(traffic.bytesFromUpstream)} sent by the upstream for misses`);
   } else {
     lines.push('hit ratio: unknown (/metrics is not on this address or needs other credentials)');
   }

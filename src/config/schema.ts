@@ -118,6 +118,7 @@ export const redisSchema = z.strictObject({
   sentinels: opt(z.array(hostPortEntry), 'Sentinel addresses (instead of url host)'),
   sentinelName: opt(str(), 'Sentinel master name'),
   cluster: opt(z.array(hostPortEntry), 'Redis Cluster seed nodes'),
+  outageGrace: def(duration(), '15m', 'during a Redis outage, tags and links this replica knows are served (stale) for this long; writes are refused (503)'),
 });
 
 /** Token signature algorithms accepted from an external token service (never `none` or HMAC). */

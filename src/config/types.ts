@@ -66,6 +66,8 @@ export interface RedisConfig {
   sentinels?: Array<{ host: string; port: number }>;
   sentinelName?: string;
   cluster?: Array<{ host: string; port: number }>;
+  /** ms into a Redis outage that last known tags and links are still served */
+  outageGrace: number;
 }
 
 export interface UpstreamConfig {

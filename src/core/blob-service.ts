@@ -2,6 +2,7 @@ import { ErrorCode, RegistryError, isRegistryError, type Digest } from '../oci/i
 import { BlobFetch } from './blob-fetch.js';
 import type { FetchLease } from './cluster.js';
 import type { CoreDeps } from './deps.js';
+import type { FirstReads } from './first-reads.js';
 import { resolveRange } from './ranges.js';
 import type { MirrorTarget, RepoAccess } from './repo-access.js';
 import type { BlobBody, BlobService, Outcome, RangeRequest, RepoRef } from './types.js';
@@ -23,6 +24,7 @@ export class Blobs implements BlobService {
   constructor(
     private readonly d: CoreDeps,
     private readonly access: RepoAccess,
+    private readonly firstReads: FirstReads,
     private readonly onAccess: (digest: Digest) => void = () => {},
   ) {}
 
@@ -91,9 +93,11 @@ export class Blobs implements BlobService {
     const range = req ? resolveRange(req, size) : undefined;
     const stream = await this.d.store.read(digest, range);
     if (!stream) return undefined;
-    this.d.metrics.cacheRequest('blob', 'hit');
+    // Fetched ahead for the pull now reading it: the upstream did serve these bytes for this client.
+    const outcome = this.firstReads.take(digest) ? 'miss' : 'hit';
+    this.d.metrics.cacheRequest('blob', outcome);
     this.onAccess(digest);
-    return { size, range, stream, source: 'cache', outcome: 'hit' };
+    return { size, range, stream, source: 'cache', outcome };
   }
 
   private async fromUpstream(repo: RepoRef, target: MirrorTarget, digest: Digest, req: RangeRequest | undefined, signal?: AbortSignal): Promise<BlobBody> {
@@ -130,6 +134,8 @@ export class Blobs implements BlobService {
     let size = fetch.size;
     if (size === undefined) size = (await fetch.done).size; // no Content-Length upstream: only then wait for the whole blob
     const range = req ? resolveRange(req, size) : undefined;
+    // Joining a prefetch started for this very pull is this pull's miss, not a shared download.
+    if (this.firstReads.take(digest)) outcome = 'miss';
     this.d.metrics.cacheRequest('blob', outcome);
     return { size, range, stream: fetch.reader(range), source: 'upstream', outcome };
   }
@@ -241,6 +247,7 @@ export class Blobs implements BlobService {
       await lease?.release();
       return 'present';
     }
+    this.firstReads.mark(digest);
     await this.startFetch(repo, target, digest, lease).fetch.done;
     return 'fetched';
   }

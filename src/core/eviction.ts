@@ -36,12 +36,12 @@ interface Inventory {
   report: SizeReport;
 }
 
-const PAGE = 1000;
-
 /**
- * Keeps mirrored content under `cache.maxSize`: least recently used mirrored blobs and manifests go first.
- * Local pushes (and all they reference), busy digests and manifests behind a fresh tag (and all they
- * reference) are never removed. Runs one pass at a time in the background.
+ * Keeps mirrored content under `cache.maxSize`: least recently used mirrored blobs and manifests go first,
+ * whatever their tags' freshness, so the bound holds through a burst of pulls. Only local pushes (and all
+ * they reference) and digests being read or written right now are never removed. A fresh tag's record
+ * outlives its evicted manifest: the next pull fetches the manifest by digest without asking for the tag.
+ * Runs one pass at a time in the background.
  */
 export class Evictor {
   private running: Promise<EvictionResult> | undefined;
@@ -171,10 +171,9 @@ export class Evictor {
 
   /** Evictable mirrored digests, least recently used first. */
   private async candidates(inv: Inventory): Promise<Digest[]> {
-    const fresh = closure(inv.graph, await this.freshManifests(inv.graph));
     const out: Array<{ digest: Digest; used: number }> = [];
     for (const digest of inv.mirrored) {
-      if (fresh.has(digest) || this.d.isBusy(digest)) continue;
+      if (this.d.isBusy(digest)) continue;
       out.push({ digest, used: await this.lastUse(digest, inv.graph) });
       await maybeYield(out.length);
     }
@@ -191,32 +190,9 @@ export class Evictor {
   }
 
   /**
-   * Manifests behind a tag still within its freshness window (local tags count as always fresh). Only
-   * repositories holding mirrored manifests can protect mirrored content, so only their tags are read.
-   */
-  private async freshManifests(graph: LinkGraph): Promise<Set<Digest>> {
-    const repos = new Set<string>();
-    for (const node of graph.values()) if (node.manifest) for (const r of node.upstreamRepos) repos.add(r);
-    const out = new Set<Digest>();
-    const now = this.d.now();
-    for (const repo of repos) {
-      const freshness = this.d.freshnessOf(repo);
-      let last: string | undefined;
-      do {
-        const tags = await this.d.meta.listTags(repo, PAGE, last);
-        for (const tag of tags.items) {
-          const rec = await this.d.meta.getTag(repo, tag);
-          if (rec && (rec.origin === 'local' || rec.checkedAt + freshness > now)) out.add(rec.digest);
-        }
-        last = tags.next;
-      } while (last !== undefined);
-    }
-    return out;
-  }
-
-  /**
-   * Removes one digest: its tags, its upstream links, its access time, then the file. Re-checks what may
-   * have changed since the scan (a push linking it locally, a read starting, a tag refresh).
+   * Removes one digest: its stale tags, its upstream links, its access time, then the file. Re-checks what
+   * may have changed since the scan (a push linking it locally, a read starting). Tags still within their
+   * freshness window keep their record (the digest they name is still the upstream's answer).
    */
   private async evict(digest: Digest): Promise<'removed' | 'gone' | 'kept'> {
     const { meta, store } = this.d;
@@ -230,8 +206,8 @@ export class Evictor {
       for (const tag of await meta.tagsOf(repo, digest)) {
         const rec = await meta.getTag(repo, tag);
         if (!rec || rec.digest !== digest) continue;
-        if (rec.origin === 'local' || rec.checkedAt + this.d.freshnessOf(repo) > now) return 'kept';
-        tags.push({ repo, tag });
+        if (rec.origin === 'local') return 'kept';
+        if (rec.checkedAt + this.d.freshnessOf(repo) <= now) tags.push({ repo, tag });
       }
     }
     for (const { repo, tag } of tags) await meta.deleteTag(repo, tag);

@@ -13,6 +13,7 @@ import {
 import type { Origin, TagRecord } from '../store/types.js';
 import type { FetchLease } from './cluster.js';
 import type { CoreDeps } from './deps.js';
+import type { FirstReads } from './first-reads.js';
 import type { MirrorTarget, RepoAccess } from './repo-access.js';
 import { ImmutableTags } from './immutable-tags.js';
 import type { Prefetcher } from './prefetch.js';
@@ -42,25 +43,31 @@ export class Manifests implements ManifestService {
     private readonly d: CoreDeps,
     private readonly access: RepoAccess,
     private readonly quota: QuotaGate,
+    private readonly firstReads: FirstReads,
     private readonly onAccess: (digest: Digest) => void = () => {},
     private readonly prefetcher?: Prefetcher,
   ) {
     this.immutable = new ImmutableTags(d.policy.immutableTags ?? [], d.namespaces);
   }
 
-  async get(repo: RepoRef, ref: Reference, accept: string[]): Promise<ManifestResult> {
-    const res = await this.negotiate(repo, ref, await this.resolve(repo, ref), accept);
+  get(repo: RepoRef, ref: Reference, accept: string[]): Promise<ManifestResult> {
+    return this.answer(repo, ref, accept, true);
+  }
+
+  /** `serve`: the client gets the bytes (GET), not just the descriptor (HEAD). */
+  private async answer(repo: RepoRef, ref: Reference, accept: string[], serve: boolean): Promise<ManifestResult> {
+    const res = await this.negotiate(repo, ref, await this.resolve(repo, ref, serve), accept, serve);
     this.onAccess(res.descriptor.digest);
     return res;
   }
 
   /**
-   * As GET, except while the upstream's quota is held: an uncached tag is then resolved with an upstream HEAD
+   * As GET without the bytes, except while the upstream's quota is held: an uncached tag is then resolved with an upstream HEAD
    * (free on Docker Hub), so Swarm managers can still turn tags into digests.
    */
   async head(repo: RepoRef, ref: Reference, accept: string[]): Promise<ManifestResult> {
     try {
-      return await this.get(repo, ref, accept);
+      return await this.answer(repo, ref, accept, false);
     } catch (e) {
       if (ref.kind !== 'tag' || !isRegistryError(e) || e.code !== ErrorCode.TOOMANYREQUESTS) throw e;
       const target = await this.access.mirror(repo);
@@ -70,6 +77,20 @@ export class Manifests implements ManifestService {
       this.d.metrics.cacheRequest('tag', 'miss');
       return { descriptor: { mediaType: head.mediaType, digest: head.digest, size: head.size }, bytes: Buffer.alloc(0), outcome: 'miss' };
     }
+  }
+
+  /**
+   * The outcome of a request the cache answered. A manifest fetched to answer a HEAD (Docker resolves a
+   * tag with HEAD, then GETs the digest) is still that pull's miss when its bytes are first served.
+   */
+  private counted(kind: 'manifest' | 'tag', res: ManifestResult, serve: boolean): ManifestResult {
+    const digest = res.descriptor.digest;
+    let outcome = res.outcome;
+    if (!serve) {
+      if (outcome === 'miss') this.firstReads.mark(digest);
+    } else if (this.firstReads.take(digest) && (outcome === 'hit' || outcome === 'coalesced')) outcome = 'miss';
+    if (outcome !== 'local') this.d.metrics.cacheRequest(kind, outcome);
+    return outcome === res.outcome ? res : { ...res, outcome };
   }
 
   async put(repo: RepoRef, ref: Reference, contentType: string | undefined, bytes: Buffer): Promise<{ descriptor: Descriptor; subject?: Digest }> {
@@ -138,23 +159,19 @@ export class Manifests implements ManifestService {
     }
   }
 
-  private async resolve(repo: RepoRef, ref: Reference): Promise<ManifestResult> {
-    return ref.kind === 'digest' ? this.byDigest(repo, ref.digest) : this.byTag(repo, ref.tag);
+  private async resolve(repo: RepoRef, ref: Reference, serve: boolean): Promise<ManifestResult> {
+    return ref.kind === 'digest' ? this.counted('manifest', await this.byDigest(repo, ref.digest), serve) : this.counted('tag', await this.byTag(repo, ref.tag), serve);
   }
 
   private async byDigest(repo: RepoRef, digest: Digest): Promise<ManifestResult> {
     const key = digestKey(repo, digest);
     const storing = this.storing.get(key);
-    if (storing) {
-      // Its fetch is over and its bytes are here, on their way to the disk: a hit, not a join.
-      this.d.metrics.cacheRequest('manifest', 'hit');
-      return { ...storing, outcome: 'hit' };
-    }
+    // Its fetch is over and its bytes are here, on their way to the disk: a hit, not a join.
+    if (storing) return { ...storing, outcome: 'hit' };
     const link = await this.d.meta.getLink(repo.key, digest);
     if (link?.kind === 'manifest') {
       const bytes = await this.access.readBytes(digest);
       if (bytes) {
-        this.d.metrics.cacheRequest('manifest', 'hit');
         return { descriptor: { mediaType: link.mediaType ?? MediaType.ociManifest, digest, size: bytes.byteLength }, bytes, outcome: link.origin === 'local' ? 'local' : 'hit' };
       }
     }
@@ -162,27 +179,23 @@ export class Manifests implements ManifestService {
     if (!target) throw new RegistryError(ErrorCode.MANIFEST_UNKNOWN, undefined, { detail: { digest } });
     const { promise, joined } = this.flights.run(key, () => this.fetch(repo, target, digest));
     const res = await promise;
-    this.d.metrics.cacheRequest('manifest', joined ? 'coalesced' : 'miss');
     return joined ? { ...res, outcome: 'coalesced' } : res;
   }
 
   private async byTag(repo: RepoRef, tag: string): Promise<ManifestResult> {
     const key = tagKey(repo, tag);
     const storing = this.storing.get(key);
-    if (storing) {
-      this.d.metrics.cacheRequest('tag', 'hit');
-      return { ...storing, outcome: 'hit' };
-    }
+    if (storing) return { ...storing, outcome: 'hit' };
     const rec = await this.d.meta.getTag(repo.key, tag);
     const target = await this.access.mirror(repo);
     if (rec && (rec.origin === 'local' || !target)) return this.fromTag(rec, 'local');
     if (!target) throw new RegistryError(ErrorCode.MANIFEST_UNKNOWN, undefined, { detail: { tag } });
     if (rec && this.d.now() - rec.checkedAt < target.policy.tagFreshness) {
       const res = await this.fromTag(rec, 'hit').catch(() => undefined);
-      if (res) {
-        this.d.metrics.cacheRequest('tag', 'hit');
-        return res;
-      }
+      if (res) return res;
+      // Its manifest was evicted while the tag stayed fresh: the digest is still the upstream's answer,
+      // so fetch the bytes by digest without asking for the tag again.
+      return this.byDigest(repo, rec.digest);
     }
     if (!rec && (await this.d.meta.getState(negativeKey(repo, tag)))) {
       throw new RegistryError(ErrorCode.MANIFEST_UNKNOWN, 'manifest unknown upstream (remembered)', { detail: { tag } });
@@ -191,14 +204,10 @@ export class Manifests implements ManifestService {
       // Another replica is revalidating (or just did) this tag in this window: serve what the cluster knows.
       const current = (await this.d.meta.getTag(repo.key, tag)) ?? rec;
       const res = await this.fromTag(current, 'hit').catch(() => undefined);
-      if (res) {
-        this.d.metrics.cacheRequest('tag', 'hit');
-        return res;
-      }
+      if (res) return res;
     }
     const { promise, joined } = this.flights.run(key, () => this.revalidate(repo, target, tag, rec));
     const res = await promise;
-    this.d.metrics.cacheRequest('tag', joined ? 'coalesced' : res.outcome === 'stale' ? 'stale' : res.outcome === 'hit' ? 'hit' : 'miss');
     return joined ? { ...res, outcome: 'coalesced' } : res;
   }
 
@@ -388,7 +397,7 @@ export class Manifests implements ManifestService {
    * MANIFEST_UNKNOWN; a manifest list asked for by tag is answered with its linux/amd64 manifest.
    * Docker schema2 is served as-is (wharf does not down-convert to schema1).
    */
-  private async negotiate(repo: RepoRef, ref: Reference, res: ManifestResult, accept: string[]): Promise<ManifestResult> {
+  private async negotiate(repo: RepoRef, ref: Reference, res: ManifestResult, accept: string[], serve: boolean): Promise<ManifestResult> {
     const type = res.descriptor.mediaType;
     if (accept.length === 0 || accept.includes('*/*') || accept.includes(type)) return res;
     if (OCI_TYPES.has(type)) {
@@ -398,7 +407,7 @@ export class Manifests implements ManifestService {
       const list = parseManifest(res.bytes, type);
       const amd64 = list.manifests.find((m) => m.platform?.os === 'linux' && m.platform.architecture === 'amd64');
       if (!amd64) throw new RegistryError(ErrorCode.MANIFEST_UNKNOWN, 'could not find a matching manifest list platform');
-      return this.resolve(repo, { kind: 'digest', digest: amd64.digest });
+      return this.resolve(repo, { kind: 'digest', digest: amd64.digest }, serve);
     }
     return res;
   }

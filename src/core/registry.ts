@@ -1,6 +1,7 @@
 import type { Digest } from '../oci/index.js';
 import { Blobs } from './blob-service.js';
 import type { CoreDeps } from './deps.js';
+import { FirstReads } from './first-reads.js';
 import { Manifests } from './manifest-service.js';
 import { Prefetcher } from './prefetch.js';
 import { QuotaGate } from './quota.js';
@@ -22,10 +23,11 @@ export function createRegistry(
   settle(limitMs?: number): Promise<void>;
 } {
   const access = new RepoAccess(d);
-  const blobs = new Blobs(d, access, hooks.onAccess);
+  const firstReads = new FirstReads();
+  const blobs = new Blobs(d, access, firstReads, hooks.onAccess);
   const prefetcher = new Prefetcher((repo, digest) => blobs.fetchAhead(repo, digest), d.metrics, d.logger);
   const quota = new QuotaGate(d);
-  const manifests = new Manifests(d, access, quota, hooks.onAccess, prefetcher);
+  const manifests = new Manifests(d, access, quota, firstReads, hooks.onAccess, prefetcher);
   return {
     namespaces: d.namespaces,
     manifests,

@@ -29,6 +29,7 @@ export function ociRouter(deps: HandlerDeps & { authorize?: (ctx: Context, m: Ro
     const m = matchRoute(path);
     if (!m) throw new RegistryError(ErrorCode.UNSUPPORTED, 'unknown endpoint', { status: 404, detail: { path } });
     ctx.state.route = m.route;
+    if (m.route === 'manifest' || m.route === 'blob') ctx.state.ref = m.ref;
     const handler = ENDPOINTS[m.route][ctx.method];
     if (!handler) {
       ctx.set('Allow', Object.keys(ENDPOINTS[m.route]).join(', '));

@@ -16,8 +16,12 @@ export function rawPath(ctx: Context): string {
   return q < 0 ? url : url.slice(0, q);
 }
 
-export function repoOf(ctx: Context, registry: Registry, name: string): RepoRef {
-  return registry.namespaces.resolve(name, query(ctx).get('ns') ?? undefined);
+/** The repository a request names (recorded for the access log). */
+export function repoOf(ctx: Context, registry: Pick<Registry, 'namespaces'>, name: string): RepoRef {
+  const repo = registry.namespaces.resolve(name, query(ctx).get('ns') ?? undefined);
+  ctx.state.repo = repo.key;
+  ctx.state.upstream = repo.upstream;
+  return repo;
 }
 
 /** Every media type the client accepts (several Accept headers are joined by Node with commas). */

@@ -6,6 +6,8 @@ export interface ReadinessDeps {
   dataDir: string;
   minFreeBytes: number;
   checkRedis?: () => Promise<void>;
+  /** metadata store degraded (Redis outage): since when, and how long last known data is served */
+  degraded?: () => { since: number; graceMs: number } | undefined;
   checkUpstreams?: () => Promise<Record<string, 'ok' | string>>;
   /** bound for each check; default 1000 ms */
   timeoutMs?: number;
@@ -17,6 +19,8 @@ export interface ReadinessDeps {
  */
 export interface Readiness {
   ready: boolean;
+  /** set while the metadata store is degraded (Redis outage) */
+  degraded?: true;
   checks: Record<string, unknown>;
 }
 
@@ -48,9 +52,16 @@ export async function readiness(deps: ReadinessDeps): Promise<Readiness> {
     checks.freeSpace = `unknown: ${disk.error}`;
   }
   if (redis) checks.redis = redis.ok ? 'ok' : redis.error;
+  const degraded = deps.degraded?.();
+  if (deps.degraded) {
+    checks.metadata = degraded
+      ? `degraded since ${new Date(degraded.since).toISOString()}: serving last known tags and links for up to ${Math.round(degraded.graceMs / 1000)} s into the outage; writes refused`
+      : 'ok';
+  }
   if (upstreams) checks.upstreams = upstreams.ok ? upstreams.value : upstreams.error;
 
-  return { ready: dataDir.ok && enoughSpace, checks };
+  // Degraded is reported, not unready: every replica shares the outage (see above).
+  return { ready: dataDir.ok && enoughSpace, ...(degraded ? { degraded: true } : {}), checks };
 }
 
 export function liveness(): { status: 'ok' } {

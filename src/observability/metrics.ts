@@ -1,6 +1,6 @@
 import { statfs } from 'node:fs/promises';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { CacheKind, CacheOutcome, Metrics } from './types.js';
+import { sparedUpstream, type CacheKind, type CacheOutcome, type Metrics } from './types.js';
 
 export interface MetricsOptions {
   prefix?: 'wharf_';
@@ -10,6 +10,8 @@ export interface MetricsOptions {
   dataDir?: string;
   /** cache.maxSize; when set, exported as wharf_cache_max_bytes so alerts can compare the cache size with it */
   cacheMaxBytes?: number;
+  /** cluster mode: whether the metadata store is degraded (Redis outage), read at scrape time */
+  metadataDegraded?: () => boolean;
 }
 
 export interface PromMetrics extends Metrics {
@@ -33,6 +35,7 @@ export const metricNames = [
   'wharf_http_request_duration_seconds',
   'wharf_cache_requests_total',
   'wharf_bytes_served_total',
+  'wharf_bytes_spared_total',
   'wharf_upstream_requests_total',
   'wharf_upstream_request_duration_seconds',
   'wharf_upstream_bytes_total',
@@ -48,6 +51,7 @@ export const metricNames = [
   'wharf_cache_write_errors_total',
   'wharf_data_free_bytes',
   'wharf_data_size_bytes',
+  'wharf_metadata_degraded',
 ] as const;
 export type MetricName = (typeof metricNames)[number];
 
@@ -91,14 +95,19 @@ export function createMetrics(opts: MetricsOptions = {}): PromMetrics {
   });
   const cacheRequests = new Counter({
     name: name('cache_requests_total'),
-    help: 'Cache lookups by kind and outcome (coalesced = joined an in-flight fetch; stale = served during an upstream outage)',
+    help: 'Cache lookups by kind and outcome. miss = the upstream served it for this pull (content prefetched for the pull included); hit, coalesced (joined a download another client started) and stale (served during an upstream outage) spared the upstream. Hit ratio = sum without miss / sum',
     labelNames: ['kind', 'outcome'] as const,
     registers,
   });
   const bytesServed = new Counter({
     name: name('bytes_served_total'),
-    help: 'Body bytes sent to clients, by where they came from',
+    help: 'Body bytes sent to clients: source=upstream for misses (the upstream sent them for this pull, prefetched content included), cache for everything else',
     labelNames: ['source'] as const,
+    registers,
+  });
+  const bytesSpared = new Counter({
+    name: name('bytes_spared_total'),
+    help: 'Body bytes of mirrored content sent to clients that the upstream did not have to send for their pull (hit, coalesced, stale): upstream bandwidth saved',
     registers,
   });
   const upstreamRequests = new Counter({
@@ -203,6 +212,17 @@ export function createMetrics(opts: MetricsOptions = {}): PromMetrics {
     }).set(opts.cacheMaxBytes);
   }
   if (opts.dataDir !== undefined) registerDiskGauges(opts.dataDir, name, registry);
+  const degraded = opts.metadataDegraded;
+  if (degraded) {
+    new Gauge({
+      name: name('metadata_degraded'),
+      help: '1 while Redis does not answer: last known tags and links are served (up to redis.outageGrace), writes refused',
+      registers,
+      collect() {
+        this.set(degraded() ? 1 : 0);
+      },
+    });
+  }
 
   // rate() needs a series to exist before its first increment; a dashboard should not start empty.
   for (const kind of CACHE_KINDS) for (const outcome of CACHE_OUTCOMES) cacheRequests.labels(kind, outcome).inc(0);
@@ -216,8 +236,10 @@ export function createMetrics(opts: MetricsOptions = {}): PromMetrics {
     cacheRequest(kind, outcome) {
       cacheRequests.labels(kind, outcome).inc();
     },
-    bytesServed(source, n) {
-      if (n > 0) bytesServed.labels(source).inc(n);
+    bytesServed(outcome, n) {
+      if (n <= 0) return;
+      bytesServed.labels(outcome === 'miss' ? 'upstream' : 'cache').inc(n);
+      if (outcome !== 'local' && sparedUpstream(outcome)) bytesSpared.inc(n);
     },
     digestMismatch(upstream) {
       digestMismatch.labels(bounded(upstream, 'other')).inc();

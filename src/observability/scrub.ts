@@ -15,7 +15,12 @@ const PATTERNS: ReadonlyArray<[RegExp, string]> = [
   [/([?&;](?:access_token|refresh_token|token|password|secret|client_secret|sig|signature|X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token)=)[^&\s"'#]*/gi, '$1[Redacted]'],
 ];
 
+/** Every pattern above needs one of these (whitespace after Bearer/Basic, `eyJ`, `//`, a query separator). */
+const MAY_HOLD_SECRET = /\s|eyJ|\/\/|[?&;]/;
+
 export function scrubText(text: string): string {
+  // Most strings of a request line (route, repository, digest, status words) have none: skip the patterns.
+  if (!MAY_HOLD_SECRET.test(text)) return text;
   let out = text;
   for (const [re, to] of PATTERNS) out = out.replace(re, to);
   return out;

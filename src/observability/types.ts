@@ -2,11 +2,25 @@ import type { UpstreamObserver } from '../upstream/types.js';
 
 export type CacheKind = 'manifest' | 'blob' | 'tag';
 export type CacheOutcome = 'hit' | 'miss' | 'coalesced' | 'stale';
+/** What a response with a body was: a cache outcome for mirrored content, or `local` (pushed here). */
+export type ServedOutcome = CacheOutcome | 'local';
+
+/**
+ * The one definition of a hit, for every figure wharf shows (metrics, `wharf stats`, dashboard, alert):
+ * the upstream did not have to serve this request for this client's pull. `hit`, `coalesced` (joined
+ * a download another client started) and `stale` (served from cache during an upstream outage) are;
+ * `miss` is not, and that includes content fetched ahead for the pull being served (layer prefetch,
+ * a manifest fetched for the HEAD before its GET). Hit ratio = non-miss / all cache requests.
+ */
+export function sparedUpstream(outcome: CacheOutcome): boolean {
+  return outcome !== 'miss';
+}
 
 /** What core/ and http/ report; observability/metrics implements it with prom-client. */
 export interface Metrics extends UpstreamObserver {
   cacheRequest(kind: CacheKind, outcome: CacheOutcome): void;
-  bytesServed(source: 'cache' | 'upstream', n: number): void;
+  /** body bytes sent to a client; `miss` bytes count as from upstream, the rest as from cache */
+  bytesServed(outcome: ServedOutcome, n: number): void;
   digestMismatch(upstream: string): void;
   inflightFetches(delta: number): void;
   evicted(count: number): void;

@@ -124,7 +124,7 @@ export async function openMetadataStore(opts: OpenMetadataStoreOptions): Promise
 /** Any Redis failure (down, timed out, refused) is an outage to clients: 503 UNAVAILABLE, not 500. */
 export function redisUnavailable(err: unknown): unknown {
   if (isRegistryError(err)) return err;
-  return new RegistryError(ErrorCode.UNAVAILABLE, 'metadata store (redis) unavailable', { cause: err, detail: { reason: (err as Error)?.message } });
+  return new RegistryError(ErrorCode.UNAVAILABLE, 'metadata store (redis) unavailable: only tags and links this replica knows are served; writes are refused until it answers', { cause: err, detail: { reason: (err as Error)?.message } });
 }
 
 function redactUrl(url: string): string {

@@ -26,15 +26,18 @@ export interface TargetOptions {
   tagFreshness?: string;
   /** Extra node flags for wharf (profiling). */
   nodeArgs?: string[];
+  /** wharf only: log.level (default: wharf's default, info, which writes the access log) */
+  logLevel?: 'info' | 'warn';
 }
 
 export async function startTarget(kind: TargetKind, upstream: UpstreamLink, opts: TargetOptions = {}): Promise<Target> {
   if (kind === 'wharf') {
     const credentials = upstream.username === undefined ? {} : { credentials: { username: upstream.username, password: upstream.password } };
     const freshness = opts.tagFreshness === undefined ? {} : { tagFreshness: opts.tagFreshness };
+    const log = opts.logLevel === undefined ? {} : { log: { level: opts.logLevel } };
     // Default settings plus the upstream, as the README's quick start has it.
     const w = await startWharfBuild({
-      config: { upstreams: [{ name: 'hub', url: upstream.url, default: true, ...credentials, ...freshness }] },
+      config: { upstreams: [{ name: 'hub', url: upstream.url, default: true, ...credentials, ...freshness }], ...log },
       nodeArgs: opts.nodeArgs ?? (process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []),
     });
     return { kind, url: w.url, pid: w.pid, stop: () => w.stop() };

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { digestOf } from '../../src/oci/index.js';
+import { digestOf, ErrorCode, isRegistryError, RegistryError } from '../../src/oci/index.js';
 import { EmbeddedMetadataStore } from '../../src/store/meta/embedded.js';
 import { MemoMetadataStore, memoKeys } from '../../src/store/meta/memo.js';
 import type { MetadataStore, TagRecord } from '../../src/store/types.js';
@@ -119,5 +119,64 @@ describe('MemoMetadataStore caching', () => {
     assert.ok(got);
     got.size = 999;
     assert.equal((await memo.getTag('r', 'v'))?.size, 1);
+  });
+});
+
+describe('MemoMetadataStore during an outage of its inner store (issue 17 item 11)', () => {
+  /**
+   * A fake outage: the embedded store behind a switch that makes every call fail as a Redis connection
+   * error does (the real outage, with a redis-server stopped, is in cluster-redis-outage.test.ts).
+   */
+  async function setup(t: { after(fn: () => Promise<void>): void }, graceMs: number) {
+    const dir = await mkdtemp(join(tmpdir(), 'wharf-memo-'));
+    const inner = await EmbeddedMetadataStore.open(dir);
+    const sw = { down: false };
+    const outage = new Proxy(inner, {
+      get(target, prop, receiver) {
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        if (typeof v !== 'function') return v;
+        return (...args: unknown[]) => (sw.down ? Promise.reject(new Error('Connection is closed.')) : (v as (...a: unknown[]) => unknown).apply(target, args));
+      },
+    });
+    const clock = { now: 1_000_000 };
+    const memo = new MemoMetadataStore(outage, {
+      ttlMs: 1,
+      outageGraceMs: graceMs,
+      now: () => clock.now,
+      mapError: (e) => (isRegistryError(e) ? e : new RegistryError(ErrorCode.UNAVAILABLE, 'down')),
+    });
+    t.after(async () => {
+      sw.down = false;
+      await memo.close();
+      await rm(dir, { recursive: true, force: true });
+    });
+    return { memo, sw, clock };
+  }
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  it('serves last known tags and links for outageGrace, then fails; writes fail at once; degraded until the store answers', async (t) => {
+    const { memo, sw, clock } = await setup(t, 60_000);
+    await memo.putTag('r', 'v1', rec('a'));
+    const link = { kind: 'blob' as const, size: 1, origin: 'upstream' as const, linkedAt: 1 };
+    await memo.link('r', digestOf('a'), link);
+    assert.equal((await memo.getTag('r', 'v1'))?.digest, digestOf('a'));
+    assert.ok(await memo.getLink('r', digestOf('a')));
+    assert.equal(memo.degradedSince(), undefined);
+
+    sw.down = true;
+    await sleep(5); // past the memo's 1 ms freshness: every read asks the inner store
+    assert.equal((await memo.getTag('r', 'v1'))?.digest, digestOf('a'), 'last known tag served');
+    assert.equal(memo.degradedSince(), clock.now);
+    await assert.rejects(memo.putTag('r', 'v2', rec('b')), (e: unknown) => isRegistryError(e) && e.code === ErrorCode.UNAVAILABLE);
+    await assert.rejects(memo.getTag('r', 'unknown'), (e: unknown) => isRegistryError(e) && e.code === ErrorCode.UNAVAILABLE);
+
+    clock.now += 59_000;
+    assert.ok(await memo.getLink('r', digestOf('a')), 'still within the grace');
+    clock.now += 2_000;
+    await assert.rejects(memo.getTag('r', 'v1'), (e: unknown) => isRegistryError(e) && e.code === ErrorCode.UNAVAILABLE, 'past outageGrace the last known tag is no longer served');
+
+    sw.down = false;
+    assert.equal((await memo.getTag('r', 'v1'))?.digest, digestOf('a'));
+    assert.equal(memo.degradedSince(), undefined, 'the first answer ends the degraded mode');
   });
 });

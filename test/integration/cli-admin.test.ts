@@ -97,8 +97,8 @@ describe('operator commands through the admin API', () => {
     const s = await wharfCli(['stats', '--url', w.url], AS_ADMIN);
     assert.equal(s.code, 0, s.stderr);
     assert.match(s.stdout, /^cache: mirrored \S+ \S+ in \d+ blobs \(no size limit\)$/m);
-    assert.match(s.stdout, /^hit ratio: \d+\.\d% \(\d+ of \d+ cache lookups\)$/m);
-    assert.match(s.stdout, /^bytes saved: \S+ \S+ served from cache/m);
+    assert.match(s.stdout, /^hit ratio: \d+\.\d% \(\d+ of \d+ requests spared the upstream\)$/m);
+    assert.match(s.stdout, /^upstream spared: \S+ \S+ \(bandwidth saved\); \S+ \S+ sent by the upstream for misses$/m);
     assert.match(s.stdout, /^upstream hub: 76 of 100 pulls left per 6h \(76% headroom\)$/m);
     assert.match(s.stdout, /^repositories: 3 \(1 local, 2 mirrored\)/m);
   });

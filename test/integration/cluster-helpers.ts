@@ -66,14 +66,18 @@ export interface RedisServer {
   start(): Promise<void>;
 }
 
-/** A private redis-server without persistence (a restart loses every key, as an unpersisted Redis does). */
-export async function startRedisServer(): Promise<RedisServer> {
+/**
+ * A private redis-server, by default without persistence (a restart loses every key, as an unpersisted Redis
+ * does); with `aofDir`, every write is appended and fsynced there (a restart keeps every key).
+ */
+export async function startRedisServer(opts: { aofDir?: string } = {}): Promise<RedisServer> {
   const port = await freePort();
+  const persistence = opts.aofDir === undefined ? ['--appendonly', 'no'] : ['--appendonly', 'yes', '--appendfsync', 'always', '--dir', opts.aofDir];
   let child: ChildProcess | undefined;
   const url = `redis://127.0.0.1:${port}`;
   const start = async (): Promise<void> => {
     if (child) return;
-    const c = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    const c = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', ...persistence], { stdio: 'ignore' });
     child = c;
     const deadline = Date.now() + 10_000;
     for (;;) {

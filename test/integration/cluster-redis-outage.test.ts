@@ -79,8 +79,13 @@ describe('Redis outage', () => {
 
     const statusBody = await request(`${w.url}/readyz`);
     assert.equal(statusBody.status, 200, `readyz does not fail on Redis: ${describeResponse(statusBody)}`);
-    const checks = (JSON.parse(statusBody.body.toString('utf8')) as { checks: { redis?: string } }).checks;
+    const outage = JSON.parse(statusBody.body.toString('utf8')) as { degraded?: boolean; checks: { redis?: string; metadata?: string } };
+    const checks = outage.checks;
     assert.ok(checks.redis !== undefined && checks.redis !== 'ok', `readyz reports Redis: ${JSON.stringify(checks)}`);
+    // ...and says the replica is degraded, as does a gauge.
+    assert.equal(outage.degraded, true, JSON.stringify(outage));
+    assert.match(checks.metadata ?? '', /^degraded since /);
+    assert.match((await request(`${w.url}/metrics`)).body.toString('utf8'), /^wharf_metadata_degraded 1$/m);
 
     // Tags this replica knows keep being served (past their freshness: revalidated upstream, served stale).
     const tag = await getManifest('team/cached', 'v1');
@@ -118,7 +123,10 @@ describe('Redis outage', () => {
     }
     await pullByDigest('team/later', later);
     await pullByDigest('team/uncached', uncached);
-    const ready = JSON.parse((await request(`${w.url}/readyz`)).body.toString('utf8')) as { checks: { redis?: string } };
+    const ready = JSON.parse((await request(`${w.url}/readyz`)).body.toString('utf8')) as { degraded?: boolean; checks: { redis?: string; metadata?: string } };
     assert.equal(ready.checks.redis, 'ok');
+    assert.equal(ready.checks.metadata, 'ok');
+    assert.equal(ready.degraded, undefined);
+    assert.match((await request(`${w.url}/metrics`)).body.toString('utf8'), /^wharf_metadata_degraded 0$/m);
   });
 });

@@ -1,7 +1,8 @@
 /**
  * cache.maxSize against a real upstream: a small cache filled past its high mark by pulls keeps its
- * mirrored content under the limit, drops the least recently used first, never touches local pushes or
- * manifests whose tags are fresh, and an evicted image is fetched from upstream again.
+ * mirrored content under the limit, drops the least recently used first (a fresh tag protects nothing),
+ * never touches local pushes, and an evicted image is fetched from upstream again (behind a fresh tag,
+ * by digest, without asking for the tag).
  */
 import assert from 'node:assert/strict';
 import { access } from 'node:fs/promises';
@@ -25,7 +26,7 @@ let w: WharfProcess;
 before(async () => {
   registry = await startRegistry();
   // Two upstream entries over one registry: tags from `stale` are revalidated on every pull; tags from
-  // `fresh.test` stay fresh for an hour, which protects what they point at.
+  // `fresh.test` stay fresh for an hour (which no longer protects what they point at from eviction).
   staleProxy = await startFaultProxy(registry.url);
   freshProxy = await startFaultProxy(registry.url);
   w = await startWharf({
@@ -99,7 +100,7 @@ describe('eviction keeps mirrored content under cache.maxSize', () => {
   const fresh = image();
   const local = makeImage({ layers: 2, layerSize: 512 * 1024 });
 
-  it('evicts the least recently used mirrored blobs and spares local and fresh content', async () => {
+  it('evicts the least recently used mirrored content, behind a fresh tag or not, and spares local content', async () => {
     await pushImage(w.url, 'team/app', '1', local);
     await pushImage(registry.url, 'acme/keep', '1', fresh);
     for (const [i, img] of s.entries()) await pushImage(registry.url, `acme/s${i}`, '1', img);
@@ -115,18 +116,17 @@ describe('eviction keeps mirrored content under cache.maxSize', () => {
     await pull('acme/s4', '1', s[4]!);
     const after = await settled();
     assert.ok(after.cache.mirroredBytes <= MAX, `mirrored ${after.cache.mirroredBytes} <= maxSize`);
-    for (const l of s[1]!.layers) assert.equal(await onDisk(l.digest), false, `least recently used s1 layer ${l.digest} evicted`);
-    assert.ok(await allOnDisk(s[0]!), 's0 was read after s1: kept');
-    for (const i of [2, 3, 4]) assert.ok(await allOnDisk(s[i]!), `s${i} kept`);
-    assert.ok(await allOnDisk(fresh), 'content behind a fresh tag is never evicted');
+    for (const b of [fresh.config, ...fresh.layers]) assert.equal(await onDisk(b.digest), false, `least recently used ${b.digest} evicted although its tag is fresh`);
+    for (const i of [0, 1, 2, 3, 4]) assert.ok(await allOnDisk(s[i]!), `s${i} kept`);
     assert.ok(await allOnDisk(local), 'local pushes are never evicted');
 
-    // Keep going: the cache never grows past the limit, and protected content survives every round.
+    // Keep going: the cache never grows past the limit, and local content survives every round.
     await pull('acme/s5', '1', s[5]!);
     const later = await settled();
     assert.ok(later.cache.mirroredBytes <= MAX, `mirrored ${later.cache.mirroredBytes} <= maxSize`);
+    for (const l of s[1]!.layers) assert.equal(await onDisk(l.digest), false, `least recently used s1 layer ${l.digest} evicted`);
+    assert.ok(await allOnDisk(s[0]!), 's0 was read after s1: kept');
     assert.ok(await allOnDisk(s[5]!), 'the newest pull is kept');
-    assert.ok(await allOnDisk(fresh), 'fresh content still kept');
     assert.ok(await allOnDisk(local), 'local content still kept');
     const res = await request(`${w.url}/v2/team/app/manifests/1`, { headers: { accept: manifestAccept } });
     assert.deepEqual(res.body, local.manifest, 'the local image is still served');
@@ -138,6 +138,15 @@ describe('eviction keeps mirrored content under cache.maxSize', () => {
     const before = staleProxy.count({ method: 'GET', path });
     await pull('acme/s1', '1', s[1]!);
     assert.equal(staleProxy.count({ method: 'GET', path }), before + 1, 'one new upstream GET for the evicted layer');
+    await settled();
+  });
+
+  it('an image evicted behind a fresh tag pulls again: manifest by digest, the tag not asked again', async () => {
+    freshProxy.reset();
+    await pull('fresh.test/acme/keep', '1', fresh);
+    assert.equal(freshProxy.count({ path: '/v2/acme/keep/manifests/1' }), 0, `the fresh tag was not asked again: ${JSON.stringify(freshProxy.requests)}`);
+    assert.equal(freshProxy.count({ method: 'GET', path: `/v2/acme/keep/manifests/${fresh.manifestDigest}` }), 1);
+    assert.ok(freshProxy.count({ method: 'GET', path: `/v2/acme/keep/blobs/${fresh.layers[0]!.digest}` }) >= 1, 'evicted layers fetched again');
     await settled();
   });
 });

@@ -75,13 +75,17 @@ describe('createMetrics', () => {
     assert.equal(await value(m, 'wharf_cache_requests_total', { kind: 'manifest', outcome: 'hit' }), 0);
   });
 
-  it('bytesServed adds bytes per source', async () => {
+  it('bytesServed counts misses as upstream bytes, the rest as cache bytes, and mirrored non-misses as spared', async () => {
     const m = createMetrics({ collectDefault: false });
-    m.bytesServed('cache', 1000);
-    m.bytesServed('cache', 24);
-    m.bytesServed('upstream', 7);
-    assert.equal(await value(m, 'wharf_bytes_served_total', { source: 'cache' }), 1024);
+    m.bytesServed('hit', 1000);
+    m.bytesServed('coalesced', 20);
+    m.bytesServed('stale', 4);
+    m.bytesServed('local', 100);
+    m.bytesServed('miss', 7);
+    assert.equal(await value(m, 'wharf_bytes_served_total', { source: 'cache' }), 1124);
     assert.equal(await value(m, 'wharf_bytes_served_total', { source: 'upstream' }), 7);
+    // pushed content was never the upstream's to serve: it saved the upstream nothing
+    assert.equal(await value(m, 'wharf_bytes_spared_total'), 1024);
   });
 
   it('httpRequest counts by route/method/status and observes the duration histogram', async () => {
@@ -193,7 +197,7 @@ describe('createMetrics', () => {
   it('exports only names listed in metricNames (besides the defaults)', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'wharf-metrics-'));
     try {
-      const m = createMetrics({ dataDir: dir, cacheMaxBytes: 1024 });
+      const m = createMetrics({ dataDir: dir, cacheMaxBytes: 1024, metadataDegraded: () => false });
       const known = new Set<string>(metricNames);
       for (const s of await samples(m)) {
         const base = s.name.replace(/_(bucket|sum|count)$/, '');

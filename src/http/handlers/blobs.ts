@@ -47,7 +47,7 @@ export const getBlob: Handler = async (ctx, { registry, metrics }, name, ref) =>
     ctx.status = 200;
   }
   const length = body.range ? body.range.end - body.range.start + 1 : body.size;
-  streamBody(ctx, body.stream, (n) => metrics.bytesServed(body.source, n));
+  streamBody(ctx, body.stream, (n) => metrics.bytesServed(body.outcome, n));
   ctx.length = length;
 };
 
@@ -66,7 +66,7 @@ function multiRange(ctx: Context, metrics: Metrics, digest: Digest, body: BlobBo
   }
   ctx.state.cache = body.outcome;
   ctx.set('ETag', `"${digest}"`);
-  const count = (n: number) => metrics.bytesServed(body.source, n);
+  const count = (n: number) => metrics.bytesServed(body.outcome, n);
   if (ranges === undefined) {
     ctx.status = 200;
     ctx.type = 'application/octet-stream';

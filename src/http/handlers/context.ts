@@ -12,6 +12,11 @@ export interface HandlerDeps {
 export interface RequestState {
   route?: string;
   cache?: string;
+  /** for the access log: canonical repository key and its upstream (set by repoOf), the reference in the path, the authenticated user */
+  repo?: string;
+  upstream?: string;
+  ref?: string;
+  user?: string;
   /** set by client auth: whether the caller may pull a repository (catalog, cross-repo mount); absent = open */
   mayPull?: (repo: RepoRef) => boolean;
 }

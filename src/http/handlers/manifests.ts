@@ -32,7 +32,7 @@ export const getManifest: Handler = async (ctx, { registry, metrics }, name, ref
   if (ctx.method === 'HEAD') return;
   ctx.body = res.bytes;
   ctx.set('Content-Type', res.descriptor.mediaType);
-  metrics.bytesServed(res.outcome === 'miss' || res.outcome === 'coalesced' ? 'upstream' : 'cache', res.bytes.length);
+  metrics.bytesServed(res.outcome, res.bytes.length);
 };
 
 /** end-7: PUT /v2/<name>/manifests/<reference> */

@@ -26,6 +26,12 @@ export function accessLog(logger: Logger, metrics: Metrics, now: () => number = 
             status: ctx.status,
             bytes: ctx.response.length ?? undefined,
             ms: Math.round(seconds * 1000),
+            // Who pulled what: canonical repository, the reference asked for, the digest served.
+            repo: ctx.state.repo,
+            ref: ctx.state.ref,
+            digest: ctx.response.get('docker-content-digest') || undefined,
+            user: ctx.state.user,
+            upstream: ctx.state.upstream,
             cache: ctx.state.cache,
             error: ctx.state.errorCode,
             reason: ctx.state.errorMessage,

@@ -8,7 +8,7 @@ import type { Users } from '../auth/users.js';
 import type { LoginLimiter } from '../auth/login-limiter.js';
 import { TOKEN_PATH } from '../auth/token-endpoint.js';
 import { publicOrigin } from '../forwarded.js';
-import { query } from '../request.js';
+import { query, repoOf } from '../request.js';
 import type { RouteMatch } from '../routes.js';
 
 /** Who sent a request: rights come from the rules (anonymous, Basic, static token) or from a signed token's claims. */
@@ -110,6 +110,8 @@ export class ClientAuth {
   /** Checks a matched /v2 route before its handler runs. */
   async authorize(ctx: Context, m: RouteMatch): Promise<void> {
     const caller = await this.caller(ctx);
+    // Who, for the access log: the name a password or token proved, never anything secret.
+    if (caller.kind !== 'anonymous') ctx.state.user = caller.user;
     if (m.route === 'base') {
       // Distribution's ping: any valid credentials (or token) pass; none get the challenge that starts `docker login`.
       if (caller.kind === 'anonymous') throw this.unauthorized(ctx, 'authentication required');
@@ -121,7 +123,7 @@ export class ClientAuth {
       return;
     }
     const name = m.name ?? '';
-    const repo = this.d.registry.namespaces.resolve(name, query(ctx).get('ns') ?? undefined);
+    const repo = repoOf(ctx, this.d.registry, name);
     const needed = this.needs(m, ctx.method, repo);
     const have = this.rights(caller, repo);
     ctx.state.mayPull = ((r) => this.rights(caller, r).has('pull')) satisfies MayPull;

@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import type { Digest } from '../../oci/index.js';
+import { isRegistryError, type Digest } from '../../oci/index.js';
 import type {
   LinkRecord,
   MetadataStore,
@@ -26,6 +26,13 @@ export interface MemoOptions {
    * keep being served); everything else fails with the mapped error.
    */
   mapError?: (err: unknown) => unknown;
+  /**
+   * How long into an outage of the inner store (Redis) the last known tags and links are still served
+   * (default: without bound). Past it, reads of them fail like every other read.
+   */
+  outageGraceMs?: number;
+  /** clock for the outage bound (default Date.now) */
+  now?: () => number;
 }
 
 /** Cache keys; exported so an invalidation broadcast can name them. */
@@ -49,6 +56,10 @@ export class MemoMetadataStore implements MetadataStore {
   private readonly mapError: (err: unknown) => unknown;
   /** Last value read per key, without expiry: what a failing inner store is answered with. */
   private readonly lastKnown: LRUCache<string, Entry>;
+  private readonly outageGraceMs: number;
+  private readonly now: () => number;
+  /** when the inner store started failing (undefined: it answers) */
+  private outageSince: number | undefined;
 
   constructor(
     readonly inner: MetadataStore,
@@ -58,6 +69,23 @@ export class MemoMetadataStore implements MetadataStore {
     this.lastKnown = new LRUCache<string, Entry>({ max: opts.max ?? 10_000 });
     this.onChange = opts.onChange;
     this.mapError = opts.mapError ?? ((e) => e);
+    this.outageGraceMs = opts.outageGraceMs ?? Infinity;
+    this.now = opts.now ?? Date.now;
+  }
+
+  /** Since when the inner store has been failing (degraded: last known tags and links served); undefined when it answers. */
+  degradedSince(): number | undefined {
+    return this.outageSince;
+  }
+
+  /** Whether last known values may still stand in for the inner store's answers. */
+  private withinGrace(): boolean {
+    return this.outageSince !== undefined && this.now() - this.outageSince <= this.outageGraceMs;
+  }
+
+  /** A store that answered with a registry error (a conflict, a refusal) is up; anything else is an outage. */
+  private failed(e: unknown): void {
+    if (!isRegistryError(e)) this.outageSince ??= this.now();
   }
 
   get kind(): MetadataStore['kind'] {
@@ -89,10 +117,12 @@ export class MemoMetadataStore implements MetadataStore {
     let v: T;
     try {
       v = await load();
+      this.outageSince = undefined;
     } catch (e) {
       if (this.inflight.get(key) === token) this.inflight.delete(key);
+      this.failed(e);
       const known = this.lastKnown.get(key);
-      if (known) return copy(known.v) as T;
+      if (known && this.withinGrace()) return copy(known.v) as T;
       throw this.mapError(e);
     }
     if (this.inflight.get(key) === token) {
@@ -105,11 +135,15 @@ export class MemoMetadataStore implements MetadataStore {
 
   /** An inner call whose failure callers see mapped. */
   private async run<T>(fn: () => Promise<T>): Promise<T> {
+    let v: T;
     try {
-      return await fn();
+      v = await fn();
     } catch (e) {
+      this.failed(e);
       throw this.mapError(e);
     }
+    this.outageSince = undefined;
+    return v;
   }
 
   private async *iterate<T>(src: () => AsyncIterable<T>): AsyncIterable<T> {
