@@ -15,6 +15,7 @@ import type { Logger } from './observability/types.js';
 import type { BlobStore, MetadataStore } from './store/types.js';
 import type { Upstream } from './upstream/types.js';
 import type { Lifecycle } from './lifecycle.js';
+import type { Notifier } from './notify/index.js';
 import KoaApp from 'koa';
 
 export interface AppDeps {
@@ -32,6 +33,8 @@ export interface AppDeps {
   lifecycle?: Lifecycle;
   /** key that signs client tokens when auth.token.secretFile is unset (cluster mode: shared through Redis) */
   authSecret?: () => Uint8Array;
+  /** webhooks (src/notify/); absent when no endpoint is configured */
+  notifier?: Notifier;
 }
 
 export interface App {
@@ -82,6 +85,7 @@ export function createApp(deps: AppDeps): App {
     logger,
     maxManifestBytes: config.limits.maxManifestBytes,
     trustedProxies: config.server.trustedProxies,
+    events: deps.notifier,
     admin: lifecycle?.adminRoutes({ namespaces, upstreams: deps.upstreams }),
     ops: {
       readiness: () =>
@@ -108,6 +112,7 @@ export function createApp(deps: AppDeps): App {
     registry,
     async close() {
       await registry.settle(SETTLE_LIMIT_MS);
+      await deps.notifier?.close().catch(() => {});
       for (const u of deps.upstreams.values()) await u.close().catch(() => {});
       await deps.meta.close().catch(() => {});
     },

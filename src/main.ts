@@ -7,6 +7,7 @@ import { createLogger } from './observability/logger.js';
 import { createMetrics } from './observability/metrics.js';
 import { FsBlobStore, openMetadataStore, type MetadataStore } from './store/index.js';
 import { createUpstream } from './upstream/index.js';
+import { openNotifier } from './notify/index.js';
 import type { Upstream } from './upstream/types.js';
 import type { Logger } from './observability/types.js';
 
@@ -50,7 +51,11 @@ export async function serve(config: WharfConfig): Promise<void> {
     );
   }
   const lifecycle = await startLifecycle({ config, store, meta, logger, metrics, lease: clusterMode?.lease });
-  const app = createApp({ config, store, meta, upstreams, metrics, logger, cluster: clusterMode?.cluster, peerToken: clusterMode?.peerToken, lifecycle, authSecret: clusterMode?.authSecret });
+  const notifier = await openNotifier({ config: config.notifications, dataDir: config.dataDir, listen: config.listen, logger, observer: metrics }).catch((e: Error) =>
+    fatal(logger, `notifications: ${e.message}`),
+  );
+  const app = createApp({ config, store, meta, upstreams, metrics, logger, cluster: clusterMode?.cluster, peerToken: clusterMode?.peerToken, lifecycle, authSecret: clusterMode?.authSecret, notifier });
+  notifier?.start();
 
   const main = await createListener(app.koa.callback(), { timeouts: config.server, tls: config.tls, logger }).catch((e: Error) =>
     fatal(logger, `tls: cannot load ${config.tls?.cert} / ${config.tls?.key}: ${e.message}`),

@@ -68,19 +68,21 @@ export class Manifests implements ManifestService {
     return { descriptor: { mediaType: parsed.mediaType, digest, size: bytes.byteLength }, subject: parsed.subject?.digest };
   }
 
-  async delete(repo: RepoRef, ref: Reference): Promise<void> {
+  async delete(repo: RepoRef, ref: Reference): Promise<string[]> {
     if (ref.kind === 'tag') {
       const rec = await this.d.meta.getTag(repo.key, ref.tag);
       if (!rec) throw new RegistryError(ErrorCode.MANIFEST_UNKNOWN, undefined, { detail: { tag: ref.tag } });
       if (rec.origin !== 'local') throw new RegistryError(ErrorCode.UNSUPPORTED, 'mirrored tags cannot be deleted; they follow the upstream');
       await this.d.meta.deleteTag(repo.key, ref.tag);
-      return;
+      return [ref.tag];
     }
     const link = await this.d.meta.getLink(repo.key, ref.digest);
     if (!link || link.kind !== 'manifest') throw new RegistryError(ErrorCode.MANIFEST_UNKNOWN, undefined, { detail: { digest: ref.digest } });
     if (link.origin !== 'local') throw new RegistryError(ErrorCode.UNSUPPORTED, 'mirrored manifests cannot be deleted; use wharf purge');
-    for (const tag of await this.d.meta.tagsOf(repo.key, ref.digest)) await this.d.meta.deleteTag(repo.key, tag);
+    const tags = await this.d.meta.tagsOf(repo.key, ref.digest);
+    for (const tag of tags) await this.d.meta.deleteTag(repo.key, tag);
     await this.d.meta.unlink(repo.key, ref.digest);
+    return tags;
   }
 
   private async resolve(repo: RepoRef, ref: Reference): Promise<ManifestResult> {

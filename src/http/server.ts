@@ -1,5 +1,5 @@
 import Koa from 'koa';
-import type { Registry } from '../core/types.js';
+import type { EventSink, Registry } from '../core/types.js';
 import type { Logger, Metrics } from '../observability/types.js';
 import { adminRouter, type AdminRouterDeps } from './admin.js';
 import { tokenEndpoint, type ClientAuth } from './auth/index.js';
@@ -21,6 +21,8 @@ export interface HttpDeps {
   clientAuth?: ClientAuth;
   /** reverse proxies (IPs, CIDR ranges) whose X-Forwarded-* headers are believed */
   trustedProxies?: readonly string[];
+  /** webhooks (absent: none configured) */
+  events?: EventSink;
 }
 
 /** The Koa application: access log → error rendering → OCI endpoints / ops endpoints. */
@@ -39,7 +41,7 @@ export function createHttpApp(deps: HttpDeps): Koa {
   }
   const auth = deps.clientAuth;
   if (auth) app.use(tokenEndpoint(auth, deps.registry.namespaces));
-  app.use(ociRouter({ registry: deps.registry, metrics: deps.metrics, maxManifestBytes: deps.maxManifestBytes, authorize: auth && ((ctx, m) => auth.authorize(ctx, m)) }));
+  app.use(ociRouter({ registry: deps.registry, metrics: deps.metrics, maxManifestBytes: deps.maxManifestBytes, events: deps.events, authorize: auth && ((ctx, m) => auth.authorize(ctx, m)) }));
   app.use(ops.routes());
   app.use(ops.allowedMethods());
   return app;

@@ -102,6 +102,7 @@ export class ClientAuth {
   /** Checks a matched /v2 route before its handler runs. */
   async authorize(ctx: Context, m: RouteMatch): Promise<void> {
     const caller = await this.caller(ctx);
+    if (caller.kind !== 'anonymous') ctx.state.user = caller.user; // webhooks' actor.name
     if (m.route === 'base') {
       // Distribution's ping: any valid credentials (or token) pass; none get the challenge that starts `docker login`.
       if (caller.kind === 'anonymous') throw this.unauthorized(ctx, 'authentication required');
