@@ -44,6 +44,7 @@ export class Dispatcher {
   /** set when something happened while the loop was not sleeping: its next sleep returns at once */
   private kicked = false;
   private stopped = false;
+  private readonly abort = new AbortController();
   private loop: Promise<void> | undefined;
 
   constructor(private readonly o: DispatcherOptions) {
@@ -57,6 +58,7 @@ export class Dispatcher {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.abort.abort();
     this.wake?.();
     await this.loop;
   }
@@ -115,13 +117,18 @@ export class Dispatcher {
           await o.queue.ack(o.name, batch[batch.length - 1]!);
           continue;
         }
-        const res = await o.sender.send(wanted.map((e) => e.q.event));
+        const res = await o.sender.send(
+          wanted.map((e) => e.q.event),
+          this.abort.signal,
+        );
+        if (this.stopped) break;
         if (res.ok) {
           await o.queue.ack(o.name, batch[batch.length - 1]!);
           this.state.failures = 0;
           this.state.lastError = undefined;
           this.state.delivered += wanted.length;
           o.observer.notifyDelivered(o.name, wanted.length);
+          await this.report();
           continue;
         }
         this.state.failures++;

@@ -6,6 +6,9 @@ import { endpointFilter } from './filter.js';
 import { Sender } from './sender.js';
 import type { EventQueue, NotifyLogger, NotifyObserver } from './types.js';
 
+/** How often the pending gauges are refreshed besides after each delivery. */
+const PENDING_REPORT_MS = 1000;
+
 export interface NotifierOptions {
   config: NotificationsConfig;
   queue: EventQueue;
@@ -42,6 +45,7 @@ export class Notifier implements EventSink {
   private readonly filters: Array<(q: QueuedEvent) => boolean> = [];
   private readonly senders: Sender[] = [];
   private readonly ignored: Array<Set<string>> = [];
+  private gauges: NodeJS.Timeout | undefined;
 
   constructor(private readonly o: NotifierOptions) {
     for (const ep of activeEndpoints(o.config)) {
@@ -84,6 +88,14 @@ export class Notifier implements EventSink {
 
   start(): void {
     for (const d of this.dispatchers) d.start();
+    // A delivery can hang for up to its timeout: the pending gauges keep moving meanwhile.
+    this.gauges ??= setInterval(() => void this.reportPending(), PENDING_REPORT_MS).unref();
+  }
+
+  private async reportPending(): Promise<void> {
+    for (const s of await this.status().catch(() => [])) {
+      if (!s.disabled) this.o.observer.notifyPending(s.name, s.pending, s.oldestPendingSeconds);
+    }
   }
 
   /** Wakes every endpoint in back-off (`wharf events retry`). */
@@ -111,6 +123,7 @@ export class Notifier implements EventSink {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.gauges);
     await Promise.all(this.dispatchers.map((d) => d.stop()));
     await Promise.all(this.senders.map((s) => s.close()));
     await this.o.queue.close();

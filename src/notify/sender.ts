@@ -29,7 +29,8 @@ export class Sender {
     this.agent = new Agent({ connections: 2, headersTimeout: o.timeout, bodyTimeout: o.timeout, connect: { timeout: o.timeout } });
   }
 
-  async send(events: DistributionEvent[]): Promise<SendResult> {
+  /** `signal`: shutdown; an aborted delivery counts as failed and is sent again later. */
+  async send(events: DistributionEvent[], signal?: AbortSignal): Promise<SendResult> {
     const { contentType, body } = renderBody(this.o.format, events);
     const headers: Record<string, string | string[]> = {};
     for (const [k, v] of Object.entries(this.o.headers ?? {})) headers[k.toLowerCase()] = v;
@@ -37,7 +38,7 @@ export class Sender {
     headers['user-agent'] = this.o.userAgent;
     if (this.o.secret) headers[SIGNATURE_HEADER.toLowerCase()] = `sha256=${createHmac('sha256', this.o.secret).update(body).digest('hex')}`;
     try {
-      const res = await request(this.o.url, { method: 'POST', headers, body, dispatcher: this.agent, signal: AbortSignal.timeout(this.o.timeout) });
+      const res = await request(this.o.url, { method: 'POST', headers, body, dispatcher: this.agent, signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(this.o.timeout)]) : AbortSignal.timeout(this.o.timeout) });
       await res.body.dump().catch(() => undefined);
       if (res.statusCode >= 200 && res.statusCode < 400) return { ok: true, status: res.statusCode };
       return { ok: false, status: res.statusCode, reason: `HTTP ${res.statusCode}` };
