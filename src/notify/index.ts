@@ -9,6 +9,7 @@ import type { EventQueue, NotifyLogger, NotifyObserver } from './types.js';
 
 export { Notifier, type EndpointStatus } from './notifier.js';
 export { SIGNATURE_HEADER } from './sender.js';
+export { RedisStreamQueue } from './redis-queue.js';
 export type { EventQueue, NotifyObserver } from './types.js';
 
 export interface OpenNotifierOptions {
