@@ -1,6 +1,8 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { request } from './http.js';
+import { sha256 } from './oci-image.js';
 import { listenLoopback } from './ports.js';
 
 /** One request a webhook receiver got. */
@@ -87,4 +89,13 @@ export function verifySignature(secret: string, body: Buffer, header: string | s
   const want = createHmac('sha256', secret).update(body).digest();
   const got = Buffer.from(header.slice('sha256='.length), 'hex');
   return got.length === want.length && timingSafeEqual(got, want);
+}
+
+/** Pushes one random blob (monolithic POST): one `push` event; resolves with its digest once answered 201. */
+export async function pushBlob(base: string, repo: string): Promise<string> {
+  const bytes = randomBytes(64);
+  const digest = sha256(bytes);
+  const res = await request(`${base}/v2/${repo}/blobs/uploads/?digest=${digest}`, { method: 'POST', body: bytes, headers: { 'content-type': 'application/octet-stream' } });
+  if (res.status !== 201) throw new Error(`push blob: HTTP ${res.status} ${res.body.toString().slice(0, 300)}`);
+  return digest;
 }

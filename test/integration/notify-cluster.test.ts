@@ -3,23 +3,13 @@
  * event delivered once per endpoint by whichever replica holds the endpoint, none lost when one dies.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import { request } from '../helpers/http.js';
-import { sha256 } from '../helpers/oci-image.js';
 import { deleteKeys, REDIS_URL, testPrefix } from '../helpers/redis.js';
 import { tempDir, type TempDir } from '../helpers/tmp.js';
-import { startReceiver, type WebhookReceiver } from '../helpers/webhook.js';
+import { pushBlob, startReceiver, type WebhookReceiver } from '../helpers/webhook.js';
 import { startWharf, type WharfProcess } from '../helpers/wharf.js';
 
-async function pushBlob(base: string, repo: string): Promise<string> {
-  const bytes = randomBytes(64);
-  const digest = sha256(bytes);
-  const res = await request(`${base}/v2/${repo}/blobs/uploads/?digest=${digest}`, { method: 'POST', body: bytes, headers: { 'content-type': 'application/octet-stream' } });
-  assert.equal(res.status, 201, res.body.toString());
-  return digest;
-}
 
 function pushes(events: Array<Record<string, any>>): Array<{ id: string; digest: string }> {
   return events.filter((e) => e.action === 'push').map((e) => ({ id: e.id, digest: e.target.digest }));

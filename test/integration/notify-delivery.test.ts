@@ -9,19 +9,11 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { request } from '../helpers/http.js';
-import { makeImage, pushImage, sha256 } from '../helpers/oci-image.js';
+import { makeImage, pushImage } from '../helpers/oci-image.js';
 import { tempDir, type TempDir } from '../helpers/tmp.js';
-import { startReceiver, verifySignature } from '../helpers/webhook.js';
+import { pushBlob, startReceiver, verifySignature } from '../helpers/webhook.js';
 import { startWharf } from '../helpers/wharf.js';
 
-/** Pushes one random blob (monolithic POST); resolves with its digest once wharf answered 201. */
-async function pushBlob(base: string, repo: string): Promise<string> {
-  const bytes = randomBytes(64);
-  const digest = sha256(bytes);
-  const res = await request(`${base}/v2/${repo}/blobs/uploads/?digest=${digest}`, { method: 'POST', body: bytes, headers: { 'content-type': 'application/octet-stream' } });
-  assert.equal(res.status, 201, res.body.toString());
-  return digest;
-}
 
 /** Digests of push events in first-arrival order, each once (delivery is at least once; ids de-duplicate). */
 function pushedDigests(events: Array<Record<string, any>>): string[] {
