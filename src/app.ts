@@ -73,7 +73,7 @@ export function createApp(deps: AppDeps): App {
     config.upstreams.map((u) => ({ name: u.name, host: new URL(u.url).host, aliases: u.aliases, default: u.default, libraryPrefix: u.libraryPrefix })),
   );
   const lifecycle = deps.lifecycle;
-  const registry = createRegistry({ store: deps.store, meta: deps.meta, namespaces, policy, metrics, logger, now, cluster: deps.cluster }, { onAccess: lifecycle ? (d) => lifecycle.tracker.touch(d) : undefined });
+  const registry = createRegistry({ store: deps.store, meta: deps.meta, namespaces, policy, metrics, logger, now, cluster: deps.cluster, events: deps.notifier }, { onAccess: lifecycle ? (d) => lifecycle.tracker.touch(d) : undefined });
   lifecycle?.setBusyCheck((d) => registry.blobService.isBusy(d));
   const metricsAuth = config.metrics.username && config.metrics.password ? { username: config.metrics.username, password: config.metrics.password } : undefined;
   const render = () => metrics.render();

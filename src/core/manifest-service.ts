@@ -16,6 +16,7 @@ import type { MirrorTarget, RepoAccess } from './repo-access.js';
 import type { Prefetcher } from './prefetch.js';
 import { SingleFlight } from './single-flight.js';
 import type { ManifestResult, ManifestService, Outcome, RepoRef } from './types.js';
+import { announce } from './events.js';
 
 const OCI_TYPES = new Set<string>([MediaType.ociManifest, MediaType.ociIndex]);
 
@@ -164,7 +165,9 @@ export class Manifests implements ManifestService {
             return res;
           }
         }
-        return await this.fetch(repo, target, head.digest ?? tag, tag);
+        const moved = await this.fetch(repo, target, head.digest ?? tag, tag);
+        if (moved.descriptor.digest !== rec.digest) announce(this.d, 'tag-moved', repo, { kind: 'manifest', ...moved.descriptor, tag });
+        return moved;
       }
       return await this.fetch(repo, target, tag, tag);
     } catch (e) {
@@ -223,6 +226,7 @@ export class Manifests implements ManifestService {
       await this.access.storeBytes(digest, res.bytes);
       await this.linkManifest(repo, digest, size, parsed, 'upstream', mediaType);
       if (tagged) await this.d.meta.putTag(repo.key, tagged.tag, tagged.rec);
+      announce(this.d, 'cache', repo, { kind: 'manifest', mediaType, digest, size, tag, references: parsed && [...parsed.blobs, ...parsed.manifests] });
     })();
     this.access.pending.track(
       repo.key,
