@@ -86,7 +86,7 @@ export function createApp(deps: AppDeps): App {
     maxManifestBytes: config.limits.maxManifestBytes,
     trustedProxies: config.server.trustedProxies,
     events: deps.notifier,
-    admin: lifecycle?.adminRoutes({ namespaces, upstreams: deps.upstreams }),
+    admin: lifecycle && { ...lifecycle.adminRoutes({ namespaces, upstreams: deps.upstreams }), events: deps.notifier },
     ops: {
       readiness: () =>
         readiness({

@@ -19,6 +19,8 @@ export interface AdminRouterDeps {
   admin: AdminApi;
   /** `admin.username` / `admin.password`; when absent the admin API is open, like the registry API without auth */
   credentials?: { username: string; password: string };
+  /** webhook endpoints (`wharf events`); absent when none is configured */
+  events?: { status(): Promise<object[]>; retry(endpoint?: string): boolean };
 }
 
 export const ADMIN_PREFIX = '/_wharf/admin';
@@ -81,6 +83,14 @@ export function adminRouter(deps: AdminRouterDeps): Router {
   });
   router.post('/evict', async (ctx) => {
     ctx.body = await admin.evict();
+  });
+  router.get('/events', async (ctx) => {
+    ctx.body = { endpoints: deps.events ? await deps.events.status() : [] };
+  });
+  router.post('/events/retry', async (ctx) => {
+    const endpoint = single(ctx, 'endpoint') || undefined;
+    if (!deps.events?.retry(endpoint)) throw new RegistryError(ErrorCode.NAME_UNKNOWN, 'no such notification endpoint', { status: 404, detail: { endpoint } });
+    ctx.body = { retried: endpoint ?? 'all' };
   });
   router.get('/cached', async (ctx) => {
     const raw = ctx.query.digests;

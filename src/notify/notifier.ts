@@ -112,7 +112,7 @@ export class Notifier implements EventSink {
       const p = ep.disabled ? { count: 0 } : await this.o.queue.pending(ep.name);
       out.push({
         ...(d?.state ?? { name: ep.name, failures: 0, delivered: 0 }),
-        url: ep.url,
+        url: shownUrl(ep.url),
         disabled: ep.disabled,
         format: ep.format,
         pending: p.count,
@@ -128,4 +128,10 @@ export class Notifier implements EventSink {
     await Promise.all(this.senders.map((s) => s.close()));
     await this.o.queue.close();
   }
+}
+
+/** An endpoint URL without credentials or query (either may hold a secret). */
+function shownUrl(url: string): string {
+  const u = new URL(url);
+  return `${u.protocol}//${u.host}${u.pathname}`;
 }

@@ -4,9 +4,11 @@
  * repository and action filters, the cloudevents format.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { request } from '../helpers/http.js';
 import { makeImage, pushImage } from '../helpers/oci-image.js';
@@ -37,6 +39,16 @@ async function waitMetric(base: string, re: RegExp, timeoutMs = 20_000): Promise
     await new Promise((r) => setTimeout(r, 50));
   }
   assert.match(body.split('\n').filter((l) => l.startsWith('wharf_notify')).join('\n'), re);
+}
+
+/** `wharf <args>` (the real CLI, talking to the admin API); resolves with its exit code and output. */
+function wharfCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const cwd = fileURLToPath(new URL('../..', import.meta.url));
+  return new Promise((resolve) => {
+    execFile(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], { cwd, timeout: 60_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
 }
 
 const fast = { timeout: '500ms', threshold: 2, backoff: '100ms', maxBackoff: '400ms' };
@@ -180,6 +192,37 @@ describe('notifications: delivery', () => {
     } finally {
       await w.stop();
       await Promise.all([team.stop(), all.stop(), ce.stop()]);
+    }
+  });
+
+  it('wharf events lists each endpoint\'s state; wharf events retry ends a back-off at once', async () => {
+    const rx = await startReceiver('fail');
+    const w = await startWharf({
+      config: { upstreams: [], notifications: { endpoints: [{ name: 'ci', url: rx.url, timeout: '500ms', threshold: 1, backoff: '1h', maxBackoff: '1h' }] } },
+    });
+    try {
+      const pushed = [await pushBlob(w.url, 'team/app'), await pushBlob(w.url, 'team/app')];
+      const deadline = Date.now() + 20_000;
+      while (rx.refused < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+      const listed = await wharfCli(['events', '--url', w.url, '--json']);
+      assert.equal(listed.code, 0, listed.stderr + listed.stdout);
+      const [ep] = JSON.parse(listed.stdout) as Array<Record<string, any>>;
+      assert.equal(ep!.name, 'ci');
+      assert.equal(ep!.pending, 2);
+      assert.ok(ep!.failures >= 1);
+      assert.match(ep!.lastError, /503/);
+      const text = await wharfCli(['events', '--url', w.url]);
+      assert.match(text.stdout, /^ci: failing .*2 events pending/m);
+      // Backing off for an hour: only the retry command brings the events now.
+      rx.mode = 'ok';
+      const retried = await wharfCli(['events', 'retry', 'ci', '--url', w.url]);
+      assert.equal(retried.code, 0, retried.stderr);
+      await rx.waitFor((e) => pushedDigests(e).length >= 2, 20_000, 'events after retry');
+      assert.deepEqual(pushedDigests(rx.events()), pushed);
+      assert.notEqual((await wharfCli(['events', 'retry', 'nope', '--url', w.url])).code, 0);
+    } finally {
+      await w.stop();
+      await rx.stop();
     }
   });
 });
