@@ -242,7 +242,7 @@ export const configSchema = z.strictObject({
             ignore: z
               .strictObject({
                 mediatypes: def(z.array(str()), [], 'target media types never sent'),
-                actions: def(z.array(str()), [], 'actions never sent (push, pull, delete, mount, cache, tag-moved, evict)'),
+                actions: def(z.array(str()), [], 'actions never sent (push, pull, delete, mount, cache, tag-moved)'),
               })
               .prefault({}),
             disabled: def(bool(), false, 'keep the endpoint configured but send nothing (nothing is queued for it)'),
