@@ -56,11 +56,11 @@ export async function serve(config: WharfConfig): Promise<void> {
   const replicaId = clusterMode?.cluster.self.id;
   const sharedQueue =
     redis && replicaId
-      ? async () => {
+      ? async (onDrop: (endpoint: string, n: number) => void) => {
           const client = createRedisClient(redis);
           client.on('error', (err: Error) => logger.warn({ err: err.message }, 'notifications: redis connection trouble'));
           await connectRedis(client, redis);
-          return RedisStreamQueue.open(client, { keyPrefix: redis.keyPrefix, replicaId, endpoints: config.notifications.endpoints?.filter((e) => !e.disabled) ?? [] });
+          return RedisStreamQueue.open(client, { keyPrefix: redis.keyPrefix, replicaId, onDrop, endpoints: config.notifications.endpoints?.filter((e) => !e.disabled) ?? [] });
         }
       : undefined;
   const notifier = await openNotifier({ config: config.notifications, dataDir: config.dataDir, listen: config.listen, logger, observer: metrics, queue: sharedQueue }).catch((e: Error) =>

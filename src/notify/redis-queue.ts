@@ -12,6 +12,8 @@ export interface RedisQueueOptions {
   /** this replica, as lease holder */
   replicaId: string;
   endpoints: ReadonlyArray<{ name: string; maxPending: number; timeout: number }>;
+  /** entries an endpoint had read but that were trimmed away before it delivered them */
+  onDrop?(endpoint: string, count: number): void;
 }
 
 /** One consumer per group: only the replica holding an endpoint's lease reads its group. */
@@ -90,7 +92,10 @@ export class RedisStreamQueue implements EventQueue {
       else out.push({ id, at: Number(id.split('-')[0]), q: JSON.parse(json) as QueuedEvent });
     }
     // Entries trimmed away after they were read (maxPending) are gone: acknowledged so they stop coming back.
-    if (trimmed.length > 0) await this.client.call('XACK', this.stream, this.group(endpoint), ...trimmed);
+    if (trimmed.length > 0) {
+      await this.client.call('XACK', this.stream, this.group(endpoint), ...trimmed);
+      this.o.onDrop?.(endpoint, trimmed.length);
+    }
     this.unacked.set(endpoint, out.map((e) => e.id));
     return out;
   }
