@@ -8,7 +8,8 @@ type Target = RegistryEvent['target'];
 /** The request part of an event, as Distribution records it (addr: the client's ip:port, or the forwarded ip). */
 function requestRecord(ctx: Context): NonNullable<RegistryEvent['request']> {
   const socket = ctx.req.socket;
-  const addr = viaTrustedProxy(ctx) || socket.remotePort === undefined ? ctx.ip : `${ctx.ip}:${socket.remotePort}`;
+  const host = ctx.ip.includes(':') ? `[${ctx.ip}]` : ctx.ip; // Go's host:port form, IPv6 in brackets
+  const addr = viaTrustedProxy(ctx) || socket.remotePort === undefined ? ctx.ip : `${host}:${socket.remotePort}`;
   return {
     id: typeof ctx.state.requestId === 'string' ? ctx.state.requestId : '',
     addr,
