@@ -15,6 +15,7 @@ import type { Logger } from './observability/types.js';
 import type { BlobStore, MetadataStore } from './store/types.js';
 import type { Upstream } from './upstream/types.js';
 import type { Lifecycle } from './lifecycle.js';
+import type { Notifier } from './notify/index.js';
 import KoaApp from 'koa';
 
 export interface AppDeps {
@@ -34,6 +35,8 @@ export interface AppDeps {
   authSecret?: () => Uint8Array;
   /** cluster mode: since when the metadata store is degraded (Redis outage), for /readyz */
   metadataDegraded?: () => { since: number; graceMs: number } | undefined;
+  /** webhooks (src/notify/); absent when no endpoint is configured */
+  notifier?: Notifier;
 }
 
 export interface App {
@@ -75,7 +78,7 @@ export function createApp(deps: AppDeps): App {
     config.upstreams.map((u) => ({ name: u.name, host: new URL(u.url).host, aliases: u.aliases, default: u.default, libraryPrefix: u.libraryPrefix })),
   );
   const lifecycle = deps.lifecycle;
-  const registry = createRegistry({ store: deps.store, meta: deps.meta, namespaces, policy, metrics, logger, now, cluster: deps.cluster }, { onAccess: lifecycle ? (d) => lifecycle.tracker.touch(d) : undefined });
+  const registry = createRegistry({ store: deps.store, meta: deps.meta, namespaces, policy, metrics, logger, now, cluster: deps.cluster, events: deps.notifier }, { onAccess: lifecycle ? (d) => lifecycle.tracker.touch(d) : undefined });
   lifecycle?.setBusyCheck((d) => registry.blobService.isBusy(d));
   // the rate-limit gauges show the cluster's shared figure, even on a replica that has not asked upstream lately
   const render = async () => {
@@ -97,7 +100,8 @@ export function createApp(deps: AppDeps): App {
     logger,
     maxManifestBytes: config.limits.maxManifestBytes,
     trustedProxies: config.server.trustedProxies,
-    admin: lifecycle?.adminRoutes({ namespaces, upstreams: deps.upstreams }),
+    events: deps.notifier,
+    admin: lifecycle && { ...lifecycle.adminRoutes({ namespaces, upstreams: deps.upstreams }), events: deps.notifier },
     ops: {
       readiness: () =>
         readiness({
@@ -124,6 +128,7 @@ export function createApp(deps: AppDeps): App {
     registry,
     async close() {
       await registry.settle(SETTLE_LIMIT_MS);
+      await deps.notifier?.close().catch(() => {});
       for (const u of deps.upstreams.values()) await u.close().catch(() => {});
       await deps.meta.close().catch(() => {});
     },

@@ -5,6 +5,7 @@ import { pathToFileURL } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { ConfigError, ConfigFileError, loadConfig, type ConfigOverride, type WharfConfig } from './config/index.js';
 import { CliError, resolveTargets } from './cli/common.js';
+import { registerEvents } from './cli/events.js';
 import { registerGc } from './cli/gc.js';
 import { registerHealthcheck } from './cli/healthcheck.js';
 import { registerLs } from './cli/ls.js';
@@ -75,7 +76,7 @@ export function buildCli(io: CliIo): Cli {
     });
 
   // Operator commands: through a running wharf's admin API (--url), some also offline (--data-dir).
-  for (const register of [registerGc, registerLs, registerStats, registerPurge, registerVerify, registerWarm, registerHealthcheck]) register(program, io);
+  for (const register of [registerGc, registerLs, registerStats, registerPurge, registerVerify, registerWarm, registerHealthcheck, registerEvents]) register(program, io);
   resolveTargets(program, io);
 
   return {

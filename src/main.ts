@@ -6,8 +6,9 @@ import type { WharfConfig } from './config/types.js';
 import { createListener, drain, listen, type WharfServer } from './listener.js';
 import { createLogger } from './observability/logger.js';
 import { createMetrics } from './observability/metrics.js';
-import { FsBlobStore, openMetadataStore, type MetadataStore } from './store/index.js';
+import { FsBlobStore, connectRedis, createRedisClient, openMetadataStore, type MetadataStore } from './store/index.js';
 import { createUpstream } from './upstream/index.js';
+import { openNotifier, RedisStreamQueue } from './notify/index.js';
 import type { Upstream } from './upstream/types.js';
 import type { Logger } from './observability/types.js';
 
@@ -50,7 +51,23 @@ export async function serve(config: WharfConfig): Promise<void> {
     );
   }
   const lifecycle = await startLifecycle({ config, store, meta, logger, metrics, lease: clusterMode?.lease });
-  const app = createApp({ config, store, meta, upstreams, metrics, logger, cluster: clusterMode?.cluster, peerToken: clusterMode?.peerToken, lifecycle, authSecret: clusterMode?.authSecret, metadataDegraded: degraded });
+  // With Redis the replicas share one queue (a stream); its own connection, as the other Redis users have.
+  const redis = config.redis;
+  const replicaId = clusterMode?.cluster.self.id;
+  const sharedQueue =
+    redis && replicaId
+      ? async (onDrop: (endpoint: string, n: number) => void) => {
+          const client = createRedisClient(redis);
+          client.on('error', (err: Error) => logger.warn({ err: err.message }, 'notifications: redis connection trouble'));
+          await connectRedis(client, redis);
+          return RedisStreamQueue.open(client, { keyPrefix: redis.keyPrefix, replicaId, onDrop, endpoints: config.notifications.endpoints?.filter((e) => !e.disabled) ?? [] });
+        }
+      : undefined;
+  const notifier = await openNotifier({ config: config.notifications, dataDir: config.dataDir, listen: config.listen, logger, observer: metrics, queue: sharedQueue }).catch((e: Error) =>
+    fatal(logger, `notifications: ${e.message}`),
+  );
+  const app = createApp({ config, store, meta, upstreams, metrics, logger, cluster: clusterMode?.cluster, peerToken: clusterMode?.peerToken, lifecycle, authSecret: clusterMode?.authSecret, metadataDegraded: degraded, notifier });
+  notifier?.start();
 
   const main = await createListener(app.koa.callback(), { timeouts: config.server, tls: config.tls, logger }).catch((e: Error) =>
     fatal(logger, `tls: cannot load ${config.tls?.cert} / ${config.tls?.key}: ${e.message}`),

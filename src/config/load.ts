@@ -105,6 +105,7 @@ export async function loadConfig(opts: LoadOptions): Promise<WharfConfig> {
   const advertiseUrl = section('advertiseUrl');
   const admin = section('admin');
   const auth = section('auth');
+  const notifications = section('notifications');
 
   let parsedUpstreams: Array<ParsedUpstream | undefined> = [];
   if (Array.isArray(raw.upstreams)) {
@@ -134,6 +135,10 @@ export async function loadConfig(opts: LoadOptions): Promise<WharfConfig> {
   if (auth) problems.push(...authProblems(auth));
   if (metrics?.auth && !auth) problems.push('metrics.auth: names users of auth, which is not configured');
   if (metrics?.auth?.length === 0) problems.push('metrics.auth: list at least one user (or leave it out)');
+  const endpointNames = (notifications?.endpoints ?? []).map((e) => e.name);
+  for (const dup of new Set(endpointNames.filter((n, i) => endpointNames.indexOf(n) !== i))) {
+    problems.push(`notifications.endpoints: name ${dup} is used more than once`);
+  }
 
   // Files are resolved against cwd and must be readable now, not at the first pull that needs them.
   const files: Array<{ path: Path; get: () => string | undefined; set: (v: string) => void }> = [];
@@ -160,6 +165,10 @@ export async function loadConfig(opts: LoadOptions): Promise<WharfConfig> {
     files.push({ path: ['auth', 'token', 'jwks'], get: () => auth.token.jwks, set: (v) => (auth.token.jwks = v) });
     (auth.tokens ?? []).forEach((t, i) => files.push({ path: ['auth', 'tokens', i, 'tokenFile'], get: () => t.tokenFile, set: (v) => (t.tokenFile = v) }));
   }
+  (notifications?.endpoints ?? []).forEach((e, i) => {
+    const secret = e.secret;
+    if (secret) files.push({ path: ['notifications', 'endpoints', i, 'secret', 'file'], get: () => secret.file, set: (v) => (secret.file = v) });
+  });
   for (const f of files) {
     const given = f.get();
     if (given === undefined) continue;
@@ -171,7 +180,7 @@ export async function loadConfig(opts: LoadOptions): Promise<WharfConfig> {
 
   if (
     problems.length > 0 || listen === undefined || dataDir === undefined || !cache || !push || !localNamespaces || !metrics || !log ||
-    !limits || !server || !uploads || !health || !admin
+    !limits || !server || !uploads || !health || !admin || !notifications
   ) {
     throw new ConfigError(problems);
   }
@@ -189,6 +198,7 @@ export async function loadConfig(opts: LoadOptions): Promise<WharfConfig> {
     uploads,
     health,
     admin,
+    notifications,
   };
   if (redis) config.redis = redis;
   if (serverTls) config.tls = serverTls;

@@ -237,6 +237,41 @@ export const configSchema = z.strictObject({
       password: opt(str(), 'admin API password'),
     })
     .prefault({}),
+  notifications: z
+    .strictObject({
+      events: z
+        .strictObject({ includereferences: def(bool(), false, 'manifest events carry target.references (config, layers, child manifests)') })
+        .prefault({}),
+      endpoints: z
+        .array(
+          z.strictObject({
+            name: str().register(docs, { description: 'endpoint name (metrics label, `wharf events`); unique', default: '' }),
+            url: httpUrl().register(docs, { description: 'URL the events are POSTed to', default: '' }),
+            headers: opt(z.record(z.string(), z.array(str())), 'static headers sent with every request; values are lists, as Distribution'),
+            timeout: def(duration(), '1s', 'a delivery not answered within this fails'),
+            threshold: def(int(1), 10, 'failures in a row before backing off'),
+            backoff: def(duration(), '1s', 'first pause after threshold failures; doubles per further failure up to maxBackoff'),
+            maxBackoff: def(duration(), '5m', 'longest pause between retries'),
+            ignoredmediatypes: def(z.array(str()), [], 'target media types never sent'),
+            ignore: z
+              .strictObject({
+                mediatypes: def(z.array(str()), [], 'target media types never sent'),
+                actions: def(z.array(str()), [], 'actions never sent (push, pull, delete, mount, cache, tag-moved)'),
+              })
+              .prefault({}),
+            disabled: def(bool(), false, 'keep the endpoint configured but send nothing (nothing is queued for it)'),
+            repositories: opt(z.array(repoPattern()), 'only events of repositories matching these globs (push.overlay syntax, canonical name)', 'all'),
+            secret: z
+              .strictObject({ file: str().register(docs, { description: 'file holding the HMAC-SHA256 key; each request carries X-Wharf-Signature: sha256=<hex>', default: '' }) })
+              .optional(),
+            format: def(oneOf(['distribution', 'cloudevents'] as const), 'distribution', 'distribution (Distribution\'s envelope) or cloudevents (one structured CloudEvent per request)'),
+            maxPending: def(int(1), 100000, 'events kept for an endpoint that does not take them; the oldest are dropped beyond it'),
+          }),
+        )
+        .optional()
+        .register(docs, { description: 'webhook endpoints (see Notifications)', default: 'none' }),
+    })
+    .prefault({}),
 });
 
 export type ConfigShape = typeof configSchema.shape;

@@ -30,6 +30,31 @@ export interface WharfConfig {
   admin: { username?: string; password?: string };
   /** client authentication and access rules; absent → open */
   auth?: AuthConfig;
+  notifications: NotificationsConfig;
+}
+
+/** Webhooks: Distribution's `notifications` keys plus wharf's own (see README "Notifications"). */
+export interface NotificationsConfig {
+  events: { includereferences: boolean };
+  endpoints?: NotifyEndpointConfig[];
+}
+
+export interface NotifyEndpointConfig {
+  name: string;
+  url: string;
+  headers?: Record<string, string[]>;
+  timeout: number;
+  threshold: number;
+  backoff: number;
+  maxBackoff: number;
+  ignoredmediatypes: string[];
+  ignore: { mediatypes: string[]; actions: string[] };
+  disabled: boolean;
+  repositories?: string[];
+  /** absolute path of the HMAC key file */
+  secret?: { file: string };
+  format: 'distribution' | 'cloudevents';
+  maxPending: number;
 }
 
 export type AuthAction = 'pull' | 'push' | 'delete' | 'overlay';

@@ -6,6 +6,7 @@ import type { FirstReads } from './first-reads.js';
 import { resolveRange } from './ranges.js';
 import type { MirrorTarget, RepoAccess } from './repo-access.js';
 import type { BlobBody, BlobService, Outcome, RangeRequest, RepoRef } from './types.js';
+import { announce } from './events.js';
 
 interface Inflight {
   fetch: BlobFetch;
@@ -275,6 +276,7 @@ export class Blobs implements BlobService {
       .then(async (desc) => {
         await this.access.link(repo, digest, { kind: 'blob', size: desc.size, origin: 'upstream' });
         this.onAccess(digest);
+        announce(this.d, 'cache', repo, { kind: 'blob', digest, size: desc.size });
       })
       .catch((e: unknown) => {
         if (isRegistryError(e) && e.code === ErrorCode.DIGEST_INVALID) {

@@ -20,6 +20,7 @@ import type { Prefetcher } from './prefetch.js';
 import type { QuotaGate } from './quota.js';
 import { SingleFlight } from './single-flight.js';
 import type { ManifestResult, ManifestService, Outcome, RepoRef } from './types.js';
+import { announce } from './events.js';
 
 const OCI_TYPES = new Set<string>([MediaType.ociManifest, MediaType.ociIndex]);
 
@@ -129,14 +130,14 @@ export class Manifests implements ManifestService {
     return { descriptor: { mediaType: parsed.mediaType, digest, size: bytes.byteLength }, subject: parsed.subject?.digest };
   }
 
-  async delete(repo: RepoRef, ref: Reference): Promise<void> {
+  async delete(repo: RepoRef, ref: Reference): Promise<string[]> {
     if (ref.kind === 'tag') {
       const rec = await this.d.meta.getTag(repo.key, ref.tag);
       if (!rec) throw new RegistryError(ErrorCode.MANIFEST_UNKNOWN, undefined, { detail: { tag: ref.tag } });
       if (rec.origin !== 'local') throw new RegistryError(ErrorCode.UNSUPPORTED, 'mirrored tags cannot be deleted; they follow the upstream');
       this.immutable.assertMayDelete(repo, [ref.tag], `tag ${ref.tag}`);
       await this.d.meta.deleteTag(repo.key, ref.tag);
-      return;
+      return [ref.tag];
     }
     const link = await this.d.meta.getLink(repo.key, ref.digest);
     if (!link || link.kind !== 'manifest') throw new RegistryError(ErrorCode.MANIFEST_UNKNOWN, undefined, { detail: { digest: ref.digest } });
@@ -145,6 +146,7 @@ export class Manifests implements ManifestService {
     this.immutable.assertMayDelete(repo, tags, `manifest ${ref.digest}`);
     for (const tag of tags) await this.d.meta.deleteTag(repo.key, tag);
     await this.d.meta.unlink(repo.key, ref.digest);
+    return tags;
   }
 
   /** Runs `fn` after every earlier call for the same key in this process has settled. */
@@ -227,7 +229,9 @@ export class Manifests implements ManifestService {
             return res;
           }
         }
-        return await this.fetch(repo, target, head.digest ?? tag, tag);
+        const moved = await this.fetch(repo, target, head.digest ?? tag, tag);
+        if (moved.descriptor.digest !== rec.digest) announce(this.d, 'tag-moved', repo, { kind: 'manifest', ...moved.descriptor, tag });
+        return moved;
       }
       return await this.fetch(repo, target, tag, tag);
     } catch (e) {
@@ -332,6 +336,7 @@ export class Manifests implements ManifestService {
       await this.access.storeBytes(digest, res.bytes);
       await this.linkManifest(repo, digest, size, parsed, 'upstream', mediaType);
       if (tagged) await this.d.meta.putTag(repo.key, tagged.tag, tagged.rec);
+      announce(this.d, 'cache', repo, { kind: 'manifest', mediaType, digest, size, tag, references: parsed && [...parsed.blobs, ...parsed.manifests] });
     })();
     const done = work
       .catch((e: unknown) => {

@@ -43,7 +43,8 @@ export interface ManifestService {
   get(repo: RepoRef, ref: Reference, accept: string[]): Promise<ManifestResult>;
   head(repo: RepoRef, ref: Reference, accept: string[]): Promise<ManifestResult>;
   put(repo: RepoRef, ref: Reference, contentType: string | undefined, bytes: Buffer): Promise<{ descriptor: Descriptor; subject?: Digest }>;
-  delete(repo: RepoRef, ref: Reference): Promise<void>;
+  /** Resolves to the tags removed with it (a digest's tags; the tag itself). */
+  delete(repo: RepoRef, ref: Reference): Promise<string[]>;
 }
 
 export interface BlobService {
@@ -101,4 +102,46 @@ export interface Registry {
   referrers: ReferrersService;
   /** Whether a push into this repository lands over upstream content (`push.overlay`): auth asks for the `overlay` grant. */
   overlays(repo: RepoRef): boolean;
+}
+
+/**
+ * Something that happened to a repository, for webhooks (src/notify/). `push`, `pull`, `delete` and `mount`
+ * are Distribution's actions; `cache` (content newly arrived from an upstream), `tag-moved` (a tag whose
+ * upstream digest changed on revalidation) and `evict` are wharf's own.
+ */
+export type RegistryEventAction = 'push' | 'pull' | 'delete' | 'mount' | 'cache' | 'tag-moved' | 'evict';
+
+export interface RegistryEvent {
+  action: RegistryEventAction;
+  /** the name clients use for the repository (Namespaces.displayName of its canonical key) */
+  repository: string;
+  /** the canonical key (`RepoRef.key`); endpoint repository filters match it */
+  key: string;
+  target: {
+    /** what the target is: the envelope's url and media type follow it */
+    kind: 'manifest' | 'blob';
+    mediaType?: string;
+    size?: number;
+    digest?: Digest;
+    tag?: string;
+    fromRepository?: string;
+    /** a manifest's config, layers or child manifests */
+    references?: Descriptor[];
+    /** the upstream the content came from (wharf's own actions) */
+    upstream?: string;
+  };
+  /** the client request that caused it; absent for background work (cache fill, eviction) */
+  request?: { id: string; addr: string; host: string; method: string; useragent: string; baseUrl: string };
+  /** the authenticated user */
+  actor?: string;
+}
+
+/**
+ * Where events go. emit() resolves once the events are durable (journal fsynced, or in the Redis stream):
+ * a request that caused one is answered only after that.
+ */
+export interface EventSink {
+  emit(events: RegistryEvent[]): Promise<void>;
+  /** whether any endpoint wants an event with this action (lets a caller skip building it) */
+  wants(action: RegistryEventAction): boolean;
 }

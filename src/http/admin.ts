@@ -19,6 +19,8 @@ export interface AdminRouterDeps {
   admin: AdminApi;
   /** `admin.username` / `admin.password`; when absent the admin API is open, like the registry API without auth */
   credentials?: { username: string; password: string };
+  /** webhook endpoints (`wharf events`); absent when none is configured */
+  events?: { status(): Promise<object[]>; retry(endpoint?: string): boolean };
 }
 
 export const ADMIN_PREFIX = '/_wharf/admin';
@@ -37,7 +39,7 @@ export function fromLoopback(ctx: Pick<Context, 'req' | 'ip' | 'get' | 'state'>)
   return viaTrustedProxy(ctx) || FORWARDING.every((h) => ctx.get(h) === '');
 }
 
-type AdminHandler = (ctx: Context, admin: AdminApi) => Promise<void>;
+type AdminHandler = (ctx: Context, admin: AdminApi, deps: AdminRouterDeps) => Promise<void>;
 
 /** Path under ADMIN_PREFIX → method → handler (matched by endpoints.ts's one path rule). */
 const ADMIN_TABLE: Record<string, Record<string, AdminHandler>> = {
@@ -80,6 +82,18 @@ const ADMIN_TABLE: Record<string, Record<string, AdminHandler>> = {
       ctx.body = await admin.evict();
     },
   },
+  '/events': {
+    GET: async (ctx, _admin, deps) => {
+      ctx.body = { endpoints: deps.events ? await deps.events.status() : [] };
+    },
+  },
+  '/events/retry': {
+    POST: async (ctx, _admin, deps) => {
+      const endpoint = single(ctx, 'endpoint') || undefined;
+      if (!deps.events?.retry(endpoint)) throw new RegistryError(ErrorCode.NAME_UNKNOWN, 'no such notification endpoint', { status: 404, detail: { endpoint } });
+      ctx.body = { retried: endpoint ?? 'all' };
+    },
+  },
   '/cached': {
     GET: async (ctx, admin) => {
       const raw = ctx.query.digests;
@@ -106,7 +120,7 @@ export function adminEndpoint(deps: AdminRouterDeps) {
   const table: EndpointTable = Object.fromEntries(
     Object.entries(ADMIN_TABLE).map(([path, methods]) => [
       ADMIN_PREFIX + path,
-      Object.fromEntries(Object.entries(methods).map(([method, handler]) => [method, (ctx: Context) => handler(ctx, admin)])),
+      Object.fromEntries(Object.entries(methods).map(([method, handler]) => [method, (ctx: Context) => handler(ctx, admin, deps)])),
     ]),
   );
   return endpoints(table, {

@@ -1,5 +1,5 @@
 import Koa from 'koa';
-import type { Registry } from '../core/types.js';
+import type { EventSink, Registry } from '../core/types.js';
 import type { Logger, Metrics } from '../observability/types.js';
 import { adminEndpoint, type AdminRouterDeps } from './admin.js';
 import { tokenEndpoint, type ClientAuth, type ExternalTokenAuth } from './auth/index.js';
@@ -23,6 +23,8 @@ export interface HttpDeps {
   externalAuth?: ExternalTokenAuth;
   /** reverse proxies (IPs, CIDR ranges) whose X-Forwarded-* headers are believed */
   trustedProxies?: readonly string[];
+  /** webhooks (absent: none configured) */
+  events?: EventSink;
 }
 
 /** The Koa application: access log → error rendering → OCI endpoints / ops endpoints. */
@@ -38,7 +40,7 @@ export function createHttpApp(deps: HttpDeps): Koa {
   const auth = deps.clientAuth;
   if (auth) app.use(tokenEndpoint(auth, deps.registry.namespaces));
   const guard = auth ?? deps.externalAuth;
-  app.use(ociRouter({ registry: deps.registry, metrics: deps.metrics, maxManifestBytes: deps.maxManifestBytes, authorize: guard && ((ctx, m) => guard.authorize(ctx, m)) }));
+  app.use(ociRouter({ registry: deps.registry, metrics: deps.metrics, maxManifestBytes: deps.maxManifestBytes, events: deps.events, authorize: guard && ((ctx, m) => guard.authorize(ctx, m)) }));
   app.use(opsEndpoint(deps.ops));
   return app;
 }

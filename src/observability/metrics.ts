@@ -14,7 +14,15 @@ export interface MetricsOptions {
   metadataDegraded?: () => boolean;
 }
 
-export interface PromMetrics extends Metrics {
+/** Webhook delivery, per configured endpoint (src/notify/ reports through this shape). */
+export interface NotifyMetrics {
+  notifyDelivered(endpoint: string, events: number): void;
+  notifyFailed(endpoint: string, status: number | 'error'): void;
+  notifyDropped(endpoint: string, events: number): void;
+  notifyPending(endpoint: string, count: number, oldestAgeSeconds: number): void;
+}
+
+export interface PromMetrics extends Metrics, NotifyMetrics {
   readonly registry: Registry;
   render(): Promise<{ contentType: string; body: string }>;
 }
@@ -52,6 +60,11 @@ export const metricNames = [
   'wharf_data_free_bytes',
   'wharf_data_size_bytes',
   'wharf_metadata_degraded',
+  'wharf_notify_pending_events',
+  'wharf_notify_oldest_pending_seconds',
+  'wharf_notify_delivered_total',
+  'wharf_notify_failed_total',
+  'wharf_notify_dropped_total',
 ] as const;
 export type MetricName = (typeof metricNames)[number];
 
@@ -203,6 +216,12 @@ export function createMetrics(opts: MetricsOptions = {}): PromMetrics {
     registers,
   });
 
+  const notifyPending = new Gauge({ name: name('notify_pending_events'), help: 'Events queued and not yet delivered, per notification endpoint', labelNames: ['endpoint'], registers });
+  const notifyOldest = new Gauge({ name: name('notify_oldest_pending_seconds'), help: 'Age of the oldest undelivered event, per notification endpoint', labelNames: ['endpoint'], registers });
+  const notifyDelivered = new Counter({ name: name('notify_delivered_total'), help: 'Events delivered (answered 2xx/3xx), per notification endpoint', labelNames: ['endpoint'], registers });
+  const notifyFailed = new Counter({ name: name('notify_failed_total'), help: 'Failed delivery attempts by answer status (error: no answer)', labelNames: ['endpoint', 'status'], registers });
+  const notifyDropped = new Counter({ name: name('notify_dropped_total'), help: 'Events dropped because an endpoint had maxPending undelivered', labelNames: ['endpoint'], registers });
+
   // Unbounded caches have no limit to compare with; a 0 here would read as "always full".
   if (opts.cacheMaxBytes !== undefined && opts.cacheMaxBytes > 0) {
     new Gauge({
@@ -290,6 +309,20 @@ export function createMetrics(opts: MetricsOptions = {}): PromMetrics {
     },
     throttled(upstream) {
       throttled.labels(bounded(upstream, 'other')).inc();
+    },
+    notifyDelivered(endpoint, events) {
+      notifyDelivered.labels(bounded(endpoint, 'other')).inc(events);
+    },
+    notifyFailed(endpoint, s) {
+      notifyFailed.labels(bounded(endpoint, 'other'), status(s)).inc();
+    },
+    notifyDropped(endpoint, events) {
+      notifyDropped.labels(bounded(endpoint, 'other')).inc(events);
+    },
+    notifyPending(endpoint, count, oldest) {
+      const e = bounded(endpoint, 'other');
+      notifyPending.labels(e).set(count);
+      notifyOldest.labels(e).set(oldest);
     },
   };
 }

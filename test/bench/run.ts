@@ -3,7 +3,8 @@
  * real upstream registry on loopback, with nginx and direct pulls as physical references. Prints a
  * table, writes test/bench/results.json and refreshes the table in README.md (between bench markers).
  *
- * BENCH_REPS (default 3) repetitions per timed figure; BENCH_ONLY=1,3 runs only those scenarios;
+ * BENCH_REPS (default 3) repetitions per timed figure; BENCH_ONLY=1,3 runs only those scenarios
+ * (`extra`, `notify`: those extras);
  * BENCH_CPU_PROF=<dir> starts wharf with --cpu-prof.
  */
 import { existsSync } from 'node:fs';
@@ -18,6 +19,7 @@ import type { BenchContext, Images } from './context.js';
 import { bigImage, indexImage, layeredImage, MiB } from './images.js';
 import { manifestThroughput } from './manifests.bench.js';
 import { peakRss } from './memory.bench.js';
+import { notifyLatency } from './notify.bench.js';
 import { startNginx, type Server } from './processes.js';
 import { environment, renderTable, type Row } from './report.js';
 import { KINDS, startHub, startTarget, type Hub, type Target, type TargetKind } from './setup.js';
@@ -141,6 +143,12 @@ async function main(): Promise<void> {
         for (const k of KINDS) basic.byKind.set(k, `error: ${(e as Error).message}`);
       }
       extras.push(basic);
+    }
+    if (only === undefined || only.includes('notify')) {
+      log('extra: webhooks with an endpoint that never answers');
+      const notify = { title: 'Webhooks: an endpoint that never answers (wharf only)', byKind: new Map<TargetKind, Figures | string>() };
+      notify.byKind.set('wharf', await withTimeout(notifyLatency(), 180_000, 'notify').catch((e: Error) => `error: ${e.message}`));
+      extras.push(notify);
     }
   } finally {
     await cleanup();

@@ -29,6 +29,8 @@ export interface RegistryOptions {
   startTimeoutMs?: number;
   /** Serve https with this certificate and key (PEM files); `url` is then https://. */
   tls?: { certPath: string; keyPath: string };
+  /** Distribution's `notifications:` section (webhook endpoints), written as given. */
+  notifications?: Record<string, unknown>;
 }
 
 export interface RegistryProcess {
@@ -79,6 +81,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
     };
     if (opts.tls) (config.http as Record<string, unknown>).tls = { certificate: opts.tls.certPath, key: opts.tls.keyPath };
     if (opts.proxy) config.proxy = opts.proxy;
+    if (opts.notifications) config.notifications = opts.notifications;
     const auth = opts.auth;
     if (auth?.kind === 'token') {
       config.auth = {

@@ -6,6 +6,7 @@ import type { Metrics } from '../../observability/types.js';
 import { byteranges, slice } from '../byteranges.js';
 import { rangeHeaders, repoOf } from '../request.js';
 import { streamBody } from '../respond.js';
+import { emitEvents } from '../events.js';
 import type { Handler } from './context.js';
 
 function digestOf(ref: string | undefined) {
@@ -14,7 +15,7 @@ function digestOf(ref: string | undefined) {
 }
 
 /** end-2: GET/HEAD /v2/<name>/blobs/<digest> (Range supported) */
-export const getBlob: Handler = async (ctx, { registry, metrics }, name, ref) => {
+export const getBlob: Handler = async (ctx, { registry, metrics, events }, name, ref) => {
   const repo = repoOf(ctx, registry, name);
   const digest = digestOf(ref);
   ctx.set('Docker-Content-Digest', digest);
@@ -22,6 +23,7 @@ export const getBlob: Handler = async (ctx, { registry, metrics }, name, ref) =>
   if (ctx.method === 'HEAD') {
     const st = await registry.blobs.stat(repo, digest);
     ctx.state.cache = st.outcome;
+    await emitEvents(ctx, events, registry, 'pull', repo, [{ kind: 'blob', digest, size: st.size }]);
     ctx.status = 200;
     ctx.type = 'application/octet-stream';
     ctx.set('Content-Length', String(st.size));
@@ -38,6 +40,7 @@ export const getBlob: Handler = async (ctx, { registry, metrics }, name, ref) =>
   if (ranges && ranges.length > 1) return multiRange(ctx, metrics, digest, await registry.blobs.open(repo, digest, undefined, abort.signal), ranges);
   const body = await registry.blobs.open(repo, digest, ranges?.[0], abort.signal);
   ctx.state.cache = body.outcome;
+  await emitEvents(ctx, events, registry, 'pull', repo, [{ kind: 'blob', digest, size: body.size }]);
   ctx.type = 'application/octet-stream';
   ctx.set('ETag', `"${digest}"`);
   if (body.range) {
@@ -90,7 +93,10 @@ function multiRange(ctx: Context, metrics: Metrics, digest: Digest, body: BlobBo
 }
 
 /** end-10: DELETE /v2/<name>/blobs/<digest> */
-export const deleteBlob: Handler = async (ctx, { registry }, name, ref) => {
-  await registry.blobs.delete(repoOf(ctx, registry, name), digestOf(ref));
+export const deleteBlob: Handler = async (ctx, { registry, events }, name, ref) => {
+  const repo = repoOf(ctx, registry, name);
+  const digest = digestOf(ref);
+  await registry.blobs.delete(repo, digest);
+  await emitEvents(ctx, events, registry, 'delete', repo, [{ kind: 'blob', digest }]);
   ctx.status = 202;
 };

@@ -1,11 +1,13 @@
 import type { Context } from 'koa';
-import type { Registry, RepoRef } from '../../core/types.js';
+import type { EventSink, Registry, RepoRef } from '../../core/types.js';
 import type { Metrics } from '../../observability/types.js';
 
 export interface HandlerDeps {
   registry: Registry;
   metrics: Metrics;
   maxManifestBytes: number;
+  /** webhooks (absent: no notifications configured) */
+  events?: EventSink;
 }
 
 /** What a handler may note for the access log. */

@@ -1,6 +1,7 @@
 import { ErrorCode, RegistryError, parseReference } from '../../oci/index.js';
 import { acceptList, readBody, repoOf } from '../request.js';
 import { contentHeaders } from '../respond.js';
+import { emitEvents, manifestTarget } from '../events.js';
 import type { Handler } from './context.js';
 
 function reference(ref: string | undefined) {
@@ -22,11 +23,12 @@ function existingReference(ref: string | undefined) {
 }
 
 /** end-3: GET/HEAD /v2/<name>/manifests/<reference> */
-export const getManifest: Handler = async (ctx, { registry, metrics }, name, ref) => {
+export const getManifest: Handler = async (ctx, { registry, metrics, events }, name, ref) => {
   const repo = repoOf(ctx, registry, name);
   const r = existingReference(ref);
   const res = ctx.method === 'HEAD' ? await registry.manifests.head(repo, r, acceptList(ctx)) : await registry.manifests.get(repo, r, acceptList(ctx));
   ctx.state.cache = res.outcome;
+  await emitEvents(ctx, events, registry, 'pull', repo, [manifestTarget(res.descriptor, r.kind === 'tag' ? r.tag : undefined, res.bytes)]);
   contentHeaders(ctx, res.descriptor);
   ctx.status = 200;
   if (ctx.method === 'HEAD') return;
@@ -36,11 +38,12 @@ export const getManifest: Handler = async (ctx, { registry, metrics }, name, ref
 };
 
 /** end-7: PUT /v2/<name>/manifests/<reference> */
-export const putManifest: Handler = async (ctx, { registry, maxManifestBytes }, name, ref) => {
+export const putManifest: Handler = async (ctx, { registry, maxManifestBytes, events }, name, ref) => {
   const repo = repoOf(ctx, registry, name);
   const r = reference(ref);
   const bytes = await readBody(ctx, maxManifestBytes);
   const { descriptor, subject } = await registry.manifests.put(repo, r, ctx.get('content-type') || undefined, bytes);
+  await emitEvents(ctx, events, registry, 'push', repo, [manifestTarget(descriptor, r.kind === 'tag' ? r.tag : undefined, bytes)]);
   ctx.status = 201;
   ctx.set('Location', `/v2/${name}/manifests/${descriptor.digest}`);
   ctx.set('Docker-Content-Digest', descriptor.digest);
@@ -48,7 +51,12 @@ export const putManifest: Handler = async (ctx, { registry, maxManifestBytes }, 
 };
 
 /** end-9: DELETE /v2/<name>/manifests/<reference> */
-export const deleteManifest: Handler = async (ctx, { registry }, name, ref) => {
-  await registry.manifests.delete(repoOf(ctx, registry, name), existingReference(ref));
+export const deleteManifest: Handler = async (ctx, { registry, events }, name, ref) => {
+  const repo = repoOf(ctx, registry, name);
+  const r = existingReference(ref);
+  const tags = await registry.manifests.delete(repo, r);
+  // As Distribution: the digest's delete, then one per tag it took with it (a tag delete: that tag only).
+  const targets = [...(r.kind === 'digest' ? [{ kind: 'manifest' as const, digest: r.digest }] : []), ...tags.map((tag) => ({ kind: 'manifest' as const, tag }))];
+  await emitEvents(ctx, events, registry, 'delete', repo, targets);
   ctx.status = 202;
 };

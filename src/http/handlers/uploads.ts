@@ -2,6 +2,7 @@ import type { Context } from 'koa';
 import { ErrorCode, RegistryError, parseName, uploadRange, type Descriptor } from '../../oci/index.js';
 import type { UploadStatus } from '../../core/types.js';
 import { contentLength, contentRange, digestParam, hasBody, query, repoOf } from '../request.js';
+import { emitEvents } from '../events.js';
 import type { Handler, RequestState } from './context.js';
 
 function uploadId(ref: string | undefined): string {
@@ -30,7 +31,7 @@ function created(ctx: Context, name: string, d: Descriptor): void {
 }
 
 /** end-4a/4b/11: POST /v2/<name>/blobs/uploads/ — session, monolithic (?digest=), or mount (?mount=&from=) */
-export const startUpload: Handler = async (ctx, { registry }, name) => {
+export const startUpload: Handler = async (ctx, { registry, events }, name) => {
   const repo = repoOf(ctx, registry, name);
   const q = query(ctx);
   const mount = q.get('mount');
@@ -42,12 +43,16 @@ export const startUpload: Handler = async (ctx, { registry }, name) => {
       // Without pull on `from` the mount is refused as if the blob were not there: a plain session follows.
       const state = ctx.state as RequestState;
       const d = state.mayPull && !state.mayPull(source) ? undefined : await registry.uploads.mount(repo, source, digest);
-      if (d) return created(ctx, name, d);
+      if (d) {
+        await emitEvents(ctx, events, registry, 'mount', repo, [{ kind: 'blob', digest: d.digest, size: d.size, fromRepository: registry.namespaces.displayName(source.key) }]);
+        return created(ctx, name, d);
+      }
     }
   }
   const digest = q.get('digest');
   if (digest !== null) {
     const d = await registry.uploads.monolithic(repo, digestParam(digest), ctx.req, contentLength(ctx), signalOf(ctx));
+    await emitEvents(ctx, events, registry, 'push', repo, [{ kind: 'blob', digest: d.digest, size: d.size }]);
     return created(ctx, name, d);
   }
   const s = await registry.uploads.start(repo);
@@ -64,11 +69,12 @@ export const patchUpload: Handler = async (ctx, { registry }, name, ref) => {
 };
 
 /** end-6: PUT ?digest= — completes, with or without a final chunk */
-export const putUpload: Handler = async (ctx, { registry }, name, ref) => {
+export const putUpload: Handler = async (ctx, { registry, events }, name, ref) => {
   const repo = repoOf(ctx, registry, name);
   const digest = digestParam(query(ctx).get('digest'));
   const tail = hasBody(ctx) ? ctx.req : undefined;
   const d = await registry.uploads.complete(repo, uploadId(ref), digest, tail, tail ? contentLength(ctx) : undefined, signalOf(ctx));
+  await emitEvents(ctx, events, registry, 'push', repo, [{ kind: 'blob', digest: d.digest, size: d.size }]);
   created(ctx, name, d);
 };
 

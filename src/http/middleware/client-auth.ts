@@ -110,7 +110,7 @@ export class ClientAuth {
   /** Checks a matched /v2 route before its handler runs. */
   async authorize(ctx: Context, m: RouteMatch): Promise<void> {
     const caller = await this.caller(ctx);
-    // Who, for the access log: the name a password or token proved, never anything secret.
+    // Who, for the access log and webhooks' actor.name: the name a password or token proved, never anything secret.
     if (caller.kind !== 'anonymous') ctx.state.user = caller.user;
     if (m.route === 'base') {
       // Distribution's ping: any valid credentials (or token) pass; none get the challenge that starts `docker login`.

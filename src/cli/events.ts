@@ -1,0 +1,34 @@
+import type { Command } from 'commander';
+import type { EndpointStatus } from '../notify/index.js';
+import { adminClient, plural, printJson, remoteOptions, type CommandIo, type RemoteOptions } from './common.js';
+
+/** `wharf events`: webhook endpoints and their delivery state; `wharf events retry [endpoint]` ends a back-off now. */
+export function registerEvents(program: Command, io: CommandIo): void {
+  const events = remoteOptions(program.command('events').description('notification endpoints: pending events, failures, back-off')).action(async (opts: RemoteOptions) => {
+    const { endpoints } = await adminClient(io, opts).get<{ endpoints: EndpointStatus[] }>('/events');
+    if (opts.json) printJson(io, endpoints);
+    else io.stdout.write(renderEndpoints(endpoints));
+    io.exit(0);
+  });
+  // The connection options belong to `events` (commander gives them to the parent wherever they are written).
+  events.command('retry [endpoint]').description('retry delivery now (ends a back-off) for one endpoint, or all').action(async (endpoint: string | undefined, _o: object, cmd: Command) => {
+    const opts = cmd.optsWithGlobals<RemoteOptions>();
+    const q = endpoint ? `?endpoint=${encodeURIComponent(endpoint)}` : '';
+    const res = await adminClient(io, opts).post<{ retried: string }>(`/events/retry${q}`);
+    if (opts.json) printJson(io, res);
+    else io.stdout.write(`retrying ${res.retried}\n`);
+    io.exit(0);
+  });
+}
+
+export function renderEndpoints(endpoints: EndpointStatus[]): string {
+  if (endpoints.length === 0) return 'no notification endpoints configured\n';
+  return endpoints
+    .map((e) => {
+      if (e.disabled) return `${e.name}: disabled (${e.url})\n`;
+      const state = e.failures === 0 ? 'ok' : `failing (${plural(e.failures, 'failure')} in a row${e.lastError ? `: ${e.lastError}` : ''})`;
+      const oldest = e.pending > 0 ? `, oldest ${Math.round(e.oldestPendingSeconds)} s` : '';
+      return `${e.name}: ${state}; ${plural(e.pending, 'event')} pending${oldest}; ${e.delivered} delivered since start (${e.format} → ${e.url})\n`;
+    })
+    .join('');
+}

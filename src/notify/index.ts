@@ -1,0 +1,57 @@
+import { randomUUID } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import type { NotificationsConfig } from '../config/types.js';
+import { Journal } from './journal.js';
+import { activeEndpoints, Notifier } from './notifier.js';
+import type { EventQueue, NotifyLogger, NotifyObserver } from './types.js';
+
+export { Notifier, type EndpointStatus } from './notifier.js';
+export { SIGNATURE_HEADER } from './sender.js';
+export { RedisStreamQueue } from './redis-queue.js';
+export type { EventQueue, NotifyObserver } from './types.js';
+
+export interface OpenNotifierOptions {
+  config: NotificationsConfig;
+  dataDir: string;
+  /** host:port wharf listens on (the port goes into source.addr, as Distribution) */
+  listen: string;
+  logger: NotifyLogger;
+  observer: NotifyObserver;
+  /** the shared queue (Redis stream) in cluster mode; absent: the journal in dataDir */
+  queue?: (onDrop: (endpoint: string, n: number) => void) => Promise<EventQueue>;
+  now?: () => number;
+  version?: string;
+}
+
+/** Opens the queue and the endpoints; undefined when no endpoint is configured (nothing is queued then). */
+export async function openNotifier(o: OpenNotifierOptions): Promise<Notifier | undefined> {
+  const endpoints = activeEndpoints(o.config);
+  if (endpoints.length === 0) return undefined;
+  const now = o.now ?? Date.now;
+  const onDrop = (endpoint: string, n: number): void => {
+    o.observer.notifyDropped(endpoint, n);
+    o.logger.warn({ endpoint, dropped: n }, 'notification endpoint has maxPending undelivered events; oldest dropped');
+  };
+  const secrets = new Map<string, Buffer>();
+  for (const ep of endpoints) {
+    // A secret file's trailing newline (echo, editors) is not part of the key.
+    if (ep.secret) secrets.set(ep.name, Buffer.from((await readFile(ep.secret.file, 'utf8')).replace(/\r?\n$/, '')));
+  }
+  const queue = o.queue
+    ? await o.queue(onDrop)
+    : await Journal.open({ dir: join(o.dataDir, 'notify'), endpoints: endpoints.map((e) => ({ name: e.name, maxPending: e.maxPending })), now, onDrop });
+  const port = o.listen.slice(o.listen.lastIndexOf(':') + 1);
+  return new Notifier({
+    config: o.config,
+    queue,
+    source: { addr: `${hostname()}:${port}`, instanceID: randomUUID() },
+    secrets,
+    userAgent: `wharf/${o.version ?? 'dev'}`,
+    observer: o.observer,
+    logger: o.logger,
+    now,
+    newId: randomUUID,
+  });
+}

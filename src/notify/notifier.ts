@@ -1,0 +1,137 @@
+import type { NotificationsConfig, NotifyEndpointConfig } from '../config/types.js';
+import type { EventSink, RegistryEvent, RegistryEventAction } from '../core/types.js';
+import { Dispatcher, type EndpointState } from './dispatcher.js';
+import { toDistributionEvent, type QueuedEvent, type SourceRecord } from './envelope.js';
+import { endpointFilter } from './filter.js';
+import { Sender } from './sender.js';
+import type { EventQueue, NotifyLogger, NotifyObserver } from './types.js';
+
+/** How often the pending gauges are refreshed besides after each delivery. */
+const PENDING_REPORT_MS = 1000;
+
+export interface NotifierOptions {
+  config: NotificationsConfig;
+  queue: EventQueue;
+  source: SourceRecord;
+  /** HMAC keys by endpoint name (secret.file contents) */
+  secrets: ReadonlyMap<string, Buffer>;
+  userAgent: string;
+  observer: NotifyObserver;
+  logger: NotifyLogger;
+  now: () => number;
+  newId: () => string;
+}
+
+export interface EndpointStatus extends EndpointState {
+  url: string;
+  disabled: boolean;
+  format: string;
+  pending: number;
+  /** age of the oldest undelivered event, in seconds */
+  oldestPendingSeconds: number;
+}
+
+/** The endpoints that take part in delivery: configured and not disabled. */
+export function activeEndpoints(config: NotificationsConfig): NotifyEndpointConfig[] {
+  return (config.endpoints ?? []).filter((e) => !e.disabled);
+}
+
+/**
+ * Events in, endpoints out: emit() queues each event once (durably) if any endpoint takes it; one
+ * Dispatcher per endpoint delivers from the queue in order.
+ */
+export class Notifier implements EventSink {
+  private readonly dispatchers: Dispatcher[] = [];
+  private readonly filters: Array<(q: QueuedEvent) => boolean> = [];
+  private readonly senders: Sender[] = [];
+  private readonly ignored: Array<Set<string>> = [];
+  private gauges: NodeJS.Timeout | undefined;
+
+  constructor(private readonly o: NotifierOptions) {
+    for (const ep of activeEndpoints(o.config)) {
+      const wants = endpointFilter(ep);
+      const sender = new Sender({ url: ep.url, headers: ep.headers, timeout: ep.timeout, format: ep.format, secret: o.secrets.get(ep.name), userAgent: o.userAgent });
+      this.filters.push(wants);
+      this.senders.push(sender);
+      this.ignored.push(new Set(ep.ignore.actions));
+      this.dispatchers.push(
+        new Dispatcher({
+          name: ep.name,
+          threshold: ep.threshold,
+          backoff: ep.backoff,
+          maxBackoff: ep.maxBackoff,
+          single: ep.format === 'cloudevents',
+          wants,
+          queue: o.queue,
+          sender,
+          observer: o.observer,
+          logger: o.logger,
+          now: o.now,
+        }),
+      );
+    }
+  }
+
+  wants(action: RegistryEventAction): boolean {
+    return this.ignored.some((s) => !s.has(action));
+  }
+
+  async emit(events: RegistryEvent[]): Promise<void> {
+    const queued: QueuedEvent[] = [];
+    const includeReferences = this.o.config.events.includereferences;
+    for (const e of events) {
+      const q: QueuedEvent = { key: e.key, event: toDistributionEvent(e, { id: this.o.newId(), now: this.o.now(), source: this.o.source, includeReferences }) };
+      if (this.filters.some((f) => f(q))) queued.push(q);
+    }
+    await this.o.queue.append(queued);
+  }
+
+  start(): void {
+    for (const d of this.dispatchers) d.start();
+    // A delivery can hang for up to its timeout: the pending gauges keep moving meanwhile.
+    this.gauges ??= setInterval(() => void this.reportPending(), PENDING_REPORT_MS).unref();
+  }
+
+  private async reportPending(): Promise<void> {
+    for (const s of await this.status().catch(() => [])) {
+      if (!s.disabled) this.o.observer.notifyPending(s.name, s.pending, s.oldestPendingSeconds);
+    }
+  }
+
+  /** Wakes every endpoint in back-off (`wharf events retry`). */
+  retry(name?: string): boolean {
+    const hits = this.dispatchers.filter((d) => name === undefined || d.state.name === name);
+    for (const d of hits) d.poke();
+    return hits.length > 0;
+  }
+
+  async status(): Promise<EndpointStatus[]> {
+    const out: EndpointStatus[] = [];
+    for (const ep of this.o.config.endpoints ?? []) {
+      const d = this.dispatchers.find((x) => x.state.name === ep.name);
+      const p = ep.disabled ? { count: 0 } : await this.o.queue.pending(ep.name);
+      out.push({
+        ...(d?.state ?? { name: ep.name, failures: 0, delivered: 0 }),
+        url: shownUrl(ep.url),
+        disabled: ep.disabled,
+        format: ep.format,
+        pending: p.count,
+        oldestPendingSeconds: p.oldestAt === undefined ? 0 : Math.max(0, (this.o.now() - p.oldestAt) / 1000),
+      });
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.gauges);
+    await Promise.all(this.dispatchers.map((d) => d.stop()));
+    await Promise.all(this.senders.map((s) => s.close()));
+    await this.o.queue.close();
+  }
+}
+
+/** An endpoint URL without credentials or query (either may hold a secret). */
+function shownUrl(url: string): string {
+  const u = new URL(url);
+  return `${u.protocol}//${u.host}${u.pathname}`;
+}
