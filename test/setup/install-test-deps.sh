@@ -8,6 +8,7 @@ command -v prometheus >/dev/null || need+=(prometheus)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
 command -v openssl >/dev/null || need+=(openssl)
 command -v redis-server >/dev/null || need+=(redis-server)
+command -v redis-sentinel >/dev/null || need+=(redis-sentinel)   # the Sentinel failover test
 # Extra packages named on the command line (make bench-deps: nginx), each providing the command of its name.
 for pkg in "$@"; do command -v "$pkg" >/dev/null || need+=("$pkg"); done
 command -v strace >/dev/null || need+=(strace)   # the fuzz test traces wharf's file access
