@@ -60,6 +60,7 @@ describe('Redis outage under two replicas', () => {
     // The load balancer has sent pulls to both replicas before the outage.
     for (const w of [a, b]) {
       await pull(w, 'acme/tool', '1', mirrored);
+      await pull(w, 'acme/tool', mirrored.manifestDigest, mirrored);
       await pull(w, 'team/app', '1', local);
     }
 
