@@ -11,6 +11,7 @@ command -v redis-server >/dev/null || need+=(redis-server)
 # Extra packages named on the command line (make bench-deps: nginx), each providing the command of its name.
 for pkg in "$@"; do command -v "$pkg" >/dev/null || need+=("$pkg"); done
 command -v strace >/dev/null || need+=(strace)   # the fuzz test traces wharf's file access
+command -v chromium >/dev/null || need+=(chromium)   # the web UI end-to-end tests (driven by playwright-core; never a browser download)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing test tools: ${need[*]} (run as root, or: apt-get install -y ${need[*]})" >&2
