@@ -16,6 +16,7 @@ import type { BlobStore, MetadataStore } from './store/types.js';
 import type { Upstream } from './upstream/types.js';
 import type { Lifecycle } from './lifecycle.js';
 import KoaApp from 'koa';
+import { uiDeps } from './ui-deps.js';
 
 export interface AppDeps {
   config: WharfConfig;
@@ -75,14 +76,19 @@ export function createApp(deps: AppDeps): App {
   const metricsAuth = config.metrics.username && config.metrics.password ? { username: config.metrics.username, password: config.metrics.password } : undefined;
   const render = () => metrics.render();
   const clientAuth = config.auth && createClientAuth(config.auth, { registry, logger, secret: deps.authSecret, now });
+  const adminRoutes = lifecycle?.adminRoutes({ namespaces, upstreams: deps.upstreams });
+  const ui = config.ui.enabled
+    ? uiDeps({ config, store: deps.store, meta: deps.meta, registry, metrics, upstreams: deps.upstreams, clientAuth, lifecycle, now, ...(adminRoutes ? { purge: (ref: string) => adminRoutes.admin.purge(ref) } : {}) })
+    : undefined;
   const koa = createHttpApp({
     clientAuth,
+    ui,
     registry,
     metrics,
     logger,
     maxManifestBytes: config.limits.maxManifestBytes,
     trustedProxies: config.server.trustedProxies,
-    admin: lifecycle?.adminRoutes({ namespaces, upstreams: deps.upstreams }),
+    admin: adminRoutes,
     ops: {
       readiness: () =>
         readiness({

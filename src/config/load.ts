@@ -103,6 +103,7 @@ export async function loadConfig(opts: LoadOptions): Promise<WharfConfig> {
   const health = section('health');
   const advertiseUrl = section('advertiseUrl');
   const admin = section('admin');
+  const ui = section('ui');
   const auth = section('auth');
 
   let parsedUpstreams: Array<ParsedUpstream | undefined> = [];
@@ -166,7 +167,7 @@ export async function loadConfig(opts: LoadOptions): Promise<WharfConfig> {
 
   if (
     problems.length > 0 || listen === undefined || dataDir === undefined || !cache || !push || !metrics || !log ||
-    !limits || !server || !uploads || !health || !admin
+    !limits || !server || !uploads || !health || !admin || !ui
   ) {
     throw new ConfigError(problems);
   }
@@ -183,6 +184,7 @@ export async function loadConfig(opts: LoadOptions): Promise<WharfConfig> {
     uploads,
     health,
     admin,
+    ui,
   };
   if (redis) config.redis = redis;
   if (serverTls) config.tls = serverTls;

@@ -6,6 +6,8 @@ import { tokenEndpoint, type ClientAuth } from './auth/index.js';
 import { forwarded } from './forwarded.js';
 import { accessLog } from './middleware/access-log.js';
 import { errors } from './middleware/errors.js';
+import { apiEndpoint, type ApiDeps } from './api/index.js';
+import { uiAssets } from './ui-assets.js';
 import { ociRouter } from './oci.js';
 import { opsRouter, type OpsDeps } from './ops.js';
 
@@ -19,6 +21,8 @@ export interface HttpDeps {
   admin?: AdminRouterDeps;
   /** client authentication and access rules for /v2 and /token (absent: open) */
   clientAuth?: ClientAuth;
+  /** the web UI (`ui.enabled`): its JSON API, and where its built assets are (absent: not built) */
+  ui?: { api: ApiDeps; assetsDir?: string };
   /** reverse proxies (IPs, CIDR ranges) whose X-Forwarded-* headers are believed */
   trustedProxies?: readonly string[];
 }
@@ -39,6 +43,10 @@ export function createHttpApp(deps: HttpDeps): Koa {
   }
   const auth = deps.clientAuth;
   if (auth) app.use(tokenEndpoint(auth, deps.registry.namespaces));
+  if (deps.ui) {
+    app.use(apiEndpoint(deps.ui.api));
+    app.use(uiAssets(deps.ui.assetsDir, deps.logger));
+  }
   app.use(ociRouter({ registry: deps.registry, metrics: deps.metrics, maxManifestBytes: deps.maxManifestBytes, authorize: auth && ((ctx, m) => auth.authorize(ctx, m)) }));
   app.use(ops.routes());
   app.use(ops.allowedMethods());
