@@ -3,7 +3,7 @@ SHELL := /bin/bash
 NODE_TEST := node --import tsx --test --test-concurrency=2 --test-timeout=300000
 TESTS ?= $(shell find test -name '*.test.ts' | sort)
 
-.PHONY: run test typecheck build bench bench-deps deps test-deps clean
+.PHONY: run test typecheck build ui bench bench-deps deps test-deps clean
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -16,16 +16,21 @@ deps: node_modules/.installed
 test-deps:
 	@bash test/setup/install-test-deps.sh
 
-run: deps
+## The web UI (src/ui → dist/ui, served by wharf at /): esbuild bundle, content-hashed names.
+ui: deps
+	npx tsx tools/build-ui.ts
+
+run: deps ui
 	WHARF_DATA_DIR=$${WHARF_DATA_DIR:-./data} npx tsx src/cli.ts serve $(if $(CONFIG),--config $(CONFIG),)
 
 typecheck: deps
 	npx tsc --noEmit -p .
+	npx tsc --noEmit -p src/ui
 
-build: deps
+build: deps ui
 	npx tsc -p tsconfig.build.json
 
-test: deps test-deps typecheck
+test: deps test-deps typecheck ui
 	$(NODE_TEST) $(TESTS)
 
 ## nginx, the benchmark's physical reference (its own process and config; the package's service never starts).
