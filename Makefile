@@ -40,6 +40,7 @@ bench-deps:
 ## wharf as deployed (the production build) against Distribution 2.8; ~12 min; writes test/bench/results.json.
 bench: deps test-deps bench-deps build
 	npx tsx test/bench/run.ts
+	npx tsx test/bench/ui-first-render.ts
 
 clean:
 	rm -rf dist node_modules data

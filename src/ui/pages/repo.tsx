@@ -47,7 +47,8 @@ export function RepoPage({ name, session }: { name: string; session: SessionInfo
       <td class="wide">
         <time dateTime={iso(t.lastPulled)}>{when(t.lastPulled)}</time>
       </td>
-      <td class="actions">
+      <td>
+        <div class="actions">
         <button type="button" aria-expanded={open === t.tag} aria-label={`Pull commands for ${t.tag}`} onClick={() => setOpen(open === t.tag ? undefined : t.tag)}>
           Pull
         </button>
@@ -56,6 +57,7 @@ export function RepoPage({ name, session }: { name: string; session: SessionInfo
             {t.origin === 'local' ? 'Delete' : 'Purge'}
           </button>
         )}
+        </div>
       </td>
     </tr>
   );
