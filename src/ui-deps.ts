@@ -34,6 +34,7 @@ export function uiDeps(i: UiDepsInput): { api: ApiDeps; assetsDir?: string } {
   const { config, now } = i;
   const tracker = i.lifecycle?.tracker;
   const browser = new BrowseService({ store: i.store, meta: i.meta, namespaces: i.registry.namespaces, now, ...(tracker ? { recentAccess: (d) => tracker.peek(d) } : {}) });
+  if (config.ui.enabled) browser.prime();
   let sizes: { at: number; report: Promise<{ mirroredBytes: number; localBytes: number; unlinkedBytes: number; blobs: number }> } | undefined;
   const sizeReport = () => {
     const evictor = i.lifecycle?.evictor;

@@ -79,6 +79,6 @@ export interface Browser {
   tag(key: string, tag: string): Promise<{ digest: Digest; origin: 'local' | 'upstream' } | undefined>;
   /** A manifest linked to the repository; undefined when it is not held here. */
   image(key: string, digest: Digest): Promise<ImageDetail | undefined>;
-  /** The next read builds a new snapshot (after a delete or purge). */
+  /** The next read builds a new snapshot and waits for it (after a delete or purge). */
   invalidate(): void;
 }

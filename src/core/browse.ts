@@ -11,8 +11,10 @@ export interface BrowseDeps {
   /** access times not yet written to the metadata store (the access tracker) */
   recentAccess?: (digest: Digest) => number | undefined;
   now: () => number;
-  /** how long a snapshot of every repository is reused (default 3 s) */
+  /** how long a snapshot of every repository is served before it is rebuilt (default 3 s) */
   snapshotTtlMs?: number;
+  /** how long a caller waits for a rebuild before it gets the previous snapshot (default 300 ms) */
+  staleAfterMs?: number;
 }
 
 const PAGE = 1000;
@@ -27,37 +29,73 @@ const MAX_PLATFORM_READS = 500;
  * cache request or an access (browsing must not move the hit ratio or keep content from eviction).
  */
 export class BrowseService implements Browser {
-  private snapshot?: { at: number; repos: Promise<RepositorySummary[]> };
+  private snapshot?: { at: number; repos: RepositorySummary[] };
+  private building?: Promise<RepositorySummary[]>;
+  /** bumped by invalidate(): a build that started before it does not become the snapshot */
+  private generation = 0;
+  private lastBuildMs = 0;
 
   constructor(private readonly d: BrowseDeps) {}
 
-  repositories(): Promise<RepositorySummary[]> {
-    const ttl = this.d.snapshotTtlMs ?? 3000;
+  /**
+   * A snapshot older than the TTL is rebuilt; the caller waits for the new one up to a short limit and
+   * else gets the previous one (a large catalog's rebuild finishes in the background for the next call).
+   * Only the very first call, or one after invalidate(), always waits.
+   */
+  async repositories(): Promise<RepositorySummary[]> {
+    // A catalog that takes long to scan is rescanned less often: at most a tenth of the time goes to it.
+    const ttl = Math.max(this.d.snapshotTtlMs ?? 3000, 10 * this.lastBuildMs);
     const s = this.snapshot;
-    if (s && this.d.now() - s.at < ttl) return s.repos;
-    const repos = this.build();
-    const entry = { at: this.d.now(), repos };
-    this.snapshot = entry;
-    repos.catch(() => {
-      if (this.snapshot === entry) this.snapshot = undefined;
+    if (!s) return this.rebuild();
+    if (this.d.now() - s.at < ttl) return s.repos;
+    const fresh = this.rebuild();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const stale = new Promise<RepositorySummary[]>((resolve) => {
+      timer = setTimeout(() => resolve(s.repos), this.d.staleAfterMs ?? 300);
+      timer.unref?.();
     });
-    return repos;
+    try {
+      return await Promise.race([fresh.catch(() => s.repos), stale]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Starts building the first snapshot (at start-up, so the first visitor does not wait for it). */
+  prime(): void {
+    void this.rebuild().catch(() => {});
   }
 
   invalidate(): void {
     this.snapshot = undefined;
+    this.generation += 1;
+  }
+
+  private rebuild(): Promise<RepositorySummary[]> {
+    if (this.building) return this.building;
+    const generation = this.generation;
+    const at = this.d.now();
+    const building = this.build().then((repos) => {
+      this.lastBuildMs = Math.max(0, this.d.now() - at);
+      if (generation === this.generation) this.snapshot = { at, repos };
+      return repos;
+    });
+    this.building = building;
+    const clear = () => {
+      if (this.building === building) this.building = undefined;
+    };
+    building.then(clear, clear);
+    return building;
   }
 
   async repository(key: string): Promise<RepositorySummary | undefined> {
     const rec = await this.d.meta.getRepo(key);
     if (!rec) return undefined;
-    const links = new Map<Digest, LinkRecord>();
-    for await (const l of this.d.meta.allLinks()) if (l.repo === key) links.set(l.digest, l.link);
-    const summary = await this.summarize(key, rec, links);
+    const summary = await this.summarize(key, rec);
     let reads = 0;
     for (const t of summary.tags) {
       if (!isIndexType(t.mediaType) || reads++ >= MAX_PLATFORM_READS) continue;
-      const parsed = await this.manifest(t.digest, links.get(t.digest));
+      const parsed = await this.manifest(t.digest, await this.d.meta.getLink(key, t.digest));
       if (parsed) t.platforms = parsed.manifests.flatMap((m) => (m.platform ? [platformName(m.platform)] : []));
     }
     return summary;
@@ -107,28 +145,31 @@ export class BrowseService implements Browser {
   }
 
   private async build(): Promise<RepositorySummary[]> {
-    const byRepo = new Map<string, Map<Digest, LinkRecord>>();
-    let i = 0;
-    for await (const l of this.d.meta.allLinks()) {
-      let m = byRepo.get(l.repo);
-      if (!m) byRepo.set(l.repo, (m = new Map()));
-      m.set(l.digest, l.link);
-      await maybeYield(++i);
-    }
     const out: RepositorySummary[] = [];
     let last: string | undefined;
+    let i = 0;
     do {
       const page = await this.d.meta.listRepos(PAGE, last);
       for (const key of page.items) {
         const rec = await this.d.meta.getRepo(key);
-        if (rec) out.push(await this.summarize(key, rec, byRepo.get(key) ?? new Map()));
+        if (rec) out.push(await this.summarize(key, rec));
+        await maybeYield(++i);
       }
       last = page.next;
     } while (last !== undefined);
     return out;
   }
 
-  private async summarize(key: string, rec: { local: boolean; mirrored: boolean }, links: Map<Digest, LinkRecord>): Promise<RepositorySummary> {
+  /**
+   * A repository's tags with their sizes: each tag's manifest and what it reaches through links of this
+   * repository (looked up per digest, each once); the repository's size is that of everything its tags reach.
+   */
+  private async summarize(key: string, rec: { local: boolean; mirrored: boolean }): Promise<RepositorySummary> {
+    const links = new Map<Digest, LinkRecord | undefined>();
+    const link = async (d: Digest) => {
+      if (!links.has(d)) links.set(d, await this.d.meta.getLink(key, d));
+      return links.get(d);
+    };
     const tags: TagSummary[] = [];
     let last: string | undefined;
     do {
@@ -136,7 +177,7 @@ export class BrowseService implements Browser {
       for (const tag of page.items) {
         const t = await this.d.meta.getTag(key, tag);
         if (!t) continue;
-        const summary: TagSummary = { tag, digest: t.digest, mediaType: t.mediaType, origin: t.origin, size: treeSize(t.digest, t.size, links), updatedAt: t.checkedAt };
+        const summary: TagSummary = { tag, digest: t.digest, mediaType: t.mediaType, origin: t.origin, size: await treeSize(t.digest, t.size, link), updatedAt: t.checkedAt };
         const pulled = await this.lastAccess(t.digest);
         if (pulled !== undefined) summary.lastPulled = pulled;
         tags.push(summary);
@@ -144,7 +185,7 @@ export class BrowseService implements Browser {
       last = page.next;
     } while (last !== undefined);
     let bytes = 0;
-    for (const l of links.values()) bytes += l.size;
+    for (const l of links.values()) bytes += l?.size ?? 0;
     const out: RepositorySummary = { name: this.d.namespaces.displayName(key), key, local: rec.local, mirrored: rec.mirrored, tags, bytes };
     const upstream = this.upstreamOf(key);
     if (upstream !== undefined) out.upstream = upstream;
@@ -212,15 +253,18 @@ export function platformName(p: Platform): string {
 }
 
 /** The size of a manifest and of everything it reaches through links of the repository (each digest once). */
-function treeSize(root: Digest, rootSize: number, links: Map<Digest, LinkRecord>): number {
-  const seen = new Set<Digest>([root]);
-  const todo = [...(links.get(root)?.refs ?? [])];
-  let size = links.get(root)?.size ?? rootSize;
+async function treeSize(root: Digest, rootSize: number, link: (d: Digest) => Promise<LinkRecord | undefined>): Promise<number> {
+  const seen = new Set<Digest>();
+  const todo = [root];
+  let size = 0;
   for (let d = todo.pop(); d !== undefined; d = todo.pop()) {
     if (seen.has(d)) continue;
     seen.add(d);
-    const l = links.get(d);
-    if (!l) continue;
+    const l = await link(d);
+    if (!l) {
+      if (d === root) size += rootSize;
+      continue;
+    }
     size += l.size;
     for (const r of l.refs ?? []) if (!seen.has(r)) todo.push(r);
   }

@@ -30,6 +30,17 @@ async function login(who: Credentials): Promise<{ cookie: string; csrf: string; 
   return { cookie: setCookie.split(';')[0]!, csrf: json(r).csrf as string, setCookie };
 }
 
+/** The repositories list is a snapshot a few seconds old at most: wait (bounded) until it shows `want`. */
+async function listed(path: string, headers: Record<string, string>, want: string[]): Promise<string[]> {
+  let got: string[] = [];
+  for (let i = 0; i < 300; i++) {
+    got = names(await request(api(path), { headers }));
+    if (JSON.stringify(got) === JSON.stringify(want)) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return got;
+}
+
 function names(r: HttpResponse): string[] {
   return (json(r).items as Array<{ name: string }>).map((i) => i.name);
 }
@@ -69,8 +80,7 @@ describe('web UI API', () => {
     assert.deepEqual(names(anon), [], 'anonymous may pull nothing here');
 
     const reader = await login(READER);
-    const all = names(await request(api('repositories'), { headers: { cookie: reader.cookie } }));
-    assert.deepEqual(all, ['apps/multi', 'apps/web']);
+    assert.deepEqual(await listed('repositories', { cookie: reader.cookie }, ['apps/multi', 'apps/web']), ['apps/multi', 'apps/web']);
     const admin = await login(ADMIN);
     assert.deepEqual(names(await request(api('repositories'), { headers: { cookie: admin.cookie } })), ['apps/multi', 'apps/web', 'secret/vault']);
     // The same rule for the CLI's Basic credentials.
@@ -173,9 +183,9 @@ describe('web UI API', () => {
     assert.equal(hit.hits, miss.hits + 1);
     assert.equal(hit.hitRatio, hit.hits / hit.requests);
     // The mirrored repository shows in the list, as mirrored from its upstream, once the list's snapshot
-    // (a few seconds old at most) is renewed.
+    // (rebuilt once 3 s old) is renewed.
     let mirrored: unknown[] = [];
-    for (let i = 0; i < 100 && mirrored.length === 0; i++) {
+    for (let i = 0; i < 300 && mirrored.length === 0; i++) {
       if (i > 0) await new Promise((r) => setTimeout(r, 100));
       const list = json(await request(api('repositories?kind=mirrored'), { headers: { cookie: reader.cookie } }));
       mirrored = (list.items as Array<{ name: string; upstream: string }>).map((i) => [i.name, i.upstream]);

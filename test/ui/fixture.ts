@@ -47,6 +47,13 @@ export async function startUiFixture(): Promise<UiFixture> {
   await pushImage(wharf.url, 'apps/web', 'old', web, ADMIN);
   await pushImage(wharf.url, 'secret/vault', '1', makeImage(), ADMIN);
   await pushImage(upstream.url, 'library/alpine', '3', makeImage({ layers: 1 }));
+  // The repositories list is a snapshot a few seconds old at most: wait (bounded) until it holds the pushes.
+  for (let i = 0; ; i++) {
+    const r = await request(`${wharf.url}/_wharf/api/repositories`, { headers: { authorization: basicHeader(ADMIN) } });
+    if (r.status === 200 && (JSON.parse(r.body.toString('utf8')) as { total: number }).total === 3) break;
+    if (i >= 300) throw new Error(`the pushed repositories never showed in the list: ${r.status} ${r.body.toString()}`);
+    await new Promise((res) => setTimeout(res, 100));
+  }
   return {
     wharf,
     upstream,
