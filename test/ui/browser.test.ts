@@ -116,6 +116,40 @@ describe('web UI in chromium', () => {
     assert.deepEqual(JSON.parse(tags.body.toString()).tags, ['1.0']);
   });
 
+  it('works with the keyboard alone and fits a phone-width window, light and dark', async () => {
+    for (const colorScheme of ['light', 'dark'] as const) {
+      const context = await browser.newContext({ viewport: { width: 390, height: 800 }, colorScheme });
+      contexts.push(context);
+      const page = await context.newPage();
+      page.on('request', (r) => {
+        if (!r.url().startsWith(f.wharf.url)) foreign.push(r.url());
+      });
+      await page.goto(`${f.wharf.url}/#/login`);
+      await page.getByLabel('User name').focus();
+      await page.keyboard.type(READER.username);
+      await page.keyboard.press('Tab');
+      await page.keyboard.type(READER.password);
+      await page.keyboard.press('Enter');
+      await page.getByRole('button', { name: 'Log out' }).waitFor(WAIT);
+      // The search box has focus on the list page; type, then Tab to the first result and open it.
+      await page.getByRole('searchbox', { name: 'Search' }).waitFor(WAIT);
+      await page.keyboard.type('web');
+      await page.getByText('1 repository').waitFor(WAIT);
+      let focused = '';
+      for (let i = 0; i < 12 && focused !== 'apps/web'; i++) {
+        await page.keyboard.press('Tab');
+        focused = await page.evaluate(() => document.activeElement?.textContent ?? '');
+      }
+      assert.equal(focused, 'apps/web', 'the result is reachable with Tab');
+      await page.keyboard.press('Enter');
+      await page.getByRole('heading', { name: 'apps/web' }).waitFor(WAIT);
+      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      assert.ok(overflow <= 0, `the page is ${overflow}px wider than a phone (${colorScheme})`);
+      const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+      assert.equal(bg, colorScheme === 'dark' ? 'rgb(15, 19, 23)' : 'rgb(255, 255, 255)');
+    }
+  });
+
   it('the cache dashboard shows the hit ratio move after a pull', async () => {
     const page = await open();
     await login(page, READER);
