@@ -192,4 +192,21 @@ describe('web UI API', () => {
     }
     assert.deepEqual(mirrored, [['library/alpine', 'hub']]);
   });
+
+  it('purges a mirrored image for a user with the delete grant; a reader is refused', async () => {
+    assert.equal((await pullManifest(f.wharf.url, 'library/alpine', '3', READER)).status, 200);
+    const reader = await login(READER);
+    const admin = await login(ADMIN);
+    const purge = (s: { cookie: string; csrf: string }) =>
+      request(api('image?name=library/alpine&ref=3'), { method: 'DELETE', headers: { cookie: s.cookie, 'x-wharf-csrf': s.csrf } });
+    const view = json(await request(api('repository?name=library/alpine'), { headers: { cookie: reader.cookie } }));
+    assert.equal(view.canPurge, false);
+    assert.equal((await purge(reader)).status, 403);
+    assert.equal(json(await request(api('repository?name=library/alpine'), { headers: { cookie: admin.cookie } })).canPurge, true);
+    const ok = await purge(admin);
+    assert.equal(ok.status, 200, ok.body.toString());
+    assert.equal(json(ok).origin, 'upstream');
+    const after = json(await request(api('repository?name=library/alpine'), { headers: { cookie: admin.cookie } }));
+    assert.deepEqual(after.tags, [], 'the mirrored tag is gone from wharf (a later pull fetches it again)');
+  });
 });
