@@ -117,6 +117,13 @@ describe('web UI API', () => {
     assert.equal(content.labels['org.example.note'], HOSTILE);
     assert.deepEqual(content.entrypoint, ['/bin/web']);
     assert.deepEqual((body.layers as Array<{ digest: string }>).map((l) => l.digest), f.web.layers.map((l) => l.digest));
+
+    // A hostile name is refused by the name grammar, as JSON (never HTML a browser would render).
+    const bad = await request(api(`repository?name=${encodeURIComponent('<script>alert(1)</script>')}`), { headers: { cookie: reader.cookie } });
+    assert.equal(bad.status, 400);
+    assert.match(bad.headers['content-type'] ?? '', /^application\/json/);
+    assert.equal(bad.headers['x-content-type-options'], 'nosniff');
+    assert.equal((json(bad).errors as Array<{ code: string }>)[0]!.code, 'NAME_INVALID');
   });
 
   it('deletes only with the delete grant and the session CSRF token', async () => {
