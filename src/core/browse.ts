@@ -33,6 +33,7 @@ export class BrowseService implements Browser {
   private building?: Promise<RepositorySummary[]>;
   /** bumped by invalidate(): a build that started before it does not become the snapshot */
   private generation = 0;
+  private buildingGeneration = -1;
   private lastBuildMs = 0;
 
   constructor(private readonly d: BrowseDeps) {}
@@ -71,9 +72,11 @@ export class BrowseService implements Browser {
     this.generation += 1;
   }
 
+  /** One build at a time, except that a build begun before an invalidate() is not joined (it may miss the change). */
   private rebuild(): Promise<RepositorySummary[]> {
-    if (this.building) return this.building;
+    if (this.building && this.buildingGeneration === this.generation) return this.building;
     const generation = this.generation;
+    this.buildingGeneration = generation;
     const at = this.d.now();
     const building = this.build().then((repos) => {
       this.lastBuildMs = Math.max(0, this.d.now() - at);
