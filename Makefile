@@ -3,7 +3,7 @@ SHELL := /bin/bash
 NODE_TEST := node --import tsx --test --test-concurrency=2 --test-timeout=300000
 TESTS ?= $(shell find test -name '*.test.ts' | sort)
 
-.PHONY: run test typecheck build bench bench-deps deps test-deps clean
+.PHONY: run test typecheck build ui bench bench-deps deps test-deps clean
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -16,17 +16,22 @@ deps: node_modules/.installed
 test-deps:
 	@bash test/setup/install-test-deps.sh
 
+## The web UI (src/ui → dist/ui, served by wharf at /): esbuild bundle, content-hashed names.
+ui: deps
+	npx tsx tools/build-ui.ts
+
 ## wharf from source; CONFIG=file.yaml is read as given (dataDir defaults to ./data, as in the config defaults).
-run: deps
+run: deps ui
 	npx tsx src/cli.ts serve $(if $(CONFIG),--config $(CONFIG),)
 
 typecheck: deps
 	npx tsc --noEmit -p .
+	npx tsc --noEmit -p src/ui
 
-build: deps
+build: deps ui
 	npx tsc -p tsconfig.build.json
 
-test: deps test-deps typecheck
+test: deps test-deps typecheck ui
 	$(NODE_TEST) $(TESTS)
 
 ## nginx, the benchmark's physical reference (its own process and config; the package's service never starts).
@@ -36,6 +41,7 @@ bench-deps:
 ## wharf as deployed (the production build) against Distribution 2.8; ~12 min; writes test/bench/results.json.
 bench: deps test-deps bench-deps build
 	npx tsx test/bench/run.ts
+	npx tsx test/bench/ui-first-render.ts
 
 clean:
 	rm -rf dist node_modules data

@@ -17,6 +17,7 @@ import type { Upstream } from './upstream/types.js';
 import type { Lifecycle } from './lifecycle.js';
 import type { Notifier } from './notify/index.js';
 import KoaApp from 'koa';
+import { uiDeps } from './ui-deps.js';
 
 export interface AppDeps {
   config: WharfConfig;
@@ -92,16 +93,24 @@ export function createApp(deps: AppDeps): App {
     users: config.metrics.auth,
     user: clientAuth && ((ctx) => clientAuth.credentialsUser(ctx)),
   });
+  const adminRoutes = lifecycle && { ...lifecycle.adminRoutes({ namespaces, upstreams: deps.upstreams }), events: deps.notifier };
+  // The UI logs users in with wharf's own credentials; behind an external token service it has none to check,
+  // so it is not served there rather than served open.
+  if (config.ui.enabled && external) logger.warn({}, 'web UI not served: it needs wharf\'s own auth (htpasswd/tokens), not auth.token.rootcertbundle/jwks');
+  const ui = config.ui.enabled && !external
+    ? uiDeps({ config, store: deps.store, meta: deps.meta, registry, metrics, upstreams: deps.upstreams, clientAuth, lifecycle, now, ...(adminRoutes ? { purge: (ref: string) => adminRoutes.admin.purge(ref) } : {}) })
+    : undefined;
   const koa = createHttpApp({
     clientAuth,
     externalAuth: external && createExternalAuth(external, { namespaces, now }),
+    ui,
     registry,
     metrics,
     logger,
     maxManifestBytes: config.limits.maxManifestBytes,
     trustedProxies: config.server.trustedProxies,
     events: deps.notifier,
-    admin: lifecycle && { ...lifecycle.adminRoutes({ namespaces, upstreams: deps.upstreams }), events: deps.notifier },
+    admin: adminRoutes,
     ops: {
       readiness: () =>
         readiness({

@@ -104,6 +104,7 @@ export async function loadConfig(opts: LoadOptions): Promise<WharfConfig> {
   const health = section('health');
   const advertiseUrl = section('advertiseUrl');
   const admin = section('admin');
+  const ui = section('ui');
   const auth = section('auth');
   const notifications = section('notifications');
 
@@ -180,7 +181,7 @@ export async function loadConfig(opts: LoadOptions): Promise<WharfConfig> {
 
   if (
     problems.length > 0 || listen === undefined || dataDir === undefined || !cache || !push || !localNamespaces || !metrics || !log ||
-    !limits || !server || !uploads || !health || !admin || !notifications
+    !limits || !server || !uploads || !health || !admin || !notifications || !ui
   ) {
     throw new ConfigError(problems);
   }
@@ -199,6 +200,7 @@ export async function loadConfig(opts: LoadOptions): Promise<WharfConfig> {
     health,
     admin,
     notifications,
+    ui,
   };
   if (redis) config.redis = redis;
   if (serverTls) config.tls = serverTls;

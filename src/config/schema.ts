@@ -272,6 +272,12 @@ export const configSchema = z.strictObject({
         .register(docs, { description: 'webhook endpoints (see Notifications)', default: 'none' }),
     })
     .prefault({}),
+  ui: z
+    .strictObject({
+      enabled: def(bool(), true, 'serve the web UI at / and its JSON API under /_wharf/api/'),
+      pullHost: opt(str(), 'registry address shown in the UI\'s pull commands (host[:port])', 'the address the browser used'),
+    })
+    .prefault({}),
 });
 
 export type ConfigShape = typeof configSchema.shape;

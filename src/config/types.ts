@@ -28,6 +28,8 @@ export interface WharfConfig {
   /** wharf's own address that peers use to stream an in-flight blob from it (cluster mode) */
   advertiseUrl?: string;
   admin: { username?: string; password?: string };
+  /** the web UI (and its JSON API under /_wharf/api/) */
+  ui: { enabled: boolean; pullHost?: string };
   /** client authentication and access rules; absent → open */
   auth?: AuthConfig;
   notifications: NotificationsConfig;

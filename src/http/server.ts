@@ -6,6 +6,8 @@ import { tokenEndpoint, type ClientAuth, type ExternalTokenAuth } from './auth/i
 import { forwarded } from './forwarded.js';
 import { accessLog } from './middleware/access-log.js';
 import { errors } from './middleware/errors.js';
+import { apiEndpoint, type ApiDeps } from './api/index.js';
+import { uiAssets } from './ui-assets.js';
 import { ociRouter } from './oci.js';
 import { opsEndpoint, type OpsDeps } from './ops.js';
 
@@ -21,6 +23,8 @@ export interface HttpDeps {
   clientAuth?: ClientAuth;
   /** external token mode instead: /v2 allowed as far as another service's tokens grant (no /token here) */
   externalAuth?: ExternalTokenAuth;
+  /** the web UI (`ui.enabled`): its JSON API, and where its built assets are (absent: not built) */
+  ui?: { api: ApiDeps; assetsDir?: string };
   /** reverse proxies (IPs, CIDR ranges) whose X-Forwarded-* headers are believed */
   trustedProxies?: readonly string[];
   /** webhooks (absent: none configured) */
@@ -39,6 +43,10 @@ export function createHttpApp(deps: HttpDeps): Koa {
   if (deps.admin) app.use(adminEndpoint(deps.admin));
   const auth = deps.clientAuth;
   if (auth) app.use(tokenEndpoint(auth, deps.registry.namespaces));
+  if (deps.ui) {
+    app.use(apiEndpoint(deps.ui.api));
+    app.use(uiAssets(deps.ui.assetsDir, deps.logger));
+  }
   const guard = auth ?? deps.externalAuth;
   app.use(ociRouter({ registry: deps.registry, metrics: deps.metrics, maxManifestBytes: deps.maxManifestBytes, events: deps.events, authorize: guard && ((ctx, m) => guard.authorize(ctx, m)) }));
   app.use(opsEndpoint(deps.ops));

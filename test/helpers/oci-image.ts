@@ -90,6 +90,8 @@ export interface MakeImageOptions {
   layerSize?: number;
   format?: ImageFormat;
   platform?: Platform;
+  /** Merged into the config's `config` object (Labels, Entrypoint, Cmd, …). */
+  runConfig?: Record<string, unknown>;
 }
 
 /** A small but real image: gzip'd tar layers, a config whose diff_ids match, and a manifest. */
@@ -110,7 +112,7 @@ export function makeImage(opts: MakeImageOptions = {}): TestImage {
     os: platform.os,
     ...(platform.variant !== undefined ? { variant: platform.variant } : {}),
     created: new Date().toISOString(),
-    config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'] },
+    config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], ...opts.runConfig },
     rootfs: { type: 'layers', diff_ids: diffIds },
     history: layers.map(() => ({ created_by: 'wharf test layer' })),
   };

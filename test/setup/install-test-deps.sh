@@ -13,6 +13,7 @@ command -v redis-sentinel >/dev/null || need+=(redis-sentinel)   # the Sentinel 
 for pkg in "$@"; do command -v "$pkg" >/dev/null || need+=("$pkg"); done
 command -v strace >/dev/null || need+=(strace)   # the fuzz test traces wharf's file access
 command -v podman >/dev/null || need+=(podman)   # registries.conf mirror test (run as root, vfs storage)
+command -v chromium >/dev/null || need+=(chromium)   # the web UI end-to-end tests (driven by playwright-core; never a browser download)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing test tools: ${need[*]} (run as root, or: apt-get install -y ${need[*]})" >&2

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { SignJWT, jwtVerify } from 'jose';
 
 /** One grant inside a token: Distribution's `access` claim, with wharf's canonical repository key as the name. */
@@ -55,6 +55,11 @@ export class TokenSigner {
       .setJti(randomBytes(12).toString('hex'))
       .sign(this.opts.secret());
     return { token, expiresIn, issuedAt: new Date(iat * 1000).toISOString() };
+  }
+
+  /** An HMAC-SHA256 under the signing key, kept apart from token signatures by `label` (the web UI's session cookies). */
+  mac(label: string, data: string): Buffer {
+    return createHmac('sha256', this.opts.secret()).update(`${label}\0${data}`).digest();
   }
 
   /** The claims of a valid token; undefined when it is malformed, forged, expired or for another service. */

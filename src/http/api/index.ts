@@ -1,0 +1,237 @@
+import type { Context } from 'koa';
+import type { Browser } from '../../core/browse-types.js';
+import type { RepoRef, Registry } from '../../core/types.js';
+import { ErrorCode, RegistryError, parseName, parseReference, type Reference } from '../../oci/index.js';
+import { fromLoopback } from '../admin.js';
+import type { ClientAuth } from '../middleware/client-auth.js';
+import { endpoints } from '../endpoints.js';
+import { query } from '../request.js';
+import { MAX_PER_PAGE, SORT_KEYS, queryRepositories, type RepositoryQuery, type SortKey } from './search.js';
+import { SESSION_COOKIE, sessionCookie, type Sessions } from './session.js';
+import { checkCsrf, loginRequired, userOf, viewerOf, type Viewer } from './viewer.js';
+
+export const API_PREFIX = '/_wharf/api/';
+
+/** The cache dashboard's figures (composed in app.ts from the metrics registry and the size report). */
+export interface ApiStats {
+  /** cache lookups answered without an upstream fetch (hit, coalesced, stale): the metrics' hit ratio numerator */
+  hits: number;
+  requests: number;
+  hitRatio: number | null;
+  bytesFromCache: number;
+  bytesFromUpstream: number;
+  inflightFetches: number;
+  cache: { usedBytes: number; localBytes: number; mirroredBytes: number; blobs: number; maxSize?: number; highWatermark: number };
+  upstreams: Array<{ name: string; rateLimit?: { limit: number; remaining: number } | object }>;
+}
+
+export interface ApiDeps {
+  registry: Pick<Registry, 'namespaces' | 'manifests'>;
+  browser: Browser;
+  /** client auth of /v2; absent: the registry is open and so is the API */
+  auth?: ClientAuth;
+  sessions?: Sessions;
+  /** the admin service's purge (mirrored images) */
+  purge?: (ref: string) => Promise<object>;
+  stats: () => Promise<ApiStats>;
+  /** `ui.pullHost` */
+  pullHost?: string;
+  upstreams: readonly string[];
+}
+
+const MAX_LOGIN_BODY = 8 * 1024;
+
+/** `/_wharf/api/…`: the JSON the web UI reads (documented in README "Web UI"). Raw path, case-sensitive (endpoints.ts). */
+export function apiEndpoint(d: ApiDeps) {
+  const viewer = (ctx: Context) => viewerOf(ctx, { auth: d.auth, sessions: d.sessions });
+  const repoOf = (name: string | null): RepoRef => {
+    if (name === null || name === '') throw badRequest('name is required');
+    return d.registry.namespaces.resolve(parseName(name));
+  };
+  /** Pull right or "not known": the API does not tell what exists to someone who may not see it. */
+  const visible = (v: Viewer, repo: RepoRef, name: string) => {
+    if (!v.rights(repo).has('pull')) throw new RegistryError(ErrorCode.NAME_UNKNOWN, undefined, { detail: { name } });
+  };
+
+  return endpoints(
+    {
+      [`${API_PREFIX}session`]: {
+        GET: async (ctx) => {
+          const v = await viewer(ctx);
+          ctx.body = {
+            authEnabled: d.auth !== undefined,
+            user: userOf(v) ?? null,
+            csrf: v.session?.csrf ?? null,
+            expires: v.session?.expires ?? null,
+            pullHost: d.pullHost ?? null,
+            upstreams: d.upstreams,
+          };
+        },
+        POST: async (ctx) => {
+          const auth = d.auth;
+          const sessions = d.sessions;
+          if (!auth || !sessions) throw badRequest('this registry has no users to log in as (auth is not configured)');
+          checkCsrf(ctx, { caller: { kind: 'anonymous' }, rights: () => new Set() }, undefined);
+          const body = await readJson(ctx);
+          const username = typeof body.username === 'string' ? body.username : '';
+          const password = typeof body.password === 'string' ? body.password : '';
+          if (username === '' || password === '' || !(await auth.checkPassword(username, password, ctx.ip))) {
+            throw loginRequired('invalid username or password');
+          }
+          const { cookie, session } = sessions.issue(username);
+          ctx.set('Set-Cookie', sessionCookie(cookie, Math.floor(sessions.ttlMs / 1000), ctx.protocol === 'https'));
+          ctx.body = { user: session.user, csrf: session.csrf, expires: session.expires };
+        },
+        DELETE: async (ctx) => {
+          checkCsrf(ctx, await viewer(ctx), d.sessions);
+          ctx.set('Set-Cookie', `${SESSION_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict${ctx.protocol === 'https' ? '; Secure' : ''}`);
+          ctx.status = 204;
+        },
+      },
+      [`${API_PREFIX}repositories`]: {
+        GET: async (ctx) => {
+          const v = await viewer(ctx);
+          const all = (await d.browser.repositories()).filter((r) => v.rights(d.registry.namespaces.resolve(r.name)).has('pull'));
+          ctx.body = queryRepositories(all, repositoryQuery(query(ctx)));
+        },
+      },
+      [`${API_PREFIX}repository`]: {
+        GET: async (ctx) => {
+          const v = await viewer(ctx);
+          const name = query(ctx).get('name');
+          const repo = repoOf(name);
+          visible(v, repo, name!);
+          const summary = await d.browser.repository(repo.key);
+          if (!summary) throw new RegistryError(ErrorCode.NAME_UNKNOWN, undefined, { detail: { name } });
+          ctx.body = { ...summary, rights: [...v.rights(repo)].sort(), canPurge: canPurge(ctx, d, v, repo) };
+        },
+      },
+      [`${API_PREFIX}image`]: {
+        GET: async (ctx) => {
+          const v = await viewer(ctx);
+          const q = query(ctx);
+          const repo = repoOf(q.get('name'));
+          visible(v, repo, q.get('name')!);
+          const digest = await resolve(d, repo, reference(q.get('ref')));
+          const image = digest && (await d.browser.image(repo.key, digest));
+          if (!image) throw new RegistryError(ErrorCode.MANIFEST_UNKNOWN, undefined, { detail: { ref: q.get('ref') } });
+          ctx.body = { ...image, rights: [...v.rights(repo)].sort(), canPurge: canPurge(ctx, d, v, repo) };
+        },
+        DELETE: async (ctx) => {
+          const v = await viewer(ctx);
+          checkCsrf(ctx, v, d.sessions);
+          const q = query(ctx);
+          const name = q.get('name');
+          const repo = repoOf(name);
+          visible(v, repo, name!);
+          if (!v.rights(repo).has('delete')) throw denied(v, name!);
+          const ref = reference(q.get('ref'));
+          const origin = await originOf(d, repo, ref);
+          if (origin === undefined) throw new RegistryError(ErrorCode.MANIFEST_UNKNOWN, undefined, { detail: { ref: q.get('ref') } });
+          if (origin === 'local') {
+            await d.registry.manifests.delete(repo, ref);
+            d.browser.invalidate();
+            ctx.body = { deleted: `${name}${ref.kind === 'tag' ? `:${ref.tag}` : `@${ref.digest}`}`, origin };
+            return;
+          }
+          if (!d.purge || !canPurge(ctx, d, v, repo)) throw denied(v, name!);
+          const report = await d.purge(`${name}${ref.kind === 'tag' ? `:${ref.tag}` : `@${ref.digest}`}`);
+          d.browser.invalidate();
+          ctx.body = { purged: report, origin };
+        },
+      },
+      [`${API_PREFIX}stats`]: {
+        GET: async (ctx) => {
+          await viewer(ctx);
+          ctx.body = await d.stats();
+        },
+      },
+    },
+    {
+      prefix: API_PREFIX,
+      guard: (ctx) => {
+        ctx.state.route = 'api';
+        ctx.set('Cache-Control', 'no-store');
+        ctx.set('X-Content-Type-Options', 'nosniff');
+      },
+    },
+  );
+}
+
+/**
+ * Purging a mirrored image: the `delete` grant on the repository when clients authenticate; on an open
+ * registry, the admin API's rule (callers on this host only), since anyone could otherwise empty the cache.
+ */
+function canPurge(ctx: Context, d: ApiDeps, v: Viewer, repo: RepoRef): boolean {
+  if (!d.purge) return false;
+  return d.auth ? v.rights(repo).has('delete') : fromLoopback(ctx);
+}
+
+function denied(v: Viewer, name: string): RegistryError {
+  if (v.caller.kind === 'anonymous') return loginRequired('log in to delete');
+  return new RegistryError(ErrorCode.DENIED, 'requested access to the resource is denied', { detail: { repository: name, actions: ['delete'] } });
+}
+
+function reference(ref: string | null): Reference {
+  if (ref === null || ref === '') throw badRequest('ref (a tag or a digest) is required');
+  return parseReference(ref);
+}
+
+async function resolve(d: ApiDeps, repo: RepoRef, ref: Reference) {
+  if (ref.kind === 'digest') return ref.digest;
+  return (await d.browser.tag(repo.key, ref.tag))?.digest;
+}
+
+async function originOf(d: ApiDeps, repo: RepoRef, ref: Reference): Promise<'local' | 'upstream' | undefined> {
+  if (ref.kind === 'tag') return (await d.browser.tag(repo.key, ref.tag))?.origin;
+  return (await d.browser.image(repo.key, ref.digest))?.origin;
+}
+
+function repositoryQuery(q: URLSearchParams): RepositoryQuery {
+  const sort = q.get('sort') ?? 'name';
+  if (!(SORT_KEYS as readonly string[]).includes(sort)) throw badRequest(`sort must be one of ${SORT_KEYS.join(', ')}`);
+  const kind = q.get('kind') ?? '';
+  if (kind !== '' && kind !== 'local' && kind !== 'mirrored') throw badRequest('kind must be local or mirrored');
+  const order = q.get('order') ?? (sort === 'name' ? 'asc' : 'desc');
+  if (order !== 'asc' && order !== 'desc') throw badRequest('order must be asc or desc');
+  const page = whole(q.get('page'), 1, 'page');
+  const perPage = Math.min(whole(q.get('perPage'), 50, 'perPage'), MAX_PER_PAGE);
+  const upstream = q.get('upstream');
+  return {
+    q: q.get('q') ?? '',
+    ...(kind !== '' ? { kind } : {}),
+    ...(upstream ? { upstream } : {}),
+    sort: sort as SortKey,
+    order,
+    page,
+    perPage,
+  };
+}
+
+function whole(v: string | null, fallback: number, what: string): number {
+  if (v === null || v === '') return fallback;
+  if (!/^\d{1,9}$/.test(v) || Number(v) < 1) throw badRequest(`${what} must be a positive whole number`);
+  return Number(v);
+}
+
+async function readJson(ctx: Context): Promise<Record<string, unknown>> {
+  if (!/^application\/json\b/i.test(ctx.get('content-type'))) throw badRequest('send application/json');
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const c of ctx.req as AsyncIterable<Buffer>) {
+    n += c.length;
+    if (n > MAX_LOGIN_BODY) throw new RegistryError(ErrorCode.SIZE_INVALID, 'body too large', { status: 413 });
+    chunks.push(c);
+  }
+  try {
+    const v: unknown = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    if (typeof v === 'object' && v !== null && !Array.isArray(v)) return v as Record<string, unknown>;
+  } catch {
+    // fall through
+  }
+  throw badRequest('body must be a JSON object');
+}
+
+function badRequest(message: string): RegistryError {
+  return new RegistryError(ErrorCode.UNSUPPORTED, message, { status: 400 });
+}

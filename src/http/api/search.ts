@@ -1,0 +1,83 @@
+import type { RepositorySummary } from '../../core/browse-types.js';
+
+export const SORT_KEYS = ['name', 'size', 'tags', 'updated', 'pulled'] as const;
+export type SortKey = (typeof SORT_KEYS)[number];
+
+export interface RepositoryQuery {
+  /** substring of a repository or tag name, case-insensitive */
+  q: string;
+  kind?: 'local' | 'mirrored';
+  upstream?: string;
+  sort: SortKey;
+  order: 'asc' | 'desc';
+  /** 1-based */
+  page: number;
+  perPage: number;
+}
+
+export interface RepositoryListItem {
+  name: string;
+  upstream?: string;
+  local: boolean;
+  mirrored: boolean;
+  tagCount: number;
+  bytes: number;
+  updatedAt?: number;
+  lastPulled?: number;
+  /** tags whose name matched the search (at most a few) */
+  matchedTags?: string[];
+}
+
+export interface RepositoryPage {
+  total: number;
+  page: number;
+  perPage: number;
+  items: RepositoryListItem[];
+}
+
+export const MAX_PER_PAGE = 200;
+const MATCHED_TAGS = 5;
+
+const sortValue: Record<SortKey, (r: RepositorySummary) => number | string> = {
+  name: (r) => r.name,
+  size: (r) => r.bytes,
+  tags: (r) => r.tags.length,
+  updated: (r) => r.updatedAt ?? 0,
+  pulled: (r) => r.lastPulled ?? 0,
+};
+
+/** Search, filter, sort and one page of the repositories the viewer may pull. */
+export function queryRepositories(all: readonly RepositorySummary[], q: RepositoryQuery): RepositoryPage {
+  const needle = q.q.trim().toLowerCase();
+  const rows: Array<{ r: RepositorySummary; matchedTags?: string[] }> = [];
+  for (const r of all) {
+    if (q.kind === 'local' && !r.local) continue;
+    if (q.kind === 'mirrored' && !r.mirrored) continue;
+    if (q.upstream !== undefined && r.upstream !== q.upstream) continue;
+    if (needle === '') {
+      rows.push({ r });
+      continue;
+    }
+    const nameHit = r.name.toLowerCase().includes(needle);
+    const tags = r.tags.filter((t) => t.tag.toLowerCase().includes(needle)).slice(0, MATCHED_TAGS).map((t) => t.tag);
+    if (nameHit || tags.length > 0) rows.push(tags.length > 0 ? { r, matchedTags: tags } : { r });
+  }
+  const key = sortValue[q.sort];
+  const dir = q.order === 'asc' ? 1 : -1;
+  rows.sort((a, b) => {
+    const x = key(a.r);
+    const y = key(b.r);
+    const c = x < y ? -1 : x > y ? 1 : 0;
+    return c !== 0 ? c * dir : a.r.name < b.r.name ? -1 : a.r.name > b.r.name ? 1 : 0;
+  });
+  const start = (q.page - 1) * q.perPage;
+  const items = rows.slice(start, start + q.perPage).map(({ r, matchedTags }) => {
+    const item: RepositoryListItem = { name: r.name, local: r.local, mirrored: r.mirrored, tagCount: r.tags.length, bytes: r.bytes };
+    if (r.upstream !== undefined) item.upstream = r.upstream;
+    if (r.updatedAt !== undefined) item.updatedAt = r.updatedAt;
+    if (r.lastPulled !== undefined) item.lastPulled = r.lastPulled;
+    if (matchedTags) item.matchedTags = matchedTags;
+    return item;
+  });
+  return { total: rows.length, page: q.page, perPage: q.perPage, items };
+}

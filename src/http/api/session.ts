@@ -1,0 +1,96 @@
+import { timingSafeEqual } from 'node:crypto';
+
+/** What signs session cookies: an HMAC under the key replicas already share for client tokens (TokenSigner.mac). */
+export type Mac = (label: string, data: string) => Buffer;
+
+export interface SessionOptions {
+  mac: Mac;
+  now: () => number;
+  random: (bytes: number) => Buffer;
+  /** session lifetime (default 8 h) */
+  ttlMs?: number;
+}
+
+export interface Session {
+  user: string;
+  /** random id: binds the CSRF token to this session */
+  sid: string;
+  /** ms since epoch */
+  expires: number;
+  /** what state-changing calls must send in X-Wharf-CSRF */
+  csrf: string;
+}
+
+export const SESSION_COOKIE = 'wharf_session';
+export const CSRF_HEADER = 'x-wharf-csrf';
+const SESSION_LABEL = 'wharf-ui-session';
+const CSRF_LABEL = 'wharf-ui-csrf';
+const DEFAULT_TTL_MS = 8 * 60 * 60 * 1000;
+
+const b64 = (b: Buffer | string): string => Buffer.from(b).toString('base64url');
+
+/**
+ * Stateless session cookies: `base64url(JSON{u,sid,exp}).base64url(HMAC)`. Any replica holding the shared
+ * key verifies them; nothing is stored. The CSRF token is a second HMAC over the session id, so it cannot
+ * be derived from the cookie (which scripts cannot read anyway: HttpOnly).
+ */
+export class Sessions {
+  readonly ttlMs: number;
+
+  constructor(private readonly o: SessionOptions) {
+    this.ttlMs = o.ttlMs ?? DEFAULT_TTL_MS;
+  }
+
+  issue(user: string): { cookie: string; session: Session } {
+    const sid = b64(this.o.random(16));
+    const expires = this.o.now() + this.ttlMs;
+    const payload = b64(JSON.stringify({ u: user, sid, exp: expires }));
+    const cookie = `${payload}.${b64(this.o.mac(SESSION_LABEL, payload))}`;
+    return { cookie, session: { user, sid, expires, csrf: this.csrf(sid) } };
+  }
+
+  /** The session a cookie value carries; undefined when forged, malformed or expired. */
+  read(value: string | undefined): Session | undefined {
+    if (!value) return undefined;
+    const dot = value.indexOf('.');
+    if (dot <= 0) return undefined;
+    const payload = value.slice(0, dot);
+    const given = Buffer.from(value.slice(dot + 1), 'base64url');
+    const want = this.o.mac(SESSION_LABEL, payload);
+    if (given.length !== want.length || !timingSafeEqual(given, want)) return undefined;
+    let body: unknown;
+    try {
+      body = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8'));
+    } catch {
+      return undefined;
+    }
+    const { u, sid, exp } = (body ?? {}) as { u?: unknown; sid?: unknown; exp?: unknown };
+    if (typeof u !== 'string' || typeof sid !== 'string' || typeof exp !== 'number' || exp <= this.o.now()) return undefined;
+    return { user: u, sid, expires: exp, csrf: this.csrf(sid) };
+  }
+
+  /** Whether a request's X-Wharf-CSRF value is this session's token. */
+  csrfMatches(session: Session, given: string): boolean {
+    const a = Buffer.from(given);
+    const b = Buffer.from(session.csrf);
+    return a.length === b.length && timingSafeEqual(a, b);
+  }
+
+  private csrf(sid: string): string {
+    return b64(this.o.mac(CSRF_LABEL, sid));
+  }
+}
+
+/** The Set-Cookie value: HttpOnly, SameSite=Strict, Path=/, Secure when the request came over TLS. */
+export function sessionCookie(value: string, maxAgeSeconds: number, secure: boolean): string {
+  return [`${SESSION_COOKIE}=${value}`, 'Path=/', `Max-Age=${maxAgeSeconds}`, 'HttpOnly', 'SameSite=Strict', ...(secure ? ['Secure'] : [])].join('; ');
+}
+
+/** One cookie's value from a Cookie header (the first of that name). */
+export function cookieValue(header: string, name: string): string | undefined {
+  for (const part of header.split(';')) {
+    const i = part.indexOf('=');
+    if (i > 0 && part.slice(0, i).trim() === name) return part.slice(i + 1).trim();
+  }
+  return undefined;
+}

@@ -1,0 +1,74 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { WharfConfig } from './config/types.js';
+import { BrowseService } from './core/browse.js';
+import type { Registry } from './core/types.js';
+import type { ApiDeps, ApiStats } from './http/api/index.js';
+import { Sessions } from './http/api/session.js';
+import type { ClientAuth } from './http/auth/index.js';
+import type { Lifecycle } from './lifecycle.js';
+import type { PromMetrics } from './observability/metrics.js';
+import { readTraffic } from './observability/traffic.js';
+import type { BlobStore, MetadataStore } from './store/types.js';
+import type { Upstream } from './upstream/types.js';
+
+/** the cache size report walks every link and blob: the dashboard's refreshes share one for this long */
+const SIZE_REPORT_TTL_MS = 10_000;
+
+export interface UiDepsInput {
+  config: WharfConfig;
+  store: BlobStore;
+  meta: MetadataStore;
+  registry: Registry;
+  metrics: PromMetrics;
+  upstreams: ReadonlyMap<string, Pick<Upstream, 'name' | 'rateLimit'>>;
+  clientAuth?: ClientAuth;
+  lifecycle?: Lifecycle;
+  purge?: (ref: string) => Promise<object>;
+  now: () => number;
+}
+
+/** Composition of the web UI's API: the same services /v2 and the admin API use. */
+export function uiDeps(i: UiDepsInput): { api: ApiDeps; assetsDir?: string } {
+  const { config, now } = i;
+  const tracker = i.lifecycle?.tracker;
+  const browser = new BrowseService({ store: i.store, meta: i.meta, namespaces: i.registry.namespaces, now, ...(tracker ? { recentAccess: (d) => tracker.peek(d) } : {}) });
+  if (config.ui.enabled) browser.prime();
+  let sizes: { at: number; report: Promise<{ mirroredBytes: number; localBytes: number; unlinkedBytes: number; blobs: number }> } | undefined;
+  const sizeReport = () => {
+    const evictor = i.lifecycle?.evictor;
+    if (!evictor) return Promise.resolve(undefined);
+    if (!sizes || now() - sizes.at > SIZE_REPORT_TTL_MS) sizes = { at: now(), report: evictor.sizeReport() };
+    return sizes.report;
+  };
+  const stats = async (): Promise<ApiStats> => {
+    const t = await readTraffic(i.metrics.registry);
+    const r = await sizeReport().catch(() => undefined);
+    const cache: ApiStats['cache'] = {
+      usedBytes: r ? r.mirroredBytes + r.localBytes + r.unlinkedBytes : 0,
+      localBytes: r?.localBytes ?? 0,
+      mirroredBytes: r?.mirroredBytes ?? 0,
+      blobs: r?.blobs ?? 0,
+      highWatermark: config.cache.highWatermark,
+      ...(config.cache.maxSize !== undefined ? { maxSize: config.cache.maxSize } : {}),
+    };
+    const upstreams = [...i.upstreams.values()].map((u) => {
+      const rl = u.rateLimit();
+      return rl ? { name: u.name, rateLimit: rl } : { name: u.name };
+    });
+    return { ...t, hitRatio: t.requests > 0 ? t.hits / t.requests : null, cache, upstreams };
+  };
+  const auth = i.clientAuth;
+  const api: ApiDeps = {
+    registry: i.registry,
+    browser,
+    stats,
+    upstreams: config.upstreams.map((u) => u.name),
+    ...(auth ? { auth, sessions: new Sessions({ mac: (l, d) => auth.tokens.mac(l, d), now, random: randomBytes }) } : {}),
+    ...(i.purge ? { purge: i.purge } : {}),
+    ...(config.ui.pullHost !== undefined ? { pullHost: config.ui.pullHost } : {}),
+  };
+  const assetsDir = [new URL('../dist/ui', import.meta.url), new URL('./ui', import.meta.url)].map((u) => fileURLToPath(u)).find((d) => existsSync(`${d}/index.html`));
+  return assetsDir ? { api, assetsDir } : { api };
+}
