@@ -6,12 +6,12 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { manifestAccept, request } from '../helpers/http.js';
-import { makeImage, pushImage, sha256, type TestImage } from '../helpers/oci-image.js';
+import { request } from '../helpers/http.js';
+import { makeImage, pushImage } from '../helpers/oci-image.js';
 import { startRegistry, type RegistryProcess } from '../helpers/registry.js';
 import { tempDir, type TempDir } from '../helpers/tmp.js';
 import { describeResponse, errorCodes, startWharf, type WharfProcess } from '../helpers/wharf.js';
-import { sleep, startRedisServer, testPrefix, type RedisServer } from './cluster-helpers.js';
+import { pullImage, sleep, startRedisServer, testPrefix, type RedisServer } from './cluster-helpers.js';
 
 describe('Redis outage under two replicas', () => {
   let registry: RegistryProcess;
@@ -43,24 +43,14 @@ describe('Redis outage under two replicas', () => {
     await aof?.cleanup();
   });
 
-  async function pull(w: WharfProcess, repo: string, ref: string, img: TestImage): Promise<void> {
-    const m = await request(`${w.url}/v2/${repo}/manifests/${ref}`, { headers: { accept: manifestAccept } });
-    assert.equal(m.status, 200, `${repo}:${ref} manifest: ${describeResponse(m)}`);
-    assert.equal(sha256(m.body), img.manifestDigest);
-    for (const d of [img.config, ...img.layers]) {
-      const res = await request(`${w.url}/v2/${repo}/blobs/${d.digest}`);
-      assert.equal(res.status, 200, `${repo} blob: ${describeResponse(res)}`);
-      assert.equal(sha256(res.body), d.digest);
-    }
-  }
 
   it('cached pulls go on through both replicas; pushes before the outage survive it', async () => {
     await pushImage(registry.url, 'acme/tool', '1', mirrored);
     await pushImage(a.url, 'team/app', '1', local);
     // The load balancer has sent pulls to both replicas before the outage.
     for (const w of [a, b]) {
-      await pull(w, 'acme/tool', '1', mirrored);
-      await pull(w, 'team/app', '1', local);
+      await pullImage(w, 'acme/tool', '1', mirrored);
+      await pullImage(w, 'team/app', '1', local);
     }
 
     let running = true;
@@ -69,7 +59,7 @@ describe('Redis outage under two replicas', () => {
     const traffic = (async () => {
       for (let i = 0; running; i++) {
         const w = i % 2 === 0 ? a : b;
-        await Promise.all([pull(w, 'acme/tool', '1', mirrored), pull(w, 'acme/tool', mirrored.manifestDigest, mirrored), pull(w, 'team/app', '1', local)]).then(
+        await Promise.all([pullImage(w, 'acme/tool', '1', mirrored), pullImage(w, 'acme/tool', mirrored.manifestDigest, mirrored), pullImage(w, 'team/app', '1', local)]).then(
           () => served++,
           (e: Error) => failures.push(e.message),
         );
@@ -104,7 +94,7 @@ describe('Redis outage under two replicas', () => {
     }
     // ...and a replica that knows nothing yet finds everything pushed before the outage.
     c = await startWharf({ config, dataDir: shared.path });
-    await pull(c, 'team/app', '1', local);
-    await pull(c, 'acme/tool', '1', mirrored);
+    await pullImage(c, 'team/app', '1', local);
+    await pullImage(c, 'acme/tool', '1', mirrored);
   });
 });
