@@ -14,6 +14,7 @@ import {
   openMetadataStore,
   readSnapshot,
   RedisCoordinator,
+  isRedisAuthError,
   redactUrl,
   redisUnavailable,
   retryUntil,
@@ -95,6 +96,7 @@ export async function openCluster(opts: OpenClusterOptions): Promise<ClusterMode
         if (n === 1) firstFailure();
         logError(e);
       },
+      fatal: isRedisAuthError,
     });
   const startup = (async () => {
     await retry(async () => {
@@ -118,7 +120,16 @@ export async function openCluster(opts: OpenClusterOptions): Promise<ClusterMode
     await meta.ping().catch(() => undefined);
     logger.info({ replica: self.id, advertiseUrl: self.url }, 'cluster mode: coordinating replicas through redis');
   })();
-  await Promise.race([startup.catch(() => undefined), failedOnce]);
+  const refused = await Promise.race([startup.then(() => undefined, (e: Error) => e), failedOnce.then(() => undefined)]);
+  if (refused) {
+    // Wrong credentials: a configuration error, reported at start rather than served around.
+    await snapshots.stop();
+    for (const c of [storeClient, coordClient, subClient]) c.disconnect();
+    throw refused;
+  }
+  startup.catch((e: Error) => {
+    if (!stopping.signal.aborted) logger.error({ err: e.message }, 'redis refused this replica (check redis.password and the url): staying degraded until restarted');
+  });
   // Redis unreachable at start: degraded at once (the failed ping says so), until a ping answers again.
   if (!secret) {
     logger.warn({ redis: redactUrl(redis.url) }, 'redis unreachable at start: serving what this replica knows (degraded), writes refused, connecting in the background');

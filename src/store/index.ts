@@ -99,12 +99,18 @@ function tlsOptions(cfg: RedisConnectOptions, u: URL): ConnectionOptions | undef
 
 /** Connects a lazy client and checks it answers; on failure names the URL without its password. */
 export async function connectRedis(client: Redis | Cluster, cfg: RedisConnectOptions): Promise<void> {
+  // The root cause (ECONNREFUSED, WRONGPASS) comes as an 'error' event; connect() then only says the connection closed.
+  let cause: Error | undefined;
+  const onError = (e: Error): void => void (cause = e);
+  client.on('error', onError);
   try {
     await client.connect();
     await client.ping();
   } catch (e) {
     client.disconnect();
-    throw new Error(`metadata store: cannot reach redis at ${redactUrl(cfg.url)} (${(e as Error).message})`, { cause: e });
+    throw new Error(`metadata store: cannot reach redis at ${redactUrl(cfg.url)} (${(cause ?? (e as Error)).message})`, { cause: e });
+  } finally {
+    client.off('error', onError);
   }
 }
 
@@ -114,7 +120,14 @@ export async function connectRedis(client: Redis | Cluster, cfg: RedisConnectOpt
  */
 export async function retryUntil<T>(
   attempt: () => Promise<T>,
-  opts: { signal: AbortSignal; onFailure?: (err: Error, attempt: number) => void; firstMs?: number; maxMs?: number },
+  opts: {
+    signal: AbortSignal;
+    onFailure?: (err: Error, attempt: number) => void;
+    /** failures not worth retrying (a wrong password): rethrown at once */
+    fatal?: (err: Error) => boolean;
+    firstMs?: number;
+    maxMs?: number;
+  },
 ): Promise<T> {
   let wait = opts.firstMs ?? 250;
   for (let n = 1; ; n++) {
@@ -123,6 +136,7 @@ export async function retryUntil<T>(
       return await attempt();
     } catch (e) {
       opts.signal.throwIfAborted();
+      if (opts.fatal?.(e as Error)) throw e;
       opts.onFailure?.(e as Error, n);
     }
     await new Promise<void>((resolve) => {
@@ -155,6 +169,11 @@ export async function openMetadataStore(opts: OpenMetadataStoreOptions): Promise
   }
   const mapError = opts.redis ? redisUnavailable : undefined;
   return new MemoMetadataStore(inner, { mapError, ...opts.memo });
+}
+
+/** Redis answered but refuses these credentials: a configuration error, not an outage to wait out. */
+export function isRedisAuthError(err: Error): boolean {
+  return /\b(WRONGPASS|NOAUTH|NOPERM)\b/.test(err.message);
 }
 
 /** Any Redis failure (down, timed out, refused) is an outage to clients: 503 UNAVAILABLE, not 500. */

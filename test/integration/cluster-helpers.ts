@@ -72,11 +72,13 @@ export interface RedisServer {
 
 /**
  * A private redis-server, by default without persistence (a restart loses every key, as an unpersisted Redis
- * does); with `aofDir`, every write is appended and fsynced there (a restart keeps every key).
+ * does); with `aofDir`, every write is appended and fsynced there (a restart keeps every key); with
+ * `requirePass`, clients must send that password.
  */
-export async function startRedisServer(opts: { aofDir?: string } = {}): Promise<RedisServer> {
+export async function startRedisServer(opts: { aofDir?: string; requirePass?: string } = {}): Promise<RedisServer> {
   const port = await freePort();
   const persistence = opts.aofDir === undefined ? ['--appendonly', 'no'] : ['--appendonly', 'yes', '--appendfsync', 'always', '--dir', opts.aofDir];
+  if (opts.requirePass !== undefined) persistence.push('--requirepass', opts.requirePass);
   let child: ChildProcess | undefined;
   const url = `redis://127.0.0.1:${port}`;
   const start = async (): Promise<void> => {
@@ -85,7 +87,7 @@ export async function startRedisServer(opts: { aofDir?: string } = {}): Promise<
     child = c;
     const deadline = Date.now() + 10_000;
     for (;;) {
-      const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, password: opts.requirePass });
       r.on('error', () => undefined);
       try {
         await r.connect();

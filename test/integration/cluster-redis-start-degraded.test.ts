@@ -145,4 +145,24 @@ describe('a replica started while Redis is down', () => {
       await sleep(200);
     }
   });
+
+  it('a Redis that refuses the password is a configuration error: the start fails with one clear line', async () => {
+    const locked = await startRedisServer({ requirePass: 'the-right-one' });
+    try {
+      const bad = { ...config, redis: { url: locked.url, keyPrefix: testPrefix(), password: 'a-wrong-one' } };
+      const err = await startWharf({ config: bad, startTimeoutMs: 30_000 }).then(
+        async (w) => {
+          await w.stop();
+          return undefined;
+        },
+        (e: Error) => e,
+      );
+      assert.ok(err, 'wharf started with a wrong Redis password');
+      assert.match(err.message, /process exited/);
+      assert.match(err.message, /wharf: metadata store: cannot reach redis at redis:\/\/127\.0\.0\.1:\d+\/? \(WRONGPASS/);
+      assert.doesNotMatch(err.message, /a-wrong-one/, 'the password is not logged');
+    } finally {
+      await locked.stop();
+    }
+  });
 });
