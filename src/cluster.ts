@@ -4,17 +4,24 @@ import { randomBytes } from 'node:crypto';
 import type { RedisConfig } from './config/types.js';
 import { parseHostPort } from './config/index.js';
 import type { Cluster, PeerRef } from './core/cluster.js';
-import { isRegistryError } from './oci/index.js';
+import { join } from 'node:path';
+import { ErrorCode, RegistryError, isRegistryError } from './oci/index.js';
 import type { Logger } from './observability/types.js';
 import {
   connectRedis,
   createRedisClient,
   FETCH_LEASE_MS,
   openMetadataStore,
+  readSnapshot,
   RedisCoordinator,
+  isRedisAuthError,
+  redactUrl,
   redisUnavailable,
+  retryUntil,
   startInvalidation,
+  startSnapshots,
   type HeldLease,
+  type SnapshotWriter,
   type InvalidationBus,
   type MemoMetadataStore,
 } from './store/index.js';
@@ -70,33 +77,67 @@ export async function openCluster(opts: OpenClusterOptions): Promise<ClusterMode
   const self: PeerRef = { id: opts.replicaId ?? randomBytes(8).toString('hex'), url: opts.advertiseUrl };
   const logError = throttled((err: Error) => logger.warn({ err: err.message }, 'redis connection trouble'), 10_000);
   let bus: InvalidationBus | undefined;
-  const meta = await openMetadataStore({ dataDir: opts.dataDir, redis, memo: { onChange: (k) => bus?.publish(k), outageGraceMs: redis.outageGrace }, onRedisError: logError });
-  const coordClient = createRedisClient(redis);
-  const subClient = createRedisClient(redis);
+  const [storeClient, coordClient, subClient] = [createRedisClient(redis), createRedisClient(redis), createRedisClient(redis)];
   for (const c of [coordClient, subClient]) c.on('error', logError);
-  try {
-    await connectRedis(coordClient, redis);
-    await connectRedis(subClient, redis);
-    bus = await startInvalidation({
-      publisher: coordClient,
-      subscriber: subClient,
-      channel: `${redis.keyPrefix}invalidate`,
-      selfId: self.id,
-      onRemote: (key) => meta.invalidate(key),
-      onResync: () => meta.invalidateAll(),
-      onError: logError,
-    });
-  } catch (e) {
-    coordClient.disconnect();
-    subClient.disconnect();
-    await meta.close();
-    throw e;
-  }
+  const meta = await openMetadataStore({ dataDir: opts.dataDir, redis, redisClient: storeClient, memo: { onChange: (k) => bus?.publish(k), outageGraceMs: redis.outageGrace }, onRedisError: logError });
   const coord = new RedisCoordinator(coordClient, { keyPrefix: redis.keyPrefix, self });
-  await coord.start();
-  const secret = await sharedSecret(coordClient, `${redis.keyPrefix}auth:token-secret`);
+  const snapshots = await openSnapshots(meta, opts, logger);
+  let secret: { get: () => Uint8Array; stop: () => void } | undefined;
+
+  // Start-up talks to Redis in the background, retried with a capped backoff: a replica started during an
+  // outage serves what it knows (degraded) instead of exiting, and joins the cluster when Redis answers.
+  const stopping = new AbortController();
+  let firstFailure!: () => void;
+  const failedOnce = new Promise<void>((resolve) => (firstFailure = resolve));
+  const retry = <T>(step: () => Promise<T>): Promise<T> =>
+    retryUntil(step, {
+      signal: stopping.signal,
+      onFailure: (e, n) => {
+        if (n === 1) firstFailure();
+        logError(e);
+      },
+      fatal: isRedisAuthError,
+    });
+  const startup = (async () => {
+    await retry(async () => {
+      for (const c of [storeClient, coordClient, subClient]) if (c.status !== 'ready') await connectRedis(c, redis);
+    });
+    bus = await retry(() =>
+      startInvalidation({
+        publisher: coordClient,
+        subscriber: subClient,
+        channel: `${redis.keyPrefix}invalidate`,
+        selfId: self.id,
+        onRemote: (key) => meta.invalidate(key),
+        onResync: () => meta.invalidateAll(),
+        onError: logError,
+      }),
+    );
+    await retry(() => coord.start());
+    secret = await retry(() => sharedSecret(coordClient, `${redis.keyPrefix}auth:token-secret`));
+    // Whatever this replica cached while cut off may have changed meanwhile.
+    meta.invalidateAll();
+    await meta.ping().catch(() => undefined);
+    logger.info({ replica: self.id, advertiseUrl: self.url }, 'cluster mode: coordinating replicas through redis');
+  })();
+  const refused = await Promise.race([startup.then(() => undefined, (e: Error) => e), failedOnce.then(() => undefined)]);
+  if (refused) {
+    // Wrong credentials: a configuration error, reported at start rather than served around.
+    await snapshots.stop();
+    for (const c of [storeClient, coordClient, subClient]) c.disconnect();
+    throw refused;
+  }
+  startup.catch((e: Error) => {
+    if (!stopping.signal.aborted) logger.error({ err: e.message }, 'redis refused this replica (check redis.password and the url): staying degraded until restarted');
+  });
+  // Redis unreachable at start: degraded at once (the failed ping says so), until a ping answers again.
+  if (!secret) {
+    logger.warn({ redis: redactUrl(redis.url) }, 'redis unreachable at start: serving what this replica knows (degraded), writes refused, connecting in the background');
+    await meta.ping().catch(() => undefined);
+  }
+  const probe = setInterval(() => void (secret && meta.degradedSince() !== undefined ? meta.ping().catch(() => undefined) : undefined), 1000);
+  probe.unref();
   const peers = new PeerClient({ token: () => coord.peerToken() });
-  logger.info({ replica: self.id, advertiseUrl: self.url }, 'cluster mode: coordinating replicas through redis');
 
   const cluster: Cluster = {
     self,
@@ -118,17 +159,48 @@ export async function openCluster(opts: OpenClusterOptions): Promise<ClusterMode
     meta,
     cluster,
     peerToken: () => coord.peerToken(),
-    authSecret: secret.get,
+    authSecret: () => {
+      // The key is shared through Redis: until it is read, no token can be issued or checked.
+      if (!secret) throw new RegistryError(ErrorCode.UNAVAILABLE, 'token auth unavailable: the signing key replicas share through redis has not been read yet (redis unreachable since start-up)');
+      return secret.get();
+    },
     lease: (name, ttlMs) => unavailable(coord.lease(name, ttlMs)),
     tempGraceMs: FETCH_LEASE_MS,
     async close() {
-      secret.stop();
+      stopping.abort();
+      clearInterval(probe);
+      await startup.catch(() => undefined);
+      await snapshots.stop();
+      secret?.stop();
       await coord.close();
-      await bus?.close();
+      if (bus) await bus.close();
+      else subClient.disconnect();
       await peers.close().catch(() => undefined);
       await coordClient.quit().catch(() => coordClient.disconnect());
     },
   };
+}
+
+/**
+ * This replica's snapshot of last known tags and links, `<dataDir>/meta-snapshots/<advertised host_port>.json`
+ * (one file per replica on a shared data dir): loaded now (used only while Redis fails, within the outage
+ * grace), rewritten every `redis.snapshotInterval` and at shutdown.
+ */
+async function openSnapshots(meta: MemoMetadataStore, opts: OpenClusterOptions, logger: Logger): Promise<SnapshotWriter> {
+  let name: string;
+  try {
+    name = new URL(opts.advertiseUrl).host;
+  } catch {
+    name = opts.advertiseUrl;
+  }
+  const path = join(opts.dataDir, 'meta-snapshots', `${name.replace(/[^A-Za-z0-9.-]/g, '_')}.json`);
+  const entries = await readSnapshot(path).catch((e: Error) => {
+    logger.warn({ err: e.message, path }, 'snapshot of last known tags and links unreadable: starting without it');
+    return [];
+  });
+  meta.restoreKnown(entries);
+  const onError = throttled((e: Error) => logger.warn({ err: e.message, path }, 'cannot write the snapshot of last known tags and links'), 60_000);
+  return startSnapshots({ path, everyMs: opts.redis.snapshotInterval, entries: () => meta.exportKnown(), onError });
 }
 
 /**

@@ -130,7 +130,13 @@ export async function startLifecycle(deps: LifecycleDeps): Promise<Lifecycle> {
 async function sweepLeftovers(deps: LifecycleDeps): Promise<{ removed: string[]; bytes: number }> {
   if (!deps.store.sweepTemp) return { removed: [], bytes: 0 };
   const owned = new Set<string>();
-  for await (const u of deps.meta.listUploads()) owned.add(u.writerId);
+  try {
+    for await (const u of deps.meta.listUploads()) owned.add(u.writerId);
+  } catch (e) {
+    // Redis down at start: which temp files are live upload sessions is unknown, so none is removed.
+    deps.logger.warn({ err: (e as Error).message }, 'upload sessions unreadable: leftover temp files kept until a later start');
+    return { removed: [], bytes: 0 };
+  }
   // On a shared store a temp file may be another replica's fetch: one untouched for a lease's lifetime is a leftover.
   const olderThan = deps.meta.kind === 'embedded' ? 0 : FETCH_LEASE_MS;
   try {

@@ -119,6 +119,7 @@ export const redisSchema = z.strictObject({
   sentinelName: opt(str(), 'Sentinel master name'),
   cluster: opt(z.array(hostPortEntry), 'Redis Cluster seed nodes'),
   outageGrace: def(duration(), '15m', 'during a Redis outage, tags and links this replica knows are served (stale) for this long; writes are refused (503)'),
+  snapshotInterval: def(duration(), '30s', 'how often each replica writes the tags and links it knows to <dataDir>/meta-snapshots/ (read when it starts during an outage); 0: only at shutdown'),
 });
 
 /** Token signature algorithms accepted from an external token service (never `none` or HMAC). */

@@ -95,6 +95,8 @@ export interface RedisConfig {
   cluster?: Array<{ host: string; port: number }>;
   /** ms into a Redis outage that last known tags and links are still served */
   outageGrace: number;
+  /** ms between two writes of this replica's snapshot of last known tags and links (0: only at shutdown) */
+  snapshotInterval: number;
 }
 
 export interface UpstreamConfig {

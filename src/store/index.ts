@@ -15,7 +15,8 @@ export { nodeBlobFs, type BlobFs, type BlobFileHandle, type BlobStatResult } fro
 export { EmbeddedMetadataStore, type EmbeddedOptions, type RecoveryInfo } from './meta/embedded.js';
 export { LockHeldError } from './meta/lock.js';
 export { RedisMetadataStore, type RedisStoreOptions } from './meta/redis.js';
-export { MemoMetadataStore, memoKeys, type MemoOptions } from './meta/memo.js';
+export { MemoMetadataStore, memoKeys, type MemoOptions, type KnownEntry } from './meta/memo.js';
+export { readSnapshot, startSnapshots, writeSnapshot, type SnapshotWriter } from './meta/snapshot.js';
 export { RedisCoordinator, FETCH_LEASE_MS, type RedisCoordinatorOptions, type ReplicaRef, type HeldLease, type BlobClaim } from './meta/redis-cluster.js';
 export { startInvalidation, type InvalidationBus, type InvalidationOptions } from './meta/invalidation.js';
 
@@ -36,6 +37,11 @@ export interface OpenMetadataStoreOptions {
   memo?: MemoOptions;
   /** connection trouble after start-up (ioredis reports every failed reconnect); default: ignored */
   onRedisError?: (err: Error) => void;
+  /**
+   * The Redis client to use, connected by the caller (cluster start-up connects in the background: the store
+   * then answers UNAVAILABLE until it has). Default: one made from `redis` and connected here, failing fast.
+   */
+  redisClient?: Redis | Cluster;
 }
 
 export { REDIS_COMMAND_TIMEOUT_MS } from './meta/redis-deadline.js';
@@ -93,12 +99,56 @@ function tlsOptions(cfg: RedisConnectOptions, u: URL): ConnectionOptions | undef
 
 /** Connects a lazy client and checks it answers; on failure names the URL without its password. */
 export async function connectRedis(client: Redis | Cluster, cfg: RedisConnectOptions): Promise<void> {
+  // The root cause (ECONNREFUSED, WRONGPASS) comes as an 'error' event; connect() then only says the connection closed.
+  let cause: Error | undefined;
+  const onError = (e: Error): void => void (cause = e);
+  client.on('error', onError);
   try {
     await client.connect();
     await client.ping();
   } catch (e) {
     client.disconnect();
-    throw new Error(`metadata store: cannot reach redis at ${redactUrl(cfg.url)} (${(e as Error).message})`, { cause: e });
+    throw new Error(`metadata store: cannot reach redis at ${redactUrl(cfg.url)} (${(cause ?? (e as Error)).message})`, { cause: e });
+  } finally {
+    client.off('error', onError);
+  }
+}
+
+/**
+ * Runs `attempt` until it succeeds, waiting between failures (from `firstMs`, doubling, capped at `maxMs`);
+ * rejects only when `signal` aborts. Each failure is reported to `onFailure` (the first one included).
+ */
+export async function retryUntil<T>(
+  attempt: () => Promise<T>,
+  opts: {
+    signal: AbortSignal;
+    onFailure?: (err: Error, attempt: number) => void;
+    /** failures not worth retrying (a wrong password): rethrown at once */
+    fatal?: (err: Error) => boolean;
+    firstMs?: number;
+    maxMs?: number;
+  },
+): Promise<T> {
+  let wait = opts.firstMs ?? 250;
+  for (let n = 1; ; n++) {
+    opts.signal.throwIfAborted();
+    try {
+      return await attempt();
+    } catch (e) {
+      opts.signal.throwIfAborted();
+      if (opts.fatal?.(e as Error)) throw e;
+      opts.onFailure?.(e as Error, n);
+    }
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(done, wait);
+      function done(): void {
+        clearTimeout(t);
+        opts.signal.removeEventListener('abort', done);
+        resolve();
+      }
+      opts.signal.addEventListener('abort', done, { once: true });
+    });
+    wait = Math.min(wait * 2, opts.maxMs ?? 5_000);
   }
 }
 
@@ -109,16 +159,21 @@ export async function connectRedis(client: Redis | Cluster, cfg: RedisConnectOpt
 export async function openMetadataStore(opts: OpenMetadataStoreOptions): Promise<MemoMetadataStore> {
   let inner: MetadataStore;
   if (opts.redis) {
-    const client = createRedisClient(opts.redis);
+    const client = opts.redisClient ?? createRedisClient(opts.redis);
     const onError = opts.onRedisError;
     client.on('error', (e: Error) => onError?.(e));
     inner = new RedisMetadataStore(client, { keyPrefix: opts.redis.keyPrefix });
-    await connectRedis(client, opts.redis);
+    if (!opts.redisClient) await connectRedis(client, opts.redis);
   } else {
     inner = await EmbeddedMetadataStore.open(join(opts.dataDir, 'meta'));
   }
   const mapError = opts.redis ? redisUnavailable : undefined;
   return new MemoMetadataStore(inner, { mapError, ...opts.memo });
+}
+
+/** Redis answered but refuses these credentials: a configuration error, not an outage to wait out. */
+export function isRedisAuthError(err: Error): boolean {
+  return /\b(WRONGPASS|NOAUTH|NOPERM)\b/.test(err.message);
 }
 
 /** Any Redis failure (down, timed out, refused) is an outage to clients: 503 UNAVAILABLE, not 500. */
@@ -127,7 +182,8 @@ export function redisUnavailable(err: unknown): unknown {
   return new RegistryError(ErrorCode.UNAVAILABLE, 'metadata store (redis) unavailable: only tags and links this replica knows are served; writes are refused until it answers', { cause: err, detail: { reason: (err as Error)?.message } });
 }
 
-function redactUrl(url: string): string {
+/** The URL with its password masked, for logs and errors. */
+export function redactUrl(url: string): string {
   try {
     const u = new URL(url);
     if (u.password) u.password = '***';

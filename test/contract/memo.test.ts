@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { digestOf, ErrorCode, isRegistryError, RegistryError } from '../../src/oci/index.js';
 import { EmbeddedMetadataStore } from '../../src/store/meta/embedded.js';
 import { MemoMetadataStore, memoKeys } from '../../src/store/meta/memo.js';
+import { readSnapshot, writeSnapshot } from '../../src/store/meta/snapshot.js';
 import type { MetadataStore, TagRecord } from '../../src/store/types.js';
 import { metadataStoreContract } from './metadata-store.contract.js';
 
@@ -178,5 +179,48 @@ describe('MemoMetadataStore during an outage of its inner store (issue 17 item 1
     sw.down = false;
     assert.equal((await memo.getTag('r', 'v1'))?.digest, digestOf('a'));
     assert.equal(memo.degradedSince(), undefined, 'the first answer ends the degraded mode');
+  });
+
+  it('a snapshot of what one process knew is served by the next only while the store fails, within the grace of its time', async (t) => {
+    const first = await setup(t, 60_000);
+    await first.memo.putTag('r', 'v1', rec('a'));
+    await first.memo.putTag('r', 'v2', rec('b'));
+    const link = { kind: 'blob' as const, size: 1, origin: 'upstream' as const, linkedAt: 1 };
+    await first.memo.link('r', digestOf('a'), link);
+    const takenAt = first.clock.now;
+    const dir = await mkdtemp(join(tmpdir(), 'wharf-snapshot-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const file = join(dir, 'replica.json');
+    await writeSnapshot(file, first.memo.exportKnown(), takenAt);
+
+    // The next process starts while its store (a Redis that no longer has these records) is down.
+    const next = await setup(t, 60_000);
+    next.clock.now = takenAt + 30_000;
+    next.sw.down = true;
+    next.memo.restoreKnown(await readSnapshot(file));
+    assert.equal((await next.memo.getTag('r', 'v1'))?.digest, digestOf('a'), 'a tag from the snapshot is served during the outage');
+    assert.ok(await next.memo.getLink('r', digestOf('a')), 'a link from the snapshot is served during the outage');
+    await assert.rejects(next.memo.putTag('r', 'v3', rec('c')), (e: unknown) => isRegistryError(e) && e.code === ErrorCode.UNAVAILABLE);
+    next.clock.now = takenAt + 61_000;
+    await assert.rejects(next.memo.getTag('r', 'v2'), (e: unknown) => isRegistryError(e) && e.code === ErrorCode.UNAVAILABLE, 'past outageGrace of the snapshot\'s time its tag is not served');
+
+    // The store answers: what it says wins, and the snapshot is not served again in a later outage.
+    next.clock.now = takenAt + 1_000;
+    next.sw.down = false;
+    assert.equal(await next.memo.getTag('r', 'v1'), undefined, 'deleted meanwhile: the store\'s answer, not the snapshot');
+    await next.memo.ping();
+    next.sw.down = true;
+    await assert.rejects(next.memo.getTag('r', 'v2'), (e: unknown) => isRegistryError(e) && e.code === ErrorCode.UNAVAILABLE, 'once the store answered, the snapshot is not served again');
+    assert.deepEqual(next.memo.exportKnown(), [], 'nothing known without the snapshot');
+  });
+
+  it('a damaged snapshot entry is skipped, not served', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'wharf-snapshot-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const file = join(dir, 'replica.json');
+    const good = { key: memoKeys.tag('r', 'v1'), value: rec('a'), at: 5 };
+    await writeSnapshot(file, [good, { key: memoKeys.tag('r', 'v2'), value: { digest: 'nope' }, at: 5 } as never, { key: 'x', value: rec('a'), at: 5 }], 5);
+    assert.deepEqual(await readSnapshot(file), [good]);
+    assert.deepEqual(await readSnapshot(join(dir, 'absent.json')), []);
   });
 });

@@ -7,8 +7,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Transform } from 'node:stream';
+import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
+import { manifestAccept, request } from '../helpers/http.js';
+import { sha256, type TestImage } from '../helpers/oci-image.js';
 import { freePort } from '../helpers/ports.js';
+import { describeResponse } from '../helpers/wharf.js';
 
 export { deleteKeys, REDIS_URL, testPrefix } from '../helpers/redis.js';
 
@@ -68,11 +72,13 @@ export interface RedisServer {
 
 /**
  * A private redis-server, by default without persistence (a restart loses every key, as an unpersisted Redis
- * does); with `aofDir`, every write is appended and fsynced there (a restart keeps every key).
+ * does); with `aofDir`, every write is appended and fsynced there (a restart keeps every key); with
+ * `requirePass`, clients must send that password.
  */
-export async function startRedisServer(opts: { aofDir?: string } = {}): Promise<RedisServer> {
+export async function startRedisServer(opts: { aofDir?: string; requirePass?: string } = {}): Promise<RedisServer> {
   const port = await freePort();
   const persistence = opts.aofDir === undefined ? ['--appendonly', 'no'] : ['--appendonly', 'yes', '--appendfsync', 'always', '--dir', opts.aofDir];
+  if (opts.requirePass !== undefined) persistence.push('--requirepass', opts.requirePass);
   let child: ChildProcess | undefined;
   const url = `redis://127.0.0.1:${port}`;
   const start = async (): Promise<void> => {
@@ -81,7 +87,7 @@ export async function startRedisServer(opts: { aofDir?: string } = {}): Promise<
     child = c;
     const deadline = Date.now() + 10_000;
     for (;;) {
-      const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, password: opts.requirePass });
       r.on('error', () => undefined);
       try {
         await r.connect();
@@ -109,3 +115,15 @@ export async function startRedisServer(opts: { aofDir?: string } = {}): Promise<
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Pulls `repo:ref` through a wharf (manifest, then config and layers) and checks every digest served. */
+export async function pullImage(w: { url: string }, repo: string, ref: string, img: TestImage): Promise<void> {
+  const m = await request(`${w.url}/v2/${repo}/manifests/${ref}`, { headers: { accept: manifestAccept } });
+  assert.equal(m.status, 200, `${repo}:${ref} manifest: ${describeResponse(m)}`);
+  assert.equal(sha256(m.body), img.manifestDigest);
+  for (const d of [img.config, ...img.layers]) {
+    const res = await request(`${w.url}/v2/${repo}/blobs/${d.digest}`);
+    assert.equal(res.status, 200, `${repo} blob: ${describeResponse(res)}`);
+    assert.equal(sha256(res.body), d.digest);
+  }
+}

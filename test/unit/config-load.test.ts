@@ -82,7 +82,7 @@ log: { level: debug }
   const c = await loadConfig({ file, env: {}, cwd: dir });
   assert.equal(c.listen, '127.0.0.1:5055');
   assert.equal(c.dataDir, join(dir, 'cache'));
-  assert.deepEqual(c.redis, { url: 'redis://127.0.0.1:6379/2', keyPrefix: 'wharf:', outageGrace: 15 * 60_000 });
+  assert.deepEqual(c.redis, { url: 'redis://127.0.0.1:6379/2', keyPrefix: 'wharf:', outageGrace: 15 * 60_000, snapshotInterval: 30_000 });
   assert.equal(c.upstreams[0]?.tagFreshness, 3_600_000);
   assert.equal(c.upstreams[0]?.default, true, 'docker.io is the default when several are configured');
   assert.deepEqual(
@@ -141,7 +141,7 @@ push: { overlay: ["library/*"] }
   assert.equal(c.cache.maxSize, 50 * 2 ** 30);
   assert.equal(c.cache.lowWatermark, 0.5);
   assert.equal(c.log.level, 'warn');
-  assert.deepEqual(c.redis, { url: 'rediss://cache:6380', keyPrefix: 'mirror:', outageGrace: 15 * 60_000 });
+  assert.deepEqual(c.redis, { url: 'rediss://cache:6380', keyPrefix: 'mirror:', outageGrace: 15 * 60_000, snapshotInterval: 30_000 });
   assert.deepEqual(c.upstreams[0]?.credentials, { username: 'me', password: 'secret' });
   assert.equal(c.upstreams[1]?.tagFreshness, 30_000, 'plain numbers are seconds');
   assert.equal(c.upstreams[1]?.tls.insecureSkipVerify, true);

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { digestOf } from '../../src/oci/index.js';
-import { openMetadataStore } from '../../src/store/index.js';
+import { openMetadataStore, retryUntil } from '../../src/store/index.js';
 
 describe('openMetadataStore', () => {
   it('without redis opens the embedded store under <dataDir>/meta, and it persists', async (t) => {
@@ -60,3 +60,31 @@ describe('openMetadataStore', () => {
     t.diagnostic('refused as expected');
   });
 });
+
+describe('retryUntil (start-up calls to Redis)', () => {
+  it('retries with a doubling, capped wait until the call succeeds; reports each failure', async () => {
+    let calls = 0;
+    const seen: number[] = [];
+    const started = Date.now();
+    const v = await retryUntil(
+      async () => {
+        if (++calls < 4) throw new Error(`down ${calls}`);
+        return 'up';
+      },
+      { signal: new AbortController().signal, onFailure: (_e, n) => seen.push(n), firstMs: 5, maxMs: 10 },
+    );
+    assert.equal(v, 'up');
+    assert.deepEqual(seen, [1, 2, 3]);
+    assert.ok(Date.now() - started >= 5 + 10 + 10, 'waited between attempts');
+  });
+
+  it('rethrows a fatal failure at once, and stops when aborted', async () => {
+    const wrongPass = new Error('WRONGPASS invalid username-password pair');
+    await assert.rejects(retryUntil(() => Promise.reject(wrongPass), { signal: new AbortController().signal, fatal: (e) => e.message.startsWith('WRONGPASS') }), wrongPass);
+    const ac = new AbortController();
+    const forever = retryUntil(() => Promise.reject(new Error('down')), { signal: ac.signal, firstMs: 60_000 });
+    setTimeout(() => ac.abort(), 10);
+    await assert.rejects(forever, (e: Error) => e.name === 'AbortError');
+  });
+});
+

@@ -42,7 +42,18 @@ export const memoKeys = {
   repo: (repo: string) => `r\u0000${repo}`,
 };
 
-type Entry = { v: TagRecord | LinkRecord | RepoRecord | undefined };
+type Entry = {
+  v: TagRecord | LinkRecord | RepoRecord | undefined;
+  /** loaded from a snapshot: known to hold at this time (ms), and no later; absent = kept current by this replica */
+  at?: number;
+};
+
+/** One last known record as a snapshot holds it: the memo key, the record, when it was known to hold. */
+export interface KnownEntry {
+  key: string;
+  value: TagRecord | LinkRecord | RepoRecord;
+  at: number;
+}
 
 /**
  * Read-through cache for the hot reads (getTag, getLink, getRepo, misses included) in front of another store.
@@ -60,6 +71,8 @@ export class MemoMetadataStore implements MetadataStore {
   private readonly now: () => number;
   /** when the inner store started failing (undefined: it answers) */
   private outageSince: number | undefined;
+  /** lastKnown holds records from a snapshot */
+  private restored = false;
 
   constructor(
     readonly inner: MetadataStore,
@@ -79,8 +92,40 @@ export class MemoMetadataStore implements MetadataStore {
   }
 
   /** Whether last known values may still stand in for the inner store's answers. */
-  private withinGrace(): boolean {
-    return this.outageSince !== undefined && this.now() - this.outageSince <= this.outageGraceMs;
+  private withinGrace(known: Entry): boolean {
+    if (this.outageSince === undefined) return false;
+    return this.now() - (known.at ?? this.outageSince) <= this.outageGraceMs;
+  }
+
+  /** The inner store answered: leave the degraded mode; records from a snapshot may be stale by now, forget them. */
+  private answered(): void {
+    if (this.outageSince === undefined && !this.restored) return;
+    this.outageSince = undefined;
+    this.restored = false;
+    for (const [k, e] of this.lastKnown.entries()) if (e.at !== undefined) this.lastKnown.delete(k);
+  }
+
+  /**
+   * Last known records worth keeping across a restart (tags, links, repositories; no misses), most recently
+   * used first, each with the time it was known to hold: now while the inner store answers, else when it stopped.
+   */
+  exportKnown(): KnownEntry[] {
+    const asOf = this.outageSince ?? this.now();
+    const out: KnownEntry[] = [];
+    for (const [key, e] of this.lastKnown.entries()) if (e.v !== undefined) out.push({ key, value: copy(e.v), at: e.at ?? asOf });
+    return out;
+  }
+
+  /**
+   * Records from a snapshot, served only while the inner store fails and only within the outage grace of
+   * their own time; the first answer of the inner store drops them. Never replaces what this process knows.
+   */
+  restoreKnown(entries: Iterable<KnownEntry>): void {
+    for (const e of entries) {
+      if (this.lastKnown.has(e.key)) continue;
+      this.lastKnown.set(e.key, { v: copy(e.value), at: e.at });
+      this.restored = true;
+    }
   }
 
   /** A store that answered with a registry error (a conflict, a refusal) is up; anything else is an outage. */
@@ -117,12 +162,12 @@ export class MemoMetadataStore implements MetadataStore {
     let v: T;
     try {
       v = await load();
-      this.outageSince = undefined;
+      this.answered();
     } catch (e) {
       if (this.inflight.get(key) === token) this.inflight.delete(key);
       this.failed(e);
       const known = this.lastKnown.get(key);
-      if (known && this.withinGrace()) return copy(known.v) as T;
+      if (known && this.withinGrace(known)) return copy(known.v) as T;
       throw this.mapError(e);
     }
     if (this.inflight.get(key) === token) {
@@ -142,7 +187,7 @@ export class MemoMetadataStore implements MetadataStore {
       this.failed(e);
       throw this.mapError(e);
     }
-    this.outageSince = undefined;
+    this.answered();
     return v;
   }
 
@@ -201,8 +246,8 @@ export class MemoMetadataStore implements MetadataStore {
   markRepo(repo: string, flags: Partial<RepoRecord>): Promise<void> {
     const key = memoKeys.repo(repo);
     const known = this.lastKnown.get(key);
-    // A merge: its result is known only if the record before it was (absent = both flags false).
-    const before = known && ((known.v as RepoRecord | undefined) ?? { local: false, mirrored: false });
+    // A merge: its result is known only if the record before it was (absent = both flags false; a snapshot's may be stale).
+    const before = known && known.at === undefined && ((known.v as RepoRecord | undefined) ?? { local: false, mirrored: false });
     return this.write(key, () => this.inner.markRepo(repo, flags), () => (before ? { v: { ...before, ...flags } } : undefined));
   }
   listRepos(n?: number, last?: string): Promise<Page<string>> {
