@@ -1,5 +1,6 @@
 import type { NotificationsConfig, NotifyEndpointConfig } from '../config/types.js';
 import type { EventSink, RegistryEvent, RegistryEventAction } from '../core/types.js';
+import { ErrorCode, RegistryError } from '../oci/index.js';
 import { Dispatcher, type EndpointState } from './dispatcher.js';
 import { toDistributionEvent, type QueuedEvent, type SourceRecord } from './envelope.js';
 import { endpointFilter } from './filter.js';
@@ -83,7 +84,12 @@ export class Notifier implements EventSink {
       const q: QueuedEvent = { key: e.key, event: toDistributionEvent(e, { id: this.o.newId(), now: this.o.now(), source: this.o.source, includeReferences }) };
       if (this.filters.some((f) => f(q))) queued.push(q);
     }
-    await this.o.queue.append(queued);
+    try {
+      await this.o.queue.append(queued);
+    } catch (e) {
+      // Not durable, so the request that caused it fails; as an outage (503, with the reason), never a 500.
+      throw new RegistryError(ErrorCode.UNAVAILABLE, 'notifications: the event could not be queued durably', { cause: e, detail: { reason: (e as Error).message } });
+    }
   }
 
   start(): void {

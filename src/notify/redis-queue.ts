@@ -101,10 +101,19 @@ export class RedisStreamQueue implements EventQueue {
   }
 
   private async readGroup(endpoint: string, max: number, from: '0' | '>'): Promise<RawEntry[]> {
-    const res = (await this.client.call('XREADGROUP', 'GROUP', this.group(endpoint), CONSUMER, 'COUNT', max, 'STREAMS', this.stream, from)) as
-      | Array<[string, RawEntry[]]>
-      | null;
-    return res?.[0]?.[1] ?? [];
+    const read = (): Promise<unknown> => this.client.call('XREADGROUP', 'GROUP', this.group(endpoint), CONSUMER, 'COUNT', max, 'STREAMS', this.stream, from);
+    let res: unknown;
+    try {
+      res = await read();
+    } catch (e) {
+      if (!/NOGROUP/.test((e as Error).message)) throw e;
+      // The group is gone (a Redis restarted without persistence): every entry the stream holds now came after.
+      await this.client.call('XGROUP', 'CREATE', this.stream, this.group(endpoint), '0', 'MKSTREAM').catch((err: Error) => {
+        if (!/BUSYGROUP/.test(err.message)) throw err;
+      });
+      res = await read();
+    }
+    return (res as Array<[string, RawEntry[]]> | null)?.[0]?.[1] ?? [];
   }
 
   async ack(endpoint: string, entry: Entry): Promise<void> {
