@@ -80,6 +80,7 @@ export function createApp(deps: AppDeps): App {
   const lifecycle = deps.lifecycle;
   const registry = createRegistry({ store: deps.store, meta: deps.meta, namespaces, policy, metrics, logger, now, cluster: deps.cluster, events: deps.notifier }, { onAccess: lifecycle ? (d) => lifecycle.tracker.touch(d) : undefined });
   lifecycle?.setBusyCheck((d) => registry.blobService.isBusy(d));
+  lifecycle?.setEvents(deps.notifier, namespaces);
   // the rate-limit gauges show the cluster's shared figure, even on a replica that has not asked upstream lately
   const render = async () => {
     await registry.reportQuota().catch(() => undefined);
@@ -101,7 +102,7 @@ export function createApp(deps: AppDeps): App {
     maxManifestBytes: config.limits.maxManifestBytes,
     trustedProxies: config.server.trustedProxies,
     events: deps.notifier,
-    admin: lifecycle && { ...lifecycle.adminRoutes({ namespaces, upstreams: deps.upstreams }), events: deps.notifier },
+    admin: lifecycle && { ...lifecycle.adminRoutes({ namespaces, upstreams: deps.upstreams, events: deps.notifier }), events: deps.notifier },
     ops: {
       readiness: () =>
         readiness({

@@ -256,7 +256,7 @@ export const configSchema = z.strictObject({
             ignore: z
               .strictObject({
                 mediatypes: def(z.array(str()), [], 'target media types never sent'),
-                actions: def(z.array(str()), [], 'actions never sent (push, pull, delete, mount, cache, tag-moved)'),
+                actions: def(z.array(str()), [], 'actions never sent (push, pull, delete, mount, cache, tag-moved, evict, purge)'),
               })
               .prefault({}),
             disabled: def(bool(), false, 'keep the endpoint configured but send nothing (nothing is queued for it)'),
