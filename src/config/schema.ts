@@ -242,6 +242,7 @@ export const configSchema = z.strictObject({
       events: z
         .strictObject({ includereferences: def(bool(), false, 'manifest events carry target.references (config, layers, child manifests)') })
         .prefault({}),
+      retention: def(duration(), '24h', 'delivered events are kept this long (at most the largest maxPending of them) for `wharf events resend`; 0 keeps none (embedded journal; with Redis the stream keeps its last maxPending entries)'),
       endpoints: z
         .array(
           z.strictObject({

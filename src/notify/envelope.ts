@@ -45,6 +45,8 @@ export interface QueuedEvent {
   event: DistributionEvent;
   /** canonical repository key (filters match it, and the name clients use) */
   key: string;
+  /** a re-sent copy (`wharf events resend`): for this endpoint only */
+  only?: string;
 }
 
 /**

@@ -8,7 +8,7 @@ import { activeEndpoints, Notifier } from './notifier.js';
 import { SPOOL_READER, SpoolingQueue } from './spool.js';
 import type { EventQueue, NotifyLogger, NotifyObserver } from './types.js';
 
-export { Notifier, type EndpointStatus } from './notifier.js';
+export { Notifier, type EndpointStatus, type ResendBound } from './notifier.js';
 export { SIGNATURE_HEADER } from './sender.js';
 export { RedisStreamQueue } from './redis-queue.js';
 export type { EventQueue, NotifyObserver } from './types.js';
@@ -43,7 +43,7 @@ export async function openNotifier(o: OpenNotifierOptions): Promise<Notifier | u
   const port = o.listen.slice(o.listen.lastIndexOf(':') + 1);
   const queue = o.queue
     ? await openSpooling(await o.queue(onDrop), { dir: join(o.dataDir, 'notify', 'spool', `${hostname()}-${port}`), endpoints, now, onDrop, logger: o.logger })
-    : await Journal.open({ dir: join(o.dataDir, 'notify'), endpoints: endpoints.map((e) => ({ name: e.name, maxPending: e.maxPending })), now, onDrop });
+    : await Journal.open({ dir: join(o.dataDir, 'notify'), endpoints: endpoints.map((e) => ({ name: e.name, maxPending: e.maxPending })), now, onDrop, retention: o.config.retention });
   return new Notifier({
     config: o.config,
     queue,

@@ -18,6 +18,8 @@ export interface RedisQueueOptions {
 
 /** One consumer per group: only the replica holding an endpoint's lease reads its group. */
 const CONSUMER = 'deliverer';
+/** Entries per XRANGE while scanning the history. */
+const HISTORY_PAGE = 500;
 
 /** Renews a lease this replica holds, or takes a free one; 1 = held by us now. One key, so Cluster-safe. */
 const LEASE_SCRIPT = `
@@ -133,6 +135,20 @@ export class RedisStreamQueue implements EventQueue {
     const pel = (await this.client.call('XPENDING', this.stream, this.group(endpoint), '-', '+', 1)) as Array<[string, ...unknown[]]>;
     const first = pel[0]?.[0] ?? ((await this.client.call('XRANGE', this.stream, `(${String(g['last-delivered-id'])}`, '+', 'COUNT', 1)) as RawEntry[])[0]?.[0];
     return first === undefined ? { count } : { count, oldestAt: Number(first.split('-')[0]) };
+  }
+
+  async *history(sinceMs?: number): AsyncIterable<Entry> {
+    // Stream ids start with the time they were added: a time bound starts the scan there.
+    let start = sinceMs === undefined ? '-' : `${Math.max(0, Math.floor(sinceMs))}-0`;
+    for (;;) {
+      const page = (await this.client.call('XRANGE', this.stream, start, '+', 'COUNT', HISTORY_PAGE)) as RawEntry[];
+      for (const [id, f] of page) {
+        const json = f?.[1];
+        if (json !== undefined) yield { id, at: Number(id.split('-')[0]), q: JSON.parse(json) as QueuedEvent };
+      }
+      if (page.length < HISTORY_PAGE) return;
+      start = `(${page[page.length - 1]![0]}`;
+    }
   }
 
   onAppend(listener: () => void): void {

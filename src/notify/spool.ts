@@ -139,6 +139,11 @@ export class SpoolingQueue implements EventQueue {
     return { count: local.count + shared.count, ...(oldest.length > 0 ? { oldestAt: Math.min(...oldest) } : {}) };
   }
 
+  /** The shared queue's history (spooled events join it once forwarded). */
+  history(sinceMs?: number): AsyncIterable<Entry> {
+    return this.o.shared.history(sinceMs);
+  }
+
   onAppend(listener: () => void): void {
     this.o.shared.onAppend(listener);
   }
