@@ -20,7 +20,7 @@ export interface OpenNotifierOptions {
   listen: string;
   logger: NotifyLogger;
   observer: NotifyObserver;
-  /** the shared queue (Redis stream) in cluster mode; absent: the journal in dataDir */
+  /** opens the shared queue (Redis stream) in cluster mode, retried while it fails; absent: the journal in dataDir */
   queue?: (onDrop: (endpoint: string, n: number) => void) => Promise<EventQueue>;
   now?: () => number;
   version?: string;
@@ -42,7 +42,7 @@ export async function openNotifier(o: OpenNotifierOptions): Promise<Notifier | u
   }
   const port = o.listen.slice(o.listen.lastIndexOf(':') + 1);
   const queue = o.queue
-    ? await openSpooling(await o.queue(onDrop), { dir: join(o.dataDir, 'notify', 'spool', `${hostname()}-${port}`), endpoints, now, onDrop, logger: o.logger })
+    ? await openSpooling(() => o.queue!(onDrop), { dir: join(o.dataDir, 'notify', 'spool', `${hostname()}-${port}`), endpoints, now, onDrop, logger: o.logger })
     : await Journal.open({ dir: join(o.dataDir, 'notify'), endpoints: endpoints.map((e) => ({ name: e.name, maxPending: e.maxPending })), now, onDrop, retention: o.config.retention });
   return new Notifier({
     config: o.config,
@@ -58,12 +58,13 @@ export async function openNotifier(o: OpenNotifierOptions): Promise<Notifier | u
 }
 
 /**
- * The shared queue with a spool in the data directory for when Redis does not answer. The spool is this
+ * The shared queue with a spool in the data directory for when Redis does not answer (also at start-up:
+ * `connect` is tried again until it succeeds). The spool is this
  * replica's own (`<dataDir>/notify/spool/<host>-<port>`: replicas share the data volume), so a replica
  * restarted after a crash during an outage finds and forwards what it had spooled.
  */
 async function openSpooling(
-  shared: EventQueue,
+  connect: () => Promise<EventQueue>,
   s: { dir: string; endpoints: ReadonlyArray<{ name: string; maxPending: number }>; now: () => number; onDrop: (endpoint: string, n: number) => void; logger: NotifyLogger },
 ): Promise<EventQueue> {
   // Kept to the largest maxPending, as the stream; what the spool drops, every endpoint misses.
@@ -72,7 +73,7 @@ async function openSpooling(
     for (const e of s.endpoints) s.onDrop(e.name, n);
   };
   const spool = await Journal.open({ dir: s.dir, endpoints: [{ name: SPOOL_READER, maxPending }], now: s.now, onDrop });
-  const q = new SpoolingQueue({ shared, spool, logger: s.logger });
+  const q = new SpoolingQueue({ connect, spool, logger: s.logger });
   await q.start();
   return q;
 }

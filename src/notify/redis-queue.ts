@@ -5,6 +5,8 @@ import type { Entry, EventQueue } from './types.js';
 export interface StreamClient {
   call(command: string, ...args: Array<string | number>): Promise<unknown>;
   quit(): Promise<unknown>;
+  /** drops the connection without a goodbye (and stops reconnecting) */
+  disconnect(): void;
 }
 
 export interface RedisQueueOptions {
@@ -156,7 +158,8 @@ export class RedisStreamQueue implements EventQueue {
   }
 
   async close(): Promise<void> {
-    await this.client.quit().catch(() => undefined);
+    // QUIT cannot be sent to a Redis that is away: then the client is told to stop trying to reconnect.
+    await this.client.quit().catch(() => this.client.disconnect());
   }
 }
 
