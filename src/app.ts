@@ -81,6 +81,7 @@ export function createApp(deps: AppDeps): App {
   const lifecycle = deps.lifecycle;
   const registry = createRegistry({ store: deps.store, meta: deps.meta, namespaces, policy, metrics, logger, now, cluster: deps.cluster, events: deps.notifier }, { onAccess: lifecycle ? (d) => lifecycle.tracker.touch(d) : undefined });
   lifecycle?.setBusyCheck((d) => registry.blobService.isBusy(d));
+  lifecycle?.setEvents(deps.notifier, namespaces);
   // the rate-limit gauges show the cluster's shared figure, even on a replica that has not asked upstream lately
   const render = async () => {
     await registry.reportQuota().catch(() => undefined);
@@ -93,7 +94,7 @@ export function createApp(deps: AppDeps): App {
     users: config.metrics.auth,
     user: clientAuth && ((ctx) => clientAuth.credentialsUser(ctx)),
   });
-  const adminRoutes = lifecycle && { ...lifecycle.adminRoutes({ namespaces, upstreams: deps.upstreams }), events: deps.notifier };
+  const adminRoutes = lifecycle && { ...lifecycle.adminRoutes({ namespaces, upstreams: deps.upstreams, events: deps.notifier }), events: deps.notifier };
   // The UI logs users in with wharf's own credentials; behind an external token service it has none to check,
   // so it is not served there rather than served open.
   if (config.ui.enabled && external) logger.warn({}, 'web UI not served: it needs wharf\'s own auth (htpasswd/tokens), not auth.token.rootcertbundle/jwks');

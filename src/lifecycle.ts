@@ -3,7 +3,8 @@ import { AccessTracker } from './core/access-tracker.js';
 import { AdminService } from './core/admin-service.js';
 import { Evictor } from './core/eviction.js';
 import type { TempSweeper } from './core/gc.js';
-import type { Namespaces } from './core/types.js';
+import { removalEvents } from './core/events.js';
+import type { EventSink, Namespaces } from './core/types.js';
 import type { Digest } from './oci/index.js';
 import type { Logger, Metrics } from './observability/types.js';
 import { FETCH_LEASE_MS } from './store/index.js';
@@ -31,8 +32,10 @@ export interface Lifecycle {
   isBusy: (digest: Digest) => boolean;
   /** Where busy digests come from (blob-service's in-flight fetches), once the registry exists. */
   setBusyCheck(check: (digest: Digest) => boolean): void;
-  /** The admin API's service over this lifecycle, with the credentials that guard it (config.admin). */
-  adminRoutes(deps: { namespaces: Namespaces; upstreams: ReadonlyMap<string, Pick<Upstream, 'name' | 'rateLimit'>> }): {
+  /** Where `evict` events go (the webhooks), with the names the repositories go by. */
+  setEvents(events: EventSink | undefined, namespaces: Namespaces): void;
+  /** The admin API's service over this lifecycle, with the credentials that guard it (config.admin); `purge` events go to `events`. */
+  adminRoutes(deps: { namespaces: Namespaces; upstreams: ReadonlyMap<string, Pick<Upstream, 'name' | 'rateLimit'>>; events?: EventSink }): {
     admin: AdminService;
     credentials?: { username: string; password: string };
   };
@@ -57,6 +60,7 @@ export async function startLifecycle(deps: LifecycleDeps): Promise<Lifecycle> {
   const now = deps.now ?? Date.now;
   let busyCheck = deps.isBusy;
   const isBusy = (d: Digest) => busyCheck?.(d) ?? false;
+  let evictEvents: { sink: EventSink; namespaces: Namespaces } | undefined;
 
   const swept = await sweepLeftovers(deps);
   if (swept.removed.length > 0) logger.info({ files: swept.removed.length, bytes: swept.bytes }, 'removed leftover temp files from an earlier run');
@@ -81,13 +85,19 @@ export async function startLifecycle(deps: LifecycleDeps): Promise<Lifecycle> {
     isBusy,
     recentAccess: (d) => tracker.peek(d),
     ...(deps.lease ? { lease: () => deps.lease!('eviction', EVICTION_LEASE_MS) } : {}),
+    // Eviction answers no request: its events are queued in the background, a failure logged.
+    onRemoved: (removed) => {
+      const events = evictEvents && removalEvents(evictEvents.sink, evictEvents.namespaces, 'evict', removed);
+      if (events && events.length > 0) evictEvents!.sink.emit(events).catch((e: unknown) => logger.error({ err: (e as Error).message }, 'notifications: could not queue evict events'));
+    },
   });
   evictor.start(config.cache.evictionInterval);
-  const adminService = (namespaces: Namespaces, upstreams: ReadonlyMap<string, Pick<Upstream, 'name' | 'rateLimit'>>) =>
+  const adminService = (namespaces: Namespaces, upstreams: ReadonlyMap<string, Pick<Upstream, 'name' | 'rateLimit'>>, events: EventSink | undefined) =>
     new AdminService({
       store,
       meta,
       namespaces,
+      ...(events ? { events } : {}),
       upstreams,
       evictor,
       cache: { ...(config.cache.maxSize !== undefined ? { maxSize: config.cache.maxSize } : {}), highWatermark: config.cache.highWatermark, lowWatermark: config.cache.lowWatermark },
@@ -107,8 +117,11 @@ export async function startLifecycle(deps: LifecycleDeps): Promise<Lifecycle> {
     setBusyCheck(check) {
       busyCheck = check;
     },
-    adminRoutes({ namespaces, upstreams }) {
-      const admin = adminService(namespaces, upstreams);
+    setEvents(sink, namespaces) {
+      evictEvents = sink && { sink, namespaces };
+    },
+    adminRoutes({ namespaces, upstreams, events }) {
+      const admin = adminService(namespaces, upstreams, events);
       return username !== undefined && password !== undefined ? { admin, credentials: { username, password } } : { admin };
     },
     swept,

@@ -2,7 +2,10 @@ import type { Command } from 'commander';
 import type { EndpointStatus } from '../notify/index.js';
 import { adminClient, plural, printJson, remoteOptions, type CommandIo, type RemoteOptions } from './common.js';
 
-/** `wharf events`: webhook endpoints and their delivery state; `wharf events retry [endpoint]` ends a back-off now. */
+/**
+ * `wharf events`: webhook endpoints and their delivery state; `wharf events retry [endpoint]` ends a back-off
+ * now; `wharf events resend <endpoint> --from … [--to …]` sends a range of kept events again.
+ */
 export function registerEvents(program: Command, io: CommandIo): void {
   const events = remoteOptions(program.command('events').description('notification endpoints: pending events, failures, back-off')).action(async (opts: RemoteOptions) => {
     const { endpoints } = await adminClient(io, opts).get<{ endpoints: EndpointStatus[] }>('/events');
@@ -19,6 +22,19 @@ export function registerEvents(program: Command, io: CommandIo): void {
     else io.stdout.write(`retrying ${res.retried}\n`);
     io.exit(0);
   });
+  events
+    .command('resend <endpoint>')
+    .description('send one endpoint the kept events (notifications.retention) from --from to --to again, in order')
+    .requiredOption('--from <id|time>', 'first event: its id, or a time (RFC 3339, e.g. 2026-01-02T15:04:05Z)')
+    .option('--to <id|time>', 'last event (default: the newest)')
+    .action(async (endpoint: string, _o: object, cmd: Command) => {
+      const opts = cmd.optsWithGlobals<RemoteOptions & { from: string; to?: string }>();
+      const q = new URLSearchParams({ endpoint, from: opts.from, ...(opts.to ? { to: opts.to } : {}) });
+      const res = await adminClient(io, opts).post<{ endpoint: string; resent: number }>(`/events/resend?${q}`);
+      if (opts.json) printJson(io, res);
+      else io.stdout.write(`${plural(res.resent, 'event')} queued again for ${res.endpoint}\n`);
+      io.exit(0);
+    });
 }
 
 export function renderEndpoints(endpoints: EndpointStatus[]): string {

@@ -243,6 +243,7 @@ export const configSchema = z.strictObject({
       events: z
         .strictObject({ includereferences: def(bool(), false, 'manifest events carry target.references (config, layers, child manifests)') })
         .prefault({}),
+      retention: def(duration(), '24h', 'delivered events are kept this long (at most the largest maxPending of them) for `wharf events resend`; 0 keeps none (embedded journal; with Redis the stream keeps its last maxPending entries)'),
       endpoints: z
         .array(
           z.strictObject({
@@ -257,7 +258,7 @@ export const configSchema = z.strictObject({
             ignore: z
               .strictObject({
                 mediatypes: def(z.array(str()), [], 'target media types never sent'),
-                actions: def(z.array(str()), [], 'actions never sent (push, pull, delete, mount, cache, tag-moved)'),
+                actions: def(z.array(str()), [], 'actions never sent (push, pull, delete, mount, cache, tag-moved, evict, purge)'),
               })
               .prefault({}),
             disabled: def(bool(), false, 'keep the endpoint configured but send nothing (nothing is queued for it)'),

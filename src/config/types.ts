@@ -38,6 +38,8 @@ export interface WharfConfig {
 /** Webhooks: Distribution's `notifications` keys plus wharf's own (see README "Notifications"). */
 export interface NotificationsConfig {
   events: { includereferences: boolean };
+  /** ms delivered events stay in the embedded journal for `wharf events resend` */
+  retention: number;
   endpoints?: NotifyEndpointConfig[];
 }
 

@@ -4,7 +4,8 @@ import type { BlobStore, LinkRecord, MetadataStore, Origin } from '../store/type
 import type { RateLimitReading, Upstream } from '../upstream/types.js';
 import { collectGarbage, type TempSweeper } from './gc.js';
 import { closure, maybeYield, scanLinks, type EvictionResult, type GcReport, type LinkGraph, type SizeReport } from './lifecycle-types.js';
-import type { Namespaces } from './types.js';
+import { removalEvents, type Removal } from './events.js';
+import type { EventSink, Namespaces } from './types.js';
 
 export interface AdminDeps {
   store: BlobStore & TempSweeper;
@@ -21,6 +22,8 @@ export interface AdminDeps {
   recentAccess?: (digest: Digest) => number | undefined;
   now: () => number;
   logger: Logger;
+  /** webhooks: a `purge` event per tag and link removed (absent offline) */
+  events?: EventSink;
 }
 
 export interface AdminStats {
@@ -179,7 +182,10 @@ export class AdminService {
     if (reference.kind === 'tag') {
       await meta.deleteTag(repo, reference.tag);
       tags.push(reference.tag);
-      if ((await meta.tagsOf(repo, top)).length > 0) return { repository: repo, tags, unlinked: [], removed: [], freedBytes: 0 };
+      if ((await meta.tagsOf(repo, top)).length > 0) {
+        await this.announcePurge(repo, tags, []);
+        return { repository: repo, tags, unlinked: [], removed: [], freedBytes: 0 };
+      }
     }
 
     const links = new Map<Digest, LinkRecord>();
@@ -220,7 +226,17 @@ export class AdminService {
       }
     }
     this.d.logger.info({ repository: repo, tags, unlinked: unlinked.length, removed: removed.length, freedBytes }, 'purged');
+    await this.announcePurge(repo, tags, unlinked.map((digest) => ({ digest, link: links.get(digest)! })));
     return { repository: repo, tags, unlinked, removed, freedBytes };
+  }
+
+  /** `purge` events, queued before the answer as every event a request causes: one per tag, one per link removed. */
+  private async announcePurge(repo: string, tags: string[], unlinked: Array<{ digest: Digest; link: LinkRecord }>): Promise<void> {
+    const events = removalEvents(this.d.events, this.d.namespaces, 'purge', [
+      ...tags.map((tag): Removal => ({ key: repo, target: { kind: 'manifest', tag } })),
+      ...unlinked.map(({ digest, link: l }): Removal => ({ key: repo, target: { kind: l.kind, digest, size: l.size, ...(l.mediaType ? { mediaType: l.mediaType } : {}) } })),
+    ]);
+    if (events.length > 0) await this.d.events!.emit(events);
   }
 
   /**

@@ -1,6 +1,7 @@
 import type { Digest } from '../oci/index.js';
 import type { Logger, Metrics } from '../observability/types.js';
 import type { BlobStore, MetadataStore } from '../store/types.js';
+import type { Removal } from './events.js';
 import { closure, maybeYield, scanLinks, type EvictionResult, type LinkGraph, type SizeReport } from './lifecycle-types.js';
 
 export interface EvictorDeps {
@@ -25,6 +26,8 @@ export interface EvictorDeps {
    * replica holds it). Absent on a single node.
    */
   lease?: () => Promise<{ release(): Promise<void> } | undefined>;
+  /** what an evicted digest was removed from (its tags and links), for `evict` webhooks */
+  onRemoved?: (removed: Removal[]) => void;
 }
 
 interface Inventory {
@@ -213,6 +216,11 @@ export class Evictor {
     for (const { repo, tag } of tags) await meta.deleteTag(repo, tag);
     for (const { repo } of links) await meta.unlink(repo, digest);
     await meta.forgetAccess(digest);
-    return (await store.delete(digest)) ? 'removed' : 'gone';
+    const outcome = (await store.delete(digest)) ? 'removed' : 'gone';
+    this.d.onRemoved?.([
+      ...tags.map(({ repo, tag }): Removal => ({ key: repo, target: { kind: 'manifest', digest, tag } })),
+      ...links.map(({ repo, link }): Removal => ({ key: repo, target: { kind: link.kind, digest, size: link.size, ...(link.mediaType ? { mediaType: link.mediaType } : {}) } })),
+    ]);
+    return outcome;
   }
 }

@@ -107,9 +107,10 @@ export interface Registry {
 /**
  * Something that happened to a repository, for webhooks (src/notify/). `push`, `pull`, `delete` and `mount`
  * are Distribution's actions; `cache` (content newly arrived from an upstream), `tag-moved` (a tag whose
- * upstream digest changed on revalidation) and `evict` are wharf's own.
+ * upstream digest changed on revalidation), `evict` (removed by cache eviction) and `purge` (removed by
+ * `wharf purge`) are wharf's own.
  */
-export type RegistryEventAction = 'push' | 'pull' | 'delete' | 'mount' | 'cache' | 'tag-moved' | 'evict';
+export type RegistryEventAction = 'push' | 'pull' | 'delete' | 'mount' | 'cache' | 'tag-moved' | 'evict' | 'purge';
 
 export interface RegistryEvent {
   action: RegistryEventAction;

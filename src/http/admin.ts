@@ -20,7 +20,12 @@ export interface AdminRouterDeps {
   /** `admin.username` / `admin.password`; when absent the admin API is open, like the registry API without auth */
   credentials?: { username: string; password: string };
   /** webhook endpoints (`wharf events`); absent when none is configured */
-  events?: { status(): Promise<object[]>; retry(endpoint?: string): boolean };
+  events?: {
+    status(): Promise<object[]>;
+    retry(endpoint?: string): boolean;
+    /** events queued again for one endpoint; undefined: no such endpoint */
+    resend(endpoint: string, from: EventBound, to?: EventBound): Promise<number | undefined>;
+  };
 }
 
 export const ADMIN_PREFIX = '/_wharf/admin';
@@ -94,6 +99,18 @@ const ADMIN_TABLE: Record<string, Record<string, AdminHandler>> = {
       ctx.body = { retried: endpoint ?? 'all' };
     },
   },
+  '/events/resend': {
+    POST: async (ctx, _admin, deps) => {
+      const endpoint = single(ctx, 'endpoint');
+      if (!endpoint) throw badRequest('endpoint is required');
+      const fromArg = single(ctx, 'from');
+      if (!fromArg) throw badRequest('from is required (an event id or a time)');
+      const toArg = single(ctx, 'to');
+      const resent = await deps.events?.resend(endpoint, eventBound('from', fromArg), toArg ? eventBound('to', toArg) : undefined);
+      if (resent === undefined) throw new RegistryError(ErrorCode.NAME_UNKNOWN, 'no such notification endpoint', { status: 404, detail: { endpoint } });
+      ctx.body = { endpoint, resent };
+    },
+  },
   '/cached': {
     GET: async (ctx, admin) => {
       const raw = ctx.query.digests;
@@ -135,6 +152,18 @@ export function adminEndpoint(deps: AdminRouterDeps) {
       }
     },
   });
+}
+
+/** An end of an event range: an event id (a UUID), or a time (RFC 3339, or ms since the epoch). */
+export type EventBound = { id: string } | { time: number };
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function eventBound(name: string, v: string): EventBound {
+  if (UUID.test(v)) return { id: v.toLowerCase() };
+  const time = /^\d+$/.test(v) ? Number(v) : /^\d{4}-\d{2}-\d{2}T/.test(v) ? Date.parse(v) : NaN;
+  if (!Number.isFinite(time)) throw badRequest(`${name} must be an event id or a time (RFC 3339, or ms since the epoch)`);
+  return { time };
 }
 
 function single(ctx: Context, name: string): string | undefined {

@@ -25,7 +25,7 @@ export interface DistributionEvent {
     url?: string;
     tag?: string;
     references?: Array<Pick<Descriptor, 'mediaType' | 'size' | 'digest' | 'annotations' | 'platform'>>;
-    /** wharf's own: the upstream that content came from (`cache`, `tag-moved`, `evict`) */
+    /** wharf's own: the upstream that content came from (`cache`, `tag-moved`, `evict`, `purge`) */
     upstream?: string;
   };
   request: { id?: string; addr?: string; host?: string; method?: string; useragent?: string };
@@ -45,17 +45,20 @@ export interface QueuedEvent {
   event: DistributionEvent;
   /** canonical repository key (filters match it, and the name clients use) */
   key: string;
+  /** a re-sent copy (`wharf events resend`): for this endpoint only */
+  only?: string;
 }
 
 /**
  * Builds Distribution's envelope for one wharf event. Which fields each action carries follows what
  * Distribution 2.8 sends (test/integration/notify-envelope.test.ts compares them field by field):
- * deletes carry only repository and digest (or tag); pushes, pulls and mounts the full descriptor and url.
+ * deletes carry only repository and digest (or tag); pushes, pulls and mounts the full descriptor and url;
+ * wharf's `evict` and `purge` what is known of the removed content (no url: it is gone).
  */
 export function toDistributionEvent(e: RegistryEvent, ctx: { id: string; now: number; source: SourceRecord; includeReferences: boolean }): DistributionEvent {
   const t = e.target;
   const target: DistributionEvent['target'] = {};
-  if (e.action === 'delete' || e.action === 'evict') {
+  if (e.action === 'delete') {
     if (t.digest) target.digest = t.digest;
     target.repository = e.repository;
     if (t.tag) target.tag = t.tag;

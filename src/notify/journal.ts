@@ -23,6 +23,11 @@ export interface JournalOptions {
   /** configured endpoints and how many events each may have pending before the oldest are dropped */
   endpoints: ReadonlyArray<{ name: string; maxPending: number }>;
   now: () => number;
+  /**
+   * ms that records every endpoint has passed stay readable (history(), for `wharf events resend`), at most
+   * the largest maxPending of them; 0 or absent: none
+   */
+  retention?: number;
   /** events dropped for an endpoint beyond its maxPending */
   onDrop(endpoint: string, count: number): void;
 }
@@ -90,8 +95,9 @@ export class Journal implements EventQueue {
     // A new endpoint starts at the tail: it gets what happens from now on, not the history.
     for (const ep of opts.endpoints) j.cursors.set(ep.name, typeof saved[ep.name] === 'number' ? saved[ep.name]! : j.lastSeq);
     const low = j.lowCursor();
-    j.dead = records.filter((r) => r.seq <= low).length;
-    j.entries.push(...records.filter((r) => r.seq > low));
+    const kept = records.length - j.releasable(records, records.filter((r) => r.seq <= low).length);
+    j.dead = records.length - kept;
+    j.entries.push(...records.slice(j.dead));
     await j.writeCursors();
     j.enforceLimits();
     return j;
@@ -161,9 +167,24 @@ export class Journal implements EventQueue {
     return low === Infinity ? this.lastSeq : low;
   }
 
-  /** Drops from memory what every endpoint has passed. */
+  /** Every retained record (delivered ones within the retention window, then the pending ones), in order. */
+  async *history(): AsyncIterable<Entry> {
+    for (const s of [...this.entries]) yield { id: String(s.seq), at: s.at, q: s.q };
+  }
+
+  /** How many of the first `passed` records (every endpoint is past them) need not be retained any more. */
+  private releasable(records: readonly Stored[], passed: number): number {
+    const retention = this.opts.retention ?? 0;
+    const keep = retention > 0 ? Math.max(0, ...this.opts.endpoints.map((e) => e.maxPending)) : 0;
+    const horizon = this.opts.now() - retention;
+    let n = 0;
+    while (n < passed && (passed - n > keep || records[n]!.at < horizon)) n++;
+    return n;
+  }
+
+  /** Drops from memory what every endpoint has passed (and is older than the retention window). */
   private release(): void {
-    const n = this.indexAfter(this.lowCursor());
+    const n = this.releasable(this.entries, this.indexAfter(this.lowCursor()));
     if (n > 0) {
       this.entries.splice(0, n);
       this.dead += n;

@@ -5,6 +5,8 @@ import type { Entry, EventQueue } from './types.js';
 export interface StreamClient {
   call(command: string, ...args: Array<string | number>): Promise<unknown>;
   quit(): Promise<unknown>;
+  /** drops the connection without a goodbye (and stops reconnecting) */
+  disconnect(): void;
 }
 
 export interface RedisQueueOptions {
@@ -18,6 +20,8 @@ export interface RedisQueueOptions {
 
 /** One consumer per group: only the replica holding an endpoint's lease reads its group. */
 const CONSUMER = 'deliverer';
+/** Entries per XRANGE while scanning the history. */
+const HISTORY_PAGE = 500;
 
 /** Renews a lease this replica holds, or takes a free one; 1 = held by us now. One key, so Cluster-safe. */
 const LEASE_SCRIPT = `
@@ -101,10 +105,19 @@ export class RedisStreamQueue implements EventQueue {
   }
 
   private async readGroup(endpoint: string, max: number, from: '0' | '>'): Promise<RawEntry[]> {
-    const res = (await this.client.call('XREADGROUP', 'GROUP', this.group(endpoint), CONSUMER, 'COUNT', max, 'STREAMS', this.stream, from)) as
-      | Array<[string, RawEntry[]]>
-      | null;
-    return res?.[0]?.[1] ?? [];
+    const read = (): Promise<unknown> => this.client.call('XREADGROUP', 'GROUP', this.group(endpoint), CONSUMER, 'COUNT', max, 'STREAMS', this.stream, from);
+    let res: unknown;
+    try {
+      res = await read();
+    } catch (e) {
+      if (!/NOGROUP/.test((e as Error).message)) throw e;
+      // The group is gone (a Redis restarted without persistence): every entry the stream holds now came after.
+      await this.client.call('XGROUP', 'CREATE', this.stream, this.group(endpoint), '0', 'MKSTREAM').catch((err: Error) => {
+        if (!/BUSYGROUP/.test(err.message)) throw err;
+      });
+      res = await read();
+    }
+    return (res as Array<[string, RawEntry[]]> | null)?.[0]?.[1] ?? [];
   }
 
   async ack(endpoint: string, entry: Entry): Promise<void> {
@@ -126,12 +139,27 @@ export class RedisStreamQueue implements EventQueue {
     return first === undefined ? { count } : { count, oldestAt: Number(first.split('-')[0]) };
   }
 
+  async *history(sinceMs?: number): AsyncIterable<Entry> {
+    // Stream ids start with the time they were added: a time bound starts the scan there.
+    let start = sinceMs === undefined ? '-' : `${Math.max(0, Math.floor(sinceMs))}-0`;
+    for (;;) {
+      const page = (await this.client.call('XRANGE', this.stream, start, '+', 'COUNT', HISTORY_PAGE)) as RawEntry[];
+      for (const [id, f] of page) {
+        const json = f?.[1];
+        if (json !== undefined) yield { id, at: Number(id.split('-')[0]), q: JSON.parse(json) as QueuedEvent };
+      }
+      if (page.length < HISTORY_PAGE) return;
+      start = `(${page[page.length - 1]![0]}`;
+    }
+  }
+
   onAppend(listener: () => void): void {
     this.listeners.push(listener);
   }
 
   async close(): Promise<void> {
-    await this.client.quit().catch(() => undefined);
+    // QUIT cannot be sent to a Redis that is away: then the client is told to stop trying to reconnect.
+    await this.client.quit().catch(() => this.client.disconnect());
   }
 }
 

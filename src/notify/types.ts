@@ -23,6 +23,11 @@ export interface EventQueue {
   /** Everything up to and including `entry` is delivered (or skipped) for the endpoint. */
   ack(endpoint: string, entry: Entry): Promise<void>;
   pending(endpoint: string): Promise<{ count: number; oldestAt?: number }>;
+  /**
+   * Every entry still kept, delivered or not, in queue order (`wharf events resend`); from `sinceMs` on
+   * (queue time) when given: earlier entries may be left out.
+   */
+  history(sinceMs?: number): AsyncIterable<Entry>;
   /** Calls `listener` when entries were appended (by this process). */
   onAppend(listener: () => void): void;
   close(): Promise<void>;

@@ -41,6 +41,31 @@ describe('notify journal (embedded queue)', () => {
     await again.close();
   });
 
+  it('keeps delivered events for the retention window (at most maxPending of them), across a reopen', async () => {
+    let now = 1000;
+    const endpoints = [{ name: 'a', maxPending: 3 }];
+    const openAt = () => Journal.open({ dir: dir.path, endpoints, now: () => now, retention: 60_000, onDrop: () => undefined });
+    const history = async (j: Journal) => {
+      const out: string[] = [];
+      for await (const e of j.history()) out.push(e.q.event.id);
+      return out;
+    };
+    const j = await openAt();
+    await j.append([ev(1), ev(2), ev(3), ev(4)]);
+    const read = await j.read('a', 10);
+    await j.ack('a', read[read.length - 1]!);
+    assert.deepEqual(await ids(j, 'a'), [], 'all delivered');
+    assert.deepEqual(await history(j), ['id-2', 'id-3', 'id-4'], 'delivered ones kept, at most maxPending');
+    await j.close();
+    const again = await openAt();
+    assert.deepEqual(await history(again), ['id-2', 'id-3', 'id-4']);
+    await again.close();
+    now += 60_001;
+    const later = await openAt();
+    assert.deepEqual(await history(later), [], 'older than the retention window: gone');
+    await later.close();
+  });
+
   it('cuts off a torn last line (a crash mid-append) and appends after it cleanly', async () => {
     const j = await open([{ name: 'a', maxPending: 100 }]);
     await j.append([ev(1)]);
