@@ -11,6 +11,9 @@ command -v redis-server >/dev/null || need+=(redis-server)
 # Extra packages named on the command line (make bench-deps: nginx), each providing the command of its name.
 for pkg in "$@"; do command -v "$pkg" >/dev/null || need+=("$pkg"); done
 command -v strace >/dev/null || need+=(strace)   # the fuzz test traces wharf's file access
+# A real S3 implementation for the object-storage tests: OpenStack Swift with s3api (test/helpers/swift-s3.ts).
+[ -x /usr/bin/swift-proxy-server ] && /usr/bin/python3 -c 'import swift' 2>/dev/null || need+=(swift swift-proxy swift-object swift-container swift-account python3-swift)
+command -v memcached >/dev/null || need+=(memcached)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing test tools: ${need[*]} (run as root, or: apt-get install -y ${need[*]})" >&2
@@ -28,7 +31,7 @@ if [ ${#need[@]} -gt 0 ]; then
   [ "$created_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
   # On a systemd host the units may still be enabled for next boot: disable and stop them.
   if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
-    for unit in docker-registry prometheus prometheus-node-exporter redis-server nginx; do
+    for unit in docker-registry prometheus prometheus-node-exporter redis-server nginx memcached swift-proxy swift-object swift-container swift-account; do
       systemctl disable --now "$unit" >/dev/null 2>&1 || true
     done
   fi
