@@ -37,6 +37,11 @@ export interface CreateOptions {
    * to the disk without passing through the page cache, where the store allows it.
    */
   direct?: boolean;
+  /**
+   * The digest the content is expected to have (a download): a store may stream it to its final place as it is
+   * written (object storage: a multipart upload completed only when the digest matches).
+   */
+  digest?: Digest;
 }
 
 /**

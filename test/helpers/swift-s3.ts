@@ -1,3 +1,4 @@
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createSocket, type Socket } from 'node:dgram';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -26,6 +27,10 @@ export interface SwiftS3 {
   /** tempauth's `user_test_tester = testing .admin` as S3 credentials. */
   accessKeyId: string;
   secretAccessKey: string;
+  /** A client as wharf makes it (path style, checksums only when required). */
+  client(): S3Client;
+  /** Creates a bucket (a name of 3 to 63 lower-case letters, digits and dashes). */
+  createBucket(name: string): Promise<void>;
   /** Stops every process and removes every file. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -161,11 +166,30 @@ for name, port in (('object', ${object}), ('container', ${container}), ('account
       await waitForHttp(`http://127.0.0.1:${port}/healthcheck`, 30_000, () => c.exitCode === null && c.signalCode === null);
     }
     let stopped = false;
+    const endpoint = `http://127.0.0.1:${proxy}`;
+    const client = (): S3Client =>
+      new S3Client({
+        endpoint,
+        region: 'us-east-1',
+        forcePathStyle: true,
+        credentials: { accessKeyId: 'test:tester', secretAccessKey: 'testing' },
+        requestChecksumCalculation: 'WHEN_REQUIRED',
+        responseChecksumValidation: 'WHEN_REQUIRED',
+      });
     return {
-      endpoint: `http://127.0.0.1:${proxy}`,
+      endpoint,
       region: 'us-east-1',
       accessKeyId: 'test:tester',
       secretAccessKey: 'testing',
+      client,
+      async createBucket(name) {
+        const c = client();
+        try {
+          await c.send(new CreateBucketCommand({ Bucket: name }));
+        } finally {
+          c.destroy();
+        }
+      },
       async stop() {
         if (stopped) return;
         stopped = true;
