@@ -5,7 +5,11 @@ import type { WharfConfig } from './config/types.js';
 import { createListener, drain, listen, type WharfServer } from './listener.js';
 import { createLogger } from './observability/logger.js';
 import { createMetrics } from './observability/metrics.js';
-import { FsBlobStore, openMetadataStore, type MetadataStore } from './store/index.js';
+import { FsBlobStore, openMetadataStore, S3BlobStore, type MetadataStore } from './store/index.js';
+import type { S3StorageConfig } from './config/types.js';
+import type { PromMetrics } from './observability/metrics.js';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { createUpstream } from './upstream/index.js';
 import type { Upstream } from './upstream/types.js';
 import type { Logger } from './observability/types.js';
@@ -18,7 +22,10 @@ export async function serve(config: WharfConfig): Promise<void> {
   process.on('unhandledRejection', (reason) => {
     logger.error({ err: reason instanceof Error ? { message: reason.message, stack: reason.stack } : String(reason) }, 'unhandled promise rejection (a bug: please report it)');
   });
-  const store = await FsBlobStore.open(config.dataDir, { directWrites: config.cache.directWrites }).catch((e: Error) => fatal(logger, `data directory ${config.dataDir} is not usable: ${e.message}`));
+  const metrics = createMetrics({ dataDir: config.dataDir, cacheMaxBytes: config.cache.maxSize });
+  const store = config.storage.s3
+    ? await openS3Store(config, config.storage.s3, metrics, logger).catch((e: Error) => fatal(logger, e.message))
+    : await FsBlobStore.open(config.dataDir, { directWrites: config.cache.directWrites }).catch((e: Error) => fatal(logger, `data directory ${config.dataDir} is not usable: ${e.message}`));
   // Redis configured = replicas may share it and the data dir: coordinate fetches, revalidations and memo caches.
   let clusterMode: ClusterMode | undefined;
   if (config.redis) {
@@ -31,7 +38,6 @@ export async function serve(config: WharfConfig): Promise<void> {
     clusterMode = await openCluster({ redis: config.redis, dataDir: config.dataDir, advertiseUrl, logger }).catch((e: Error) => fatal(logger, e.message));
   }
   const meta: MetadataStore = clusterMode?.meta ?? (await openMetadataStore({ dataDir: config.dataDir }).catch((e: Error) => fatal(logger, e.message)));
-  const metrics = createMetrics({ dataDir: config.dataDir, cacheMaxBytes: config.cache.maxSize });
   const upstreams = new Map<string, Upstream>();
   for (const u of config.upstreams) {
     upstreams.set(
@@ -58,7 +64,7 @@ export async function serve(config: WharfConfig): Promise<void> {
   const server = main.server;
   await listen(server, config.listen);
   logger.info(
-    { listen: config.listen, https: config.tls !== undefined, dataDir: config.dataDir, metadata: meta.kind, upstreams: config.upstreams.map((u) => u.name), directWrites: store.directWrites },
+    { listen: config.listen, https: config.tls !== undefined, dataDir: config.dataDir, metadata: meta.kind, blobs: config.storage.s3 ? `s3://${config.storage.s3.bucket}/${config.storage.s3.prefix ?? ''}` : 'dataDir', upstreams: config.upstreams.map((u) => u.name), directWrites: store.directWrites },
     'wharf listening',
   );
   // Certificate renewal (certbot, cert-manager) ends with a SIGHUP: new connections get the new pair.
@@ -92,6 +98,19 @@ export async function serve(config: WharfConfig): Promise<void> {
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
+  });
+}
+
+/** The bucket store; the process's own dataDir keeps only its temp files. Secrets never reach the log. */
+async function openS3Store(config: WharfConfig, s3: S3StorageConfig, metrics: PromMetrics, logger: Logger): Promise<S3BlobStore> {
+  const secretAccessKey = s3.secretAccessKeyFile ? (await readFile(s3.secretAccessKeyFile, 'utf8')).trim() : s3.secretAccessKey;
+  return S3BlobStore.open({
+    s3: { ...s3, prefix: s3.prefix ?? '', secretAccessKey },
+    localDir: join(config.dataDir, 'tmp'),
+    observer: {
+      storageRequest: (op, status, seconds) => metrics.storageRequest(op, status, seconds),
+      accessDenied: (op, message) => logger.error({ op, bucket: s3.bucket, reason: message }, 'object storage denied access: check storage.s3 credentials and the bucket policy'),
+    },
   });
 }
 

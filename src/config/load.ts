@@ -93,6 +93,7 @@ export async function loadConfig(opts: LoadOptions): Promise<WharfConfig> {
   const serverTls = section('tls');
   const dataDir = section('dataDir');
   const redis = section('redis');
+  const storage = section('storage');
   const cache = section('cache');
   const push = section('push');
   const metrics = section('metrics');
@@ -131,6 +132,7 @@ export async function loadConfig(opts: LoadOptions): Promise<WharfConfig> {
     problems.push('admin: set both username and password, or neither');
   }
   if (auth) problems.push(...authProblems(auth));
+  if (storage?.s3) problems.push(...s3Problems(storage.s3));
 
   // Files are resolved against cwd and must be readable now, not at the first pull that needs them.
   const files: Array<{ path: Path; get: () => string | undefined; set: (v: string) => void }> = [];
@@ -150,6 +152,8 @@ export async function loadConfig(opts: LoadOptions): Promise<WharfConfig> {
     }
     files.push({ path: ['upstreams', i, 'tls', 'caFile'], get: () => u.tls.caFile, set: (v) => (u.tls.caFile = v) });
   });
+  const s3 = storage?.s3;
+  if (s3) files.push({ path: ['storage', 's3', 'secretAccessKeyFile'], get: () => s3.secretAccessKeyFile, set: (v) => (s3.secretAccessKeyFile = v) });
   if (auth) {
     files.push({ path: ['auth', 'htpasswd'], get: () => auth.htpasswd, set: (v) => (auth.htpasswd = v) });
     files.push({ path: ['auth', 'token', 'secretFile'], get: () => auth.token.secretFile, set: (v) => (auth.token.secretFile = v) });
@@ -165,7 +169,7 @@ export async function loadConfig(opts: LoadOptions): Promise<WharfConfig> {
   }
 
   if (
-    problems.length > 0 || listen === undefined || dataDir === undefined || !cache || !push || !metrics || !log ||
+    problems.length > 0 || listen === undefined || dataDir === undefined || !storage || !cache || !push || !metrics || !log ||
     !limits || !server || !uploads || !health || !admin
   ) {
     throw new ConfigError(problems);
@@ -173,6 +177,7 @@ export async function loadConfig(opts: LoadOptions): Promise<WharfConfig> {
   const config: WharfConfig = {
     listen,
     dataDir: resolvePath(cwd, dataDir),
+    storage,
     upstreams,
     cache,
     push,
@@ -189,6 +194,18 @@ export async function loadConfig(opts: LoadOptions): Promise<WharfConfig> {
   if (advertiseUrl !== undefined) config.advertiseUrl = advertiseUrl;
   if (auth) config.auth = auth;
   return config;
+}
+
+/** Object-storage settings that parse but cannot work. */
+function s3Problems(s3: NonNullable<WharfConfig['storage']['s3']>): string[] {
+  const problems: string[] = [];
+  if (s3.secretAccessKey !== undefined && s3.secretAccessKeyFile !== undefined) problems.push('storage.s3: set secretAccessKey or secretAccessKeyFile, not both');
+  const hasSecret = s3.secretAccessKey !== undefined || s3.secretAccessKeyFile !== undefined;
+  if ((s3.accessKeyId !== undefined) !== hasSecret) problems.push('storage.s3: set accessKeyId together with secretAccessKey or secretAccessKeyFile, or neither');
+  if (s3.partSize < 5 * 1024 ** 2 || s3.partSize > 5 * 1024 ** 3) problems.push('storage.s3.partSize: must be between 5MiB and 5GiB (S3 part limits)');
+  if (s3.prefix !== undefined && s3.prefix !== '' && (!s3.prefix.endsWith('/') || s3.prefix.startsWith('/'))) problems.push('storage.s3.prefix: must end with / and not start with one (e.g. prod/)');
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(s3.bucket)) problems.push('storage.s3.bucket: not a valid bucket name (3-63 lower-case letters, digits, dots, dashes)');
+  return problems;
 }
 
 /** Auth settings that parse but cannot work: nobody to log in as, a token that is both inline and in a file. */

@@ -9,6 +9,8 @@ export interface WharfConfig {
   tls?: TlsConfig;
   dataDir: string;
   redis?: RedisConfig;
+  /** where blobs live: absent `s3` → the filesystem under dataDir */
+  storage: { s3?: S3StorageConfig };
   upstreams: UpstreamConfig[];
   cache: CacheConfig;
   push: { overlay: string[] };
@@ -44,6 +46,23 @@ export interface AuthConfig {
     expiry: number;
     secretFile?: string;
   };
+}
+
+export interface S3StorageConfig {
+  endpoint?: string;
+  region: string;
+  bucket: string;
+  prefix?: string;
+  forcePathStyle: boolean;
+  accessKeyId?: string;
+  secretAccessKey?: string;
+  /** absolute path */
+  secretAccessKeyFile?: string;
+  /** bytes */
+  partSize: number;
+  redirect: boolean;
+  /** milliseconds */
+  redirectExpiry: number;
 }
 
 export interface RedisConfig {

@@ -27,6 +27,11 @@ export interface BlobStore {
   list(): AsyncIterable<BlobStat>;
   /** When the committed file was last written (ms since epoch); undefined when absent. gc spares young blobs. */
   statTime?(digest: Digest): Promise<number | undefined>;
+  /**
+   * Where a client may fetch committed content itself (object storage with `redirect`: a presigned URL);
+   * undefined when the bytes are to be served by wharf.
+   */
+  redirectUrl?(digest: Digest): Promise<string | undefined>;
   /** Moves committed content out of service but keeps it for inspection (`wharf verify`); true when moved. */
   quarantine?(digest: Digest): Promise<boolean>;
 }

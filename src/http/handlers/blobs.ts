@@ -31,6 +31,14 @@ export const getBlob: Handler = async (ctx, { registry, metrics }, name, ref) =>
   });
   const body = await registry.blobs.open(repo, digest, rangeHeader(ctx), abort.signal);
   ctx.state.cache = body.outcome;
+  if (body.redirect) {
+    // Temporary: the URL expires, and the next GET may be answered from wharf again.
+    body.stream.destroy();
+    ctx.status = 307;
+    ctx.set('Location', body.redirect);
+    ctx.body = null;
+    return;
+  }
   ctx.type = 'application/octet-stream';
   ctx.set('ETag', `"${digest}"`);
   if (body.range) {

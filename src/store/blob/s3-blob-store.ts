@@ -117,6 +117,10 @@ export class S3BlobStore implements BlobStore {
     });
   }
 
+  async redirectUrl(digest: Digest): Promise<string | undefined> {
+    return this.options.redirect ? this.presign(digest, this.options.redirectExpiry) : undefined;
+  }
+
   private localPath(): string {
     return join(this.localDir, `${this.randomId()}-s3`);
   }
