@@ -34,9 +34,8 @@ export const getBlob: Handler = async (ctx, { registry, metrics }, name, ref) =>
   if (body.redirect) {
     // Temporary: the URL expires, and the next GET may be answered from wharf again.
     body.stream.destroy();
+    ctx.redirect(body.redirect);
     ctx.status = 307;
-    ctx.set('Location', body.redirect);
-    ctx.body = null;
     return;
   }
   ctx.type = 'application/octet-stream';
