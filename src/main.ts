@@ -8,7 +8,8 @@ import { createMetrics } from './observability/metrics.js';
 import { FsBlobStore, openMetadataStore, S3BlobStore, type MetadataStore } from './store/index.js';
 import type { S3StorageConfig } from './config/types.js';
 import type { PromMetrics } from './observability/metrics.js';
-import { readFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createUpstream } from './upstream/index.js';
 import type { Upstream } from './upstream/types.js';
@@ -26,6 +27,13 @@ export async function serve(config: WharfConfig): Promise<void> {
   const store = config.storage.s3
     ? await openS3Store(config, config.storage.s3, metrics, logger).catch((e: Error) => fatal(logger, e.message))
     : await FsBlobStore.open(config.dataDir, { directWrites: config.cache.directWrites }).catch((e: Error) => fatal(logger, `data directory ${config.dataDir} is not usable: ${e.message}`));
+  // Without Redis the metadata is this process's own: a second wharf on the same bucket would gc what it links.
+  const soleUse =
+    store instanceof S3BlobStore && !config.redis
+      ? await instanceId(config.dataDir)
+          .then((id) => store.claimSoleUse(id, (e) => logger.warn({ err: e.message }, 'could not renew the claim on the bucket')))
+          .catch((e: Error) => fatal(logger, e.message))
+      : undefined;
   // Redis configured = replicas may share it and the data dir: coordinate fetches, revalidations and memo caches.
   let clusterMode: ClusterMode | undefined;
   if (config.redis) {
@@ -89,6 +97,7 @@ export async function serve(config: WharfConfig): Promise<void> {
       void drain(server, config.server.drainTimeout)
         .then(() => (metricsServer ? drain(metricsServer, 1000) : undefined))
         .then(() => lifecycle.stop())
+        .then(() => soleUse?.stop())
         .then(() => clusterMode?.close().catch(() => undefined))
         .then(() => app.close())
         .finally(() => {
@@ -112,6 +121,16 @@ async function openS3Store(config: WharfConfig, s3: S3StorageConfig, metrics: Pr
       accessDenied: (op, message) => logger.error({ op, bucket: s3.bucket, reason: message }, 'object storage denied access: check storage.s3 credentials and the bucket policy'),
     },
   });
+}
+
+/** This replica's id, kept in its data dir so a restart is recognised as the same owner. */
+async function instanceId(dataDir: string): Promise<string> {
+  const path = join(dataDir, 'instance-id');
+  const known = await readFile(path, 'utf8').catch(() => '');
+  if (/^[a-f0-9]{32}$/.test(known.trim())) return known.trim();
+  const id = randomBytes(16).toString('hex');
+  await writeFile(path, `${id}\n`);
+  return id;
 }
 
 function fatal(logger: Logger, message: string): never {

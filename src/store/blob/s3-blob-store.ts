@@ -9,6 +9,7 @@ import type { BlobStat, BlobStore, BlobWriter, ByteRange, CreateOptions } from '
 import { isWriterId } from './fs-blob-store.js';
 import { S3Bucket } from './s3-bucket.js';
 import { S3BlobWriter, type S3WriterHost, type Segment } from './s3-blob-writer.js';
+import { claimSoleUse, type SoleUse } from './s3-owner.js';
 import { createS3Client, noStorageObserver, type S3Options, type StorageObserver } from './s3-client.js';
 
 export interface S3BlobStoreOptions {
@@ -79,6 +80,14 @@ export class S3BlobStore implements BlobStore {
     const d = parseDigest(digest);
     const hex = hexOf(d);
     return `${this.options.prefix}blobs/${algorithmOf(d)}/${hex.slice(0, 2)}/${hex}`;
+  }
+
+  /**
+   * Claims the bucket and prefix for this wharf alone (one process without Redis); `id` stays the same across
+   * restarts of one replica. Rejects when another live wharf holds the claim.
+   */
+  claimSoleUse(id: string, onRenewError?: (e: Error) => void): Promise<SoleUse> {
+    return claimSoleUse(this.bucket, `${this.options.prefix}wharf-owner`, id, { now: this.now, ...(onRenewError ? { onRenewError } : {}) });
   }
 
   async stat(digest: Digest): Promise<BlobStat | undefined> {
