@@ -167,6 +167,20 @@ describe('S3BlobStore on Swift s3api', () => {
     assert.equal(await a.resume(w.id), undefined);
   });
 
+  it('the bytes of an upload are in the bucket once write() resolves, before any release (the session may then count them)', async () => {
+    const p = fresh();
+    const a = await open(p, 'a');
+    const b = await open(p, 'b');
+    const w = await a.create();
+    await w.write(chunks('acknowledged'));
+    // The replica that wrote them dies here without releasing; another one continues the session.
+    const r = (await b.resume(w.id))!;
+    assert.equal(r.size, 12);
+    await r.write(chunks('!'));
+    assert.equal((await r.commit(digestOf('acknowledged!'), 13)).size, 13);
+    await w.cancel();
+  });
+
   it('a resumed writer publishes the stored bytes, never a hash it did not compute from them', async () => {
     const p = fresh();
     const store = await open(p);

@@ -11,6 +11,7 @@ import {
   type Digest,
 } from '../../oci/index.js';
 import type { BlobWriter } from '../types.js';
+import { nextOrAbort } from './fs-blob-writer.js';
 import type { S3Bucket } from './s3-bucket.js';
 
 /** What a writer needs from its store: where things go in the bucket and on the local disk. */
@@ -101,9 +102,12 @@ export class S3BlobWriter implements BlobWriter {
     return this.exclusive(async () => {
       const fh = this.assertOpen();
       let appended = 0;
+      const it = src[Symbol.asyncIterator]();
       try {
-        for await (const item of src) {
-          signal?.throwIfAborted();
+        for (;;) {
+          const next = await nextOrAbort(it, signal);
+          if (next.done) break;
+          const item = next.value;
           const parts = Array.isArray(item) ? (item as readonly Uint8Array[]) : [item as Uint8Array];
           this.verified = undefined;
           const before = this.digester?.copy();
@@ -124,13 +128,48 @@ export class S3BlobWriter implements BlobWriter {
           }
           this.maybeSendPart();
         }
-        signal?.throwIfAborted();
-        return appended;
       } catch (e) {
         await fh.truncate(this.local).catch(() => undefined);
+        // Not awaited: return() queues behind a pending next() of a stalled source.
+        if (typeof it.return === 'function') void Promise.resolve(it.return()).catch(() => undefined);
+        // What was written is kept, as on disk (the caller decides whether to cut it back).
+        if (!this.hint) await this.persist().catch(() => undefined);
         throw e;
       }
+      // An upload's bytes are in the bucket when write() resolves: the session may then say it holds them, and
+      // any replica may continue it. (A download, told its digest, streams into its multipart upload instead.)
+      if (!this.hint) await this.persist();
+      return appended;
     });
+  }
+
+  /**
+   * Moves the local file's bytes into the bucket as segments of the session (at most partSize each, so memory
+   * stays bounded whatever a request sent). All or nothing: on a failed PUT the new segments go again.
+   */
+  private async persist(): Promise<void> {
+    const fh = this.fh;
+    if (!fh || this.local === 0) return;
+    const added: Segment[] = [];
+    try {
+      for (let pos = 0; pos < this.local; ) {
+        const offset = this.base;
+        const body = await this.readLocal(pos, this.host.partSize);
+        const key = this.host.segmentKey(this.id, offset);
+        await this.host.bucket.put(key, body);
+        const seg = { key, offset, size: body.length };
+        added.push(seg);
+        this.segments.push(seg);
+        pos += body.length;
+      }
+    } catch (e) {
+      this.segments = this.segments.filter((x) => !added.includes(x));
+      await this.host.bucket.deleteMany(added.map((x) => x.key)).catch(() => undefined);
+      throw e;
+    }
+    this.stored = true;
+    await fh.truncate(0);
+    this.local = 0;
   }
 
   /** Starts a multipart upload for the hinted key and sends full parts as the local file grows (one at a time). */
@@ -413,11 +452,7 @@ export class S3BlobWriter implements BlobWriter {
       if (this.state !== 'open') return;
       await this.settleParts().catch(() => undefined);
       await this.dropMultipart();
-      if (this.local > 0) {
-        const offset = this.base;
-        await this.host.bucket.put(this.host.segmentKey(this.id, offset), await this.readLocal(0, this.local));
-        this.segments.push({ key: this.host.segmentKey(this.id, offset), offset, size: this.local });
-      }
+      await this.persist();
       if (this.segments.length === 0) await this.host.bucket.put(this.host.markerKey(this.id), Buffer.alloc(0));
       this.state = 'released';
       await this.closeLocal(true);
