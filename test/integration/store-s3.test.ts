@@ -257,6 +257,37 @@ describe('S3BlobStore on Swift s3api', () => {
     await w.cancel();
   });
 
+  it('sweepTemp spares a download started long ago that is still sending parts', async () => {
+    const p = fresh();
+    const store = await open(p);
+    const body = randomBytes(10 * MiB);
+    const d = digestOf(body);
+    const t0 = Date.now();
+    const w = await store.create(undefined, { digest: d });
+    await w.write(chunks(body.subarray(0, 5 * MiB)));
+    await new Promise((r) => setTimeout(r, 4000));
+    await w.write(chunks(body.subarray(5 * MiB)));
+    // Wait until the second part is stored (its time is the upload's last activity).
+    let last: number | undefined;
+    for (let i = 0; i < 200; i++) {
+      const [u] = await (async () => {
+        const out = [];
+        for await (const x of store.bucket.listMultipart(p)) out.push(x);
+        return out;
+      })();
+      last = u ? await store.bucket.lastActivity(u.key, u.uploadId, u.initiated) : undefined;
+      if (last !== undefined && last > t0 + 3500) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.ok(last !== undefined && last > t0 + 3500, 'second part stored');
+    // Started more than the grace ago, but touched within it: live.
+    const swept = await store.sweepTemp(Date.now() - (t0 + 2000), () => false);
+    assert.deepEqual(swept.removed, []);
+    await w.commit(d, body.length);
+    await w.release();
+    assert.equal((await store.stat(d))?.size, body.length);
+  });
+
   it('sweepTemp keeps a live upload session and removes an abandoned one', async () => {
     const p = fresh();
     const store = await open(p);

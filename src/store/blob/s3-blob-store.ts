@@ -205,7 +205,7 @@ export class S3BlobStore implements BlobStore {
   /**
    * What crashed or abandoned writes left: local temp files, multipart uploads never completed (found with
    * ListMultipartUploads and aborted), and upload-session objects no live session owns. Only things untouched
-   * for `olderThanMs` go.
+   * for `olderThanMs` go (a multipart upload's last touch is its newest part).
    */
   async sweepTemp(olderThanMs: number, isLive?: (id: string) => boolean | Promise<boolean>): Promise<{ removed: string[]; bytes: number }> {
     const cutoff = this.now() - olderThanMs;
@@ -223,6 +223,9 @@ export class S3BlobStore implements BlobStore {
     }
     for await (const u of this.bucket.listMultipart(`${this.options.prefix}blobs/`)) {
       if (u.initiated > stored) continue;
+      // A long download started long ago but still sending parts is another replica's live write.
+      const last = await this.bucket.lastActivity(u.key, u.uploadId, u.initiated);
+      if (last === undefined || last > stored) continue;
       await this.bucket.abortMultipart(u.key, u.uploadId);
       removed.push(`multipart:${u.key.slice(this.options.prefix.length)}`);
     }

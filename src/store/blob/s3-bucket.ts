@@ -6,6 +6,7 @@ import {
   GetObjectCommand,
   HeadObjectCommand,
   ListMultipartUploadsCommand,
+  ListPartsCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   UploadPartCommand,
@@ -160,6 +161,25 @@ export class S3Bucket {
       async () => {
         await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }));
       },
+      () => undefined,
+    );
+  }
+
+  /** When a multipart upload last got a part (its start when it has none): how long it has been idle. */
+  lastActivity(key: string, uploadId: string, initiated: number): Promise<number | undefined> {
+    return this.call(
+      'list_parts',
+      async () => {
+        let last = initiated;
+        let marker: string | undefined;
+        for (;;) {
+          const page = await this.client.send(new ListPartsCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, ...(marker ? { PartNumberMarker: marker } : {}) }));
+          for (const p of page.Parts ?? []) last = Math.max(last, p.LastModified?.getTime() ?? 0);
+          if (!page.IsTruncated || !page.NextPartNumberMarker) return last;
+          marker = page.NextPartNumberMarker;
+        }
+      },
+      // Completed or aborted meanwhile.
       () => undefined,
     );
   }
