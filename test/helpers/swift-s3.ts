@@ -139,7 +139,7 @@ for name, port in (('object', ${object}), ('container', ${container}), ('account
     b.rebalance()
     b.get_ring().save('%s/%s.ring.gz' % (d, name))
 `;
-    await run(PYTHON, ['-c', rings, swiftDir]);
+    await run(PYTHON, ['-c', rings, swiftDir], { timeout: 60_000 });
 
     const spawnKept = (cmd: string, args: string[]): ChildProcess => {
       const c = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -175,6 +175,7 @@ for name, port in (('object', ${object}), ('container', ${container}), ('account
         credentials: { accessKeyId: 'test:tester', secretAccessKey: 'testing' },
         requestChecksumCalculation: 'WHEN_REQUIRED',
         responseChecksumValidation: 'WHEN_REQUIRED',
+        requestHandler: { connectionTimeout: 5_000, requestTimeout: 30_000 },
       });
     return {
       endpoint,
@@ -184,8 +185,17 @@ for name, port in (('object', ${object}), ('container', ${container}), ('account
       client,
       async createBucket(name) {
         const c = client();
+        // Right after start-up the proxy may still answer 503 while it creates the account: retry a bounded while.
         try {
-          await c.send(new CreateBucketCommand({ Bucket: name }));
+          for (let attempt = 1; ; attempt++) {
+            try {
+              await c.send(new CreateBucketCommand({ Bucket: name }));
+              return;
+            } catch (e) {
+              if (attempt >= 10) throw e;
+              await new Promise((r) => setTimeout(r, 500));
+            }
+          }
         } finally {
           c.destroy();
         }

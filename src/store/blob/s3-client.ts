@@ -42,6 +42,9 @@ export function createS3Client(opts: S3Options): S3Client {
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
     maxAttempts: 3,
+    // A bucket that stops answering must fail requests, not hang them: connect within 5 s, and no socket idle
+    // for more than 60 s (a body streaming to a slow client keeps its socket busy).
+    requestHandler: { connectionTimeout: 5_000, requestTimeout: 60_000 },
   });
 }
 
