@@ -6,7 +6,12 @@ import type { WharfConfig } from './config/types.js';
 import { createListener, drain, listen, type WharfServer } from './listener.js';
 import { createLogger } from './observability/logger.js';
 import { createMetrics } from './observability/metrics.js';
-import { FsBlobStore, connectRedis, createRedisClient, openMetadataStore, type MetadataStore } from './store/index.js';
+import { FsBlobStore, connectRedis, createRedisClient, openMetadataStore, S3BlobStore, type MetadataStore } from './store/index.js';
+import type { S3StorageConfig } from './config/types.js';
+import type { PromMetrics } from './observability/metrics.js';
+import { randomBytes } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { createUpstream } from './upstream/index.js';
 import { openNotifier, RedisStreamQueue } from './notify/index.js';
 import type { Upstream } from './upstream/types.js';
@@ -20,7 +25,20 @@ export async function serve(config: WharfConfig): Promise<void> {
   process.on('unhandledRejection', (reason) => {
     logger.error({ err: reason instanceof Error ? { message: reason.message, stack: reason.stack } : String(reason) }, 'unhandled promise rejection (a bug: please report it)');
   });
-  const store = await FsBlobStore.open(config.dataDir, { directWrites: config.cache.directWrites }).catch((e: Error) => fatal(logger, `data directory ${config.dataDir} is not usable: ${e.message}`));
+  // Redis outage: the memo serves last known tags and links for redis.outageGrace; /readyz and a gauge say so.
+  // The metrics come first (the S3 store reports into them), so the reading is bound once the cluster is open.
+  let degraded: (() => { since: number; graceMs: number } | undefined) | undefined;
+  const metrics = createMetrics({ dataDir: config.dataDir, cacheMaxBytes: config.cache.maxSize, ...(config.redis ? { metadataDegraded: () => degraded?.() !== undefined } : {}) });
+  const store = config.storage.s3
+    ? await openS3Store(config, config.storage.s3, metrics, logger).catch((e: Error) => fatal(logger, e.message))
+    : await FsBlobStore.open(config.dataDir, { directWrites: config.cache.directWrites }).catch((e: Error) => fatal(logger, `data directory ${config.dataDir} is not usable: ${e.message}`));
+  // Without Redis the metadata is this process's own: a second wharf on the same bucket would gc what it links.
+  const soleUse =
+    store instanceof S3BlobStore && !config.redis
+      ? await instanceId(config.dataDir)
+          .then((id) => store.claimSoleUse(id, (e) => logger.warn({ err: e.message }, 'could not renew the claim on the bucket')))
+          .catch((e: Error) => fatal(logger, e.message))
+      : undefined;
   // Redis configured = replicas may share it and the data dir: coordinate fetches, revalidations and memo caches.
   let clusterMode: ClusterMode | undefined;
   if (config.redis) {
@@ -29,10 +47,8 @@ export async function serve(config: WharfConfig): Promise<void> {
     clusterMode = await openCluster({ redis: config.redis, dataDir: config.dataDir, advertiseUrl, logger }).catch((e: Error) => fatal(logger, e.message));
   }
   const meta: MetadataStore = clusterMode?.meta ?? (await openMetadataStore({ dataDir: config.dataDir }).catch((e: Error) => fatal(logger, e.message)));
-  // Redis outage: the memo serves last known tags and links for redis.outageGrace; /readyz and a gauge say so.
   const cm = clusterMode;
-  const degraded = cm && config.redis ? degradedReading(cm, config.redis.outageGrace) : undefined;
-  const metrics = createMetrics({ dataDir: config.dataDir, cacheMaxBytes: config.cache.maxSize, ...(degraded ? { metadataDegraded: () => degraded() !== undefined } : {}) });
+  if (cm && config.redis) degraded = degradedReading(cm, config.redis.outageGrace);
   const upstreams = new Map<string, Upstream>();
   for (const u of config.upstreams) {
     upstreams.set(
@@ -75,7 +91,7 @@ export async function serve(config: WharfConfig): Promise<void> {
   const server = main.server;
   await listen(server, config.listen);
   logger.info(
-    { listen: config.listen, https: config.tls !== undefined, dataDir: config.dataDir, metadata: meta.kind, upstreams: config.upstreams.map((u) => u.name), directWrites: store.directWrites },
+    { listen: config.listen, https: config.tls !== undefined, dataDir: config.dataDir, metadata: meta.kind, blobs: config.storage.s3 ? `s3://${config.storage.s3.bucket}/${config.storage.s3.prefix ?? ''}` : 'dataDir', upstreams: config.upstreams.map((u) => u.name), directWrites: store.directWrites },
     'wharf listening',
   );
   // Certificate renewal (certbot, cert-manager) ends with a SIGHUP: new connections get the new pair.
@@ -100,6 +116,7 @@ export async function serve(config: WharfConfig): Promise<void> {
       void drain(server, config.server.drainTimeout)
         .then(() => (metricsServer ? drain(metricsServer, 1000) : undefined))
         .then(() => lifecycle.stop())
+        .then(() => soleUse?.stop())
         .then(() => clusterMode?.close().catch(() => undefined))
         .then(() => app.close())
         .finally(() => {
@@ -135,6 +152,29 @@ function degradedReading(cm: ClusterMode, graceMs: number): () => { since: numbe
     const since = cm.meta.degradedSince();
     return since === undefined ? undefined : { since, graceMs };
   };
+}
+
+/** The bucket store; the process's own dataDir keeps only its temp files. Secrets never reach the log. */
+async function openS3Store(config: WharfConfig, s3: S3StorageConfig, metrics: PromMetrics, logger: Logger): Promise<S3BlobStore> {
+  const secretAccessKey = s3.secretAccessKeyFile ? (await readFile(s3.secretAccessKeyFile, 'utf8')).trim() : s3.secretAccessKey;
+  return S3BlobStore.open({
+    s3: { ...s3, prefix: s3.prefix ?? '', secretAccessKey },
+    localDir: join(config.dataDir, 'tmp'),
+    observer: {
+      storageRequest: (op, status, seconds) => metrics.storageRequest(op, status, seconds),
+      accessDenied: (op, message) => logger.error({ op, bucket: s3.bucket, reason: message }, 'object storage denied access: check storage.s3 credentials and the bucket policy'),
+    },
+  });
+}
+
+/** This replica's id, kept in its data dir so a restart is recognised as the same owner. */
+async function instanceId(dataDir: string): Promise<string> {
+  const path = join(dataDir, 'instance-id');
+  const known = await readFile(path, 'utf8').catch(() => '');
+  if (/^[a-f0-9]{32}$/.test(known.trim())) return known.trim();
+  const id = randomBytes(16).toString('hex');
+  await writeFile(path, `${id}\n`);
+  return id;
 }
 
 function fatal(logger: Logger, message: string): never {

@@ -93,6 +93,7 @@ export async function loadConfig(opts: LoadOptions): Promise<WharfConfig> {
   const serverTls = section('tls');
   const dataDir = section('dataDir');
   const redis = section('redis');
+  const storage = section('storage');
   const cache = section('cache');
   const push = section('push');
   const localNamespaces = section('localNamespaces');
@@ -140,6 +141,7 @@ export async function loadConfig(opts: LoadOptions): Promise<WharfConfig> {
   for (const dup of new Set(endpointNames.filter((n, i) => endpointNames.indexOf(n) !== i))) {
     problems.push(`notifications.endpoints: name ${dup} is used more than once`);
   }
+  if (storage?.s3) problems.push(...s3Problems(storage.s3));
 
   // Files are resolved against cwd and must be readable now, not at the first pull that needs them.
   const files: Array<{ path: Path; get: () => string | undefined; set: (v: string) => void }> = [];
@@ -159,6 +161,8 @@ export async function loadConfig(opts: LoadOptions): Promise<WharfConfig> {
     }
     files.push({ path: ['upstreams', i, 'tls', 'caFile'], get: () => u.tls.caFile, set: (v) => (u.tls.caFile = v) });
   });
+  const s3 = storage?.s3;
+  if (s3) files.push({ path: ['storage', 's3', 'secretAccessKeyFile'], get: () => s3.secretAccessKeyFile, set: (v) => (s3.secretAccessKeyFile = v) });
   if (auth) {
     files.push({ path: ['auth', 'htpasswd'], get: () => auth.htpasswd, set: (v) => (auth.htpasswd = v) });
     files.push({ path: ['auth', 'token', 'secretFile'], get: () => auth.token.secretFile, set: (v) => (auth.token.secretFile = v) });
@@ -180,7 +184,7 @@ export async function loadConfig(opts: LoadOptions): Promise<WharfConfig> {
   }
 
   if (
-    problems.length > 0 || listen === undefined || dataDir === undefined || !cache || !push || !localNamespaces || !metrics || !log ||
+    problems.length > 0 || listen === undefined || dataDir === undefined || !storage || !cache || !push || !localNamespaces || !metrics || !log ||
     !limits || !server || !uploads || !health || !admin || !notifications || !ui
   ) {
     throw new ConfigError(problems);
@@ -188,6 +192,7 @@ export async function loadConfig(opts: LoadOptions): Promise<WharfConfig> {
   const config: WharfConfig = {
     listen,
     dataDir: resolvePath(cwd, dataDir),
+    storage,
     upstreams,
     cache,
     push,
@@ -207,6 +212,18 @@ export async function loadConfig(opts: LoadOptions): Promise<WharfConfig> {
   if (advertiseUrl !== undefined) config.advertiseUrl = advertiseUrl;
   if (auth) config.auth = auth;
   return config;
+}
+
+/** Object-storage settings that parse but cannot work. */
+function s3Problems(s3: NonNullable<WharfConfig['storage']['s3']>): string[] {
+  const problems: string[] = [];
+  if (s3.secretAccessKey !== undefined && s3.secretAccessKeyFile !== undefined) problems.push('storage.s3: set secretAccessKey or secretAccessKeyFile, not both');
+  const hasSecret = s3.secretAccessKey !== undefined || s3.secretAccessKeyFile !== undefined;
+  if ((s3.accessKeyId !== undefined) !== hasSecret) problems.push('storage.s3: set accessKeyId together with secretAccessKey or secretAccessKeyFile, or neither');
+  if (s3.partSize < 5 * 1024 ** 2 || s3.partSize > 5 * 1024 ** 3) problems.push('storage.s3.partSize: must be between 5MiB and 5GiB (S3 part limits)');
+  if (s3.prefix !== undefined && s3.prefix !== '' && (!s3.prefix.endsWith('/') || s3.prefix.startsWith('/'))) problems.push('storage.s3.prefix: must end with / and not start with one (e.g. prod/)');
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(s3.bucket)) problems.push('storage.s3.bucket: not a valid bucket name (3-63 lower-case letters, digits, dots, dashes)');
+  return problems;
 }
 
 /** Auth settings that parse but cannot work: nobody to log in as, a token that is both inline and in a file. */

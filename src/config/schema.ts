@@ -140,6 +140,25 @@ export const configSchema = z.strictObject({
     .optional(),
   dataDir: def(str(), './data', 'blobs and embedded metadata (relative to the working directory)'),
   redis: redisSchema.optional(),
+  storage: z
+    .strictObject({
+      s3: z
+        .strictObject({
+          endpoint: opt(httpUrl(), 'S3 endpoint URL (Swift, Ceph RGW, MinIO, GCS interoperability, …)', "AWS's endpoint for the region"),
+          region: def(str(), 'us-east-1', 'region the requests are signed for'),
+          bucket: str().register(docs, { description: 'bucket holding the blobs; setting storage.s3 stores blobs there instead of under dataDir', default: 'filesystem under dataDir' }),
+          prefix: opt(str(), 'key prefix of every object (e.g. `prod/`)', 'none'),
+          forcePathStyle: def(bool(), false, 'path-style URLs (`endpoint/bucket/key`); most non-AWS implementations need true'),
+          accessKeyId: opt(str(), 'access key id', 'the AWS SDK default chain (env, profile, instance role)'),
+          secretAccessKey: opt(str(), 'secret access key'),
+          secretAccessKeyFile: opt(str(), 'file holding the secret access key (instead of secretAccessKey)'),
+          partSize: def(size(), '16MiB', 'multipart part size (5MiB to 5GiB)'),
+          redirect: def(bool(), false, 'warm blob GETs answer 307 to a presigned URL (blob bytes no longer pass through wharf)'),
+          redirectExpiry: def(duration(), '20m', 'lifetime of a presigned URL'),
+        })
+        .optional(),
+    })
+    .prefault({}),
   upstreams: z
     .array(upstreamSchema)
     .optional()

@@ -9,6 +9,8 @@ export interface WharfConfig {
   tls?: TlsConfig;
   dataDir: string;
   redis?: RedisConfig;
+  /** where blobs live: absent `s3` → the filesystem under dataDir */
+  storage: { s3?: S3StorageConfig };
   upstreams: UpstreamConfig[];
   cache: CacheConfig;
   push: {
@@ -85,6 +87,23 @@ export interface AuthConfig {
     /** external token mode: accepted `alg` values; undefined = every supported asymmetric one */
     signingalgorithms?: Array<'RS256' | 'RS384' | 'RS512' | 'ES256' | 'ES384' | 'ES512' | 'EdDSA'>;
   };
+}
+
+export interface S3StorageConfig {
+  endpoint?: string;
+  region: string;
+  bucket: string;
+  prefix?: string;
+  forcePathStyle: boolean;
+  accessKeyId?: string;
+  secretAccessKey?: string;
+  /** absolute path */
+  secretAccessKeyFile?: string;
+  /** bytes */
+  partSize: number;
+  redirect: boolean;
+  /** milliseconds */
+  redirectExpiry: number;
 }
 
 export interface RedisConfig {

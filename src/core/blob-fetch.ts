@@ -186,7 +186,7 @@ export class BlobFetch {
     unpace.unref?.();
     // The temp file is created while the upstream request is on its way: neither waits for the other.
     // Its file bypasses the page cache where the store allows it: clients read the bytes from memory.
-    const creating = store.create(undefined, { direct: true });
+    const creating = store.create(undefined, { direct: true, digest });
     creating.catch(() => {}); // seen below, or cancelled if the download fails first
     try {
       await this.download(upstream, repoPath, digest, creating);

@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 import { ErrorCode, RegistryError, isRegistryError, type Digest } from '../oci/index.js';
 import { BlobFetch } from './blob-fetch.js';
 import type { FetchLease } from './cluster.js';
@@ -92,13 +93,15 @@ export class Blobs implements BlobService {
 
   private async fromDisk(digest: Digest, size: number, req: RangeRequest | undefined): Promise<BlobBody | undefined> {
     const range = req ? resolveRange(req, size) : undefined;
-    const stream = await this.d.store.read(digest, range);
+    // Object storage with redirect: the client fetches the bytes from the bucket (Range and all).
+    const redirect = await this.d.store.redirectUrl?.(digest);
+    const stream = redirect ? Readable.from([]) : await this.d.store.read(digest, range);
     if (!stream) return undefined;
     // Fetched ahead for the pull now reading it: the upstream did serve these bytes for this client.
     const outcome = this.firstReads.take(digest) ? 'miss' : 'hit';
     this.d.metrics.cacheRequest('blob', outcome);
     this.onAccess(digest);
-    return { size, range, stream, source: 'cache', outcome };
+    return { size, range, stream, source: 'cache', outcome, ...(redirect ? { redirect } : {}) };
   }
 
   private async fromUpstream(repo: RepoRef, target: MirrorTarget, digest: Digest, req: RangeRequest | undefined, signal?: AbortSignal): Promise<BlobBody> {

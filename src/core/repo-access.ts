@@ -86,7 +86,7 @@ export class RepoAccess {
   /** Stores bytes under their digest unless already present (identical content is stored once). */
   async storeBytes(digest: Digest, bytes: Buffer): Promise<void> {
     if (await this.d.store.stat(digest)) return;
-    const w = await this.d.store.create();
+    const w = await this.d.store.create(undefined, { digest });
     try {
       await w.write(single(bytes));
       await w.commit(digest, bytes.length);

@@ -30,6 +30,8 @@ export interface BlobBody {
   stream: Readable;
   source: 'cache' | 'upstream';
   outcome: Outcome;
+  /** the client is to fetch the bytes from here (a presigned object-storage URL); `stream` is then empty */
+  redirect?: string;
 }
 
 export interface UploadStatus {

@@ -30,7 +30,7 @@ export class Uploads implements UploadService {
   async monolithic(repo: RepoRef, digest: Digest, body: AsyncIterable<Uint8Array>, length?: number, signal?: AbortSignal): Promise<Descriptor> {
     await this.access.assertPushable(repo);
     this.checkLength(length, 0);
-    const w = await this.d.store.create();
+    const w = await this.d.store.create(undefined, { digest });
     try {
       await w.write(this.limit(body, 0), signal);
       if (length !== undefined && w.size !== length) throw sizeInvalid(length, w.size);

@@ -24,6 +24,8 @@ export interface NotifyMetrics {
 
 export interface PromMetrics extends Metrics, NotifyMetrics {
   readonly registry: Registry;
+  /** An object-storage request (storage.s3), by operation and HTTP status (error = no HTTP answer). */
+  storageRequest(op: string, status: string, seconds: number): void;
   render(): Promise<{ contentType: string; body: string }>;
 }
 
@@ -65,6 +67,8 @@ export const metricNames = [
   'wharf_notify_delivered_total',
   'wharf_notify_failed_total',
   'wharf_notify_dropped_total',
+  'wharf_storage_requests_total',
+  'wharf_storage_request_duration_seconds',
 ] as const;
 export type MetricName = (typeof metricNames)[number];
 
@@ -133,6 +137,19 @@ export function createMetrics(opts: MetricsOptions = {}): PromMetrics {
     name: name('upstream_request_duration_seconds'),
     help: 'Upstream request time, by upstream',
     labelNames: ['upstream'] as const,
+    buckets: [...DURATION_BUCKETS],
+    registers,
+  });
+  const storageRequests = new Counter({
+    name: name('storage_requests_total'),
+    help: 'Object-storage requests (storage.s3), by operation and status (error = no HTTP answer)',
+    labelNames: ['op', 'status'] as const,
+    registers,
+  });
+  const storageDuration = new Histogram({
+    name: name('storage_request_duration_seconds'),
+    help: 'Object-storage request time, by operation',
+    labelNames: ['op'] as const,
     buckets: [...DURATION_BUCKETS],
     registers,
   });
@@ -289,6 +306,11 @@ export function createMetrics(opts: MetricsOptions = {}): PromMetrics {
       const u = bounded(upstream, 'other');
       upstreamRequests.labels(u, method(m), status(s)).inc();
       upstreamDuration.labels(u).observe(Math.max(0, seconds));
+    },
+    storageRequest(op, s, seconds) {
+      const o = bounded(op, 'other');
+      storageRequests.labels(o, /^\d{3}$/.test(s) ? s : 'error').inc();
+      storageDuration.labels(o).observe(Math.max(0, seconds));
     },
     bytes(upstream, n) {
       if (n > 0) upstreamBytes.labels(bounded(upstream, 'other')).inc(n);

@@ -27,6 +27,11 @@ export interface BlobStore {
   list(): AsyncIterable<BlobStat>;
   /** When the committed file was last written (ms since epoch); undefined when absent. gc spares young blobs. */
   statTime?(digest: Digest): Promise<number | undefined>;
+  /**
+   * Where a client may fetch committed content itself (object storage with `redirect`: a presigned URL);
+   * undefined when the bytes are to be served by wharf.
+   */
+  redirectUrl?(digest: Digest): Promise<string | undefined>;
   /** Moves committed content out of service but keeps it for inspection (`wharf verify`); true when moved. */
   quarantine?(digest: Digest): Promise<boolean>;
 }
@@ -37,6 +42,11 @@ export interface CreateOptions {
    * to the disk without passing through the page cache, where the store allows it.
    */
   direct?: boolean;
+  /**
+   * The digest the content is expected to have (a download): a store may stream it to its final place as it is
+   * written (object storage: a multipart upload completed only when the digest matches).
+   */
+  digest?: Digest;
 }
 
 /**

@@ -14,6 +14,9 @@ for pkg in "$@"; do command -v "$pkg" >/dev/null || need+=("$pkg"); done
 command -v strace >/dev/null || need+=(strace)   # the fuzz test traces wharf's file access
 command -v podman >/dev/null || need+=(podman)   # registries.conf mirror test (run as root, vfs storage)
 command -v chromium >/dev/null || need+=(chromium)   # the web UI end-to-end tests (driven by playwright-core; never a browser download)
+# A real S3 implementation for the object-storage tests: OpenStack Swift with s3api (test/helpers/swift-s3.ts).
+[ -x /usr/bin/swift-proxy-server ] && /usr/bin/python3 -c 'import swift' 2>/dev/null || need+=(swift swift-proxy swift-object swift-container swift-account python3-swift)
+command -v memcached >/dev/null || need+=(memcached)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing test tools: ${need[*]} (run as root, or: apt-get install -y ${need[*]})" >&2
@@ -31,7 +34,7 @@ if [ ${#need[@]} -gt 0 ]; then
   [ "$created_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
   # On a systemd host the units may still be enabled for next boot: disable and stop them.
   if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
-    for unit in docker-registry prometheus prometheus-node-exporter redis-server nginx; do
+    for unit in docker-registry prometheus prometheus-node-exporter redis-server nginx memcached swift-proxy swift-object swift-container swift-account; do
       systemctl disable --now "$unit" >/dev/null 2>&1 || true
     done
   fi

@@ -41,6 +41,7 @@ export const getBlob: Handler = async (ctx, { registry, metrics, events }, name,
   const body = await registry.blobs.open(repo, digest, ranges?.[0], abort.signal);
   ctx.state.cache = body.outcome;
   await emitEvents(ctx, events, registry, 'pull', repo, [{ kind: 'blob', digest, size: body.size }]);
+  if (body.redirect) return redirectTo(ctx, body.redirect, body);
   ctx.type = 'application/octet-stream';
   ctx.set('ETag', `"${digest}"`);
   if (body.range) {
@@ -60,6 +61,8 @@ export const getBlob: Handler = async (ctx, { registry, metrics, events }, name,
  * plain 206; none is 416. Cut from one pass over the whole blob, opened (and counted) once.
  */
 function multiRange(ctx: Context, metrics: Metrics, digest: Digest, body: BlobBody, requested: RangeRequest[]): void {
+  // The bucket answers the Range itself (S3 serves one range or the whole object; either is RFC 9110's).
+  if (body.redirect) return redirectTo(ctx, body.redirect, body);
   let ranges: ResolvedRange[] | undefined;
   try {
     ranges = resolveRanges(requested, body.size);
@@ -100,3 +103,10 @@ export const deleteBlob: Handler = async (ctx, { registry, events }, name, ref) 
   await emitEvents(ctx, events, registry, 'delete', repo, [{ kind: 'blob', digest }]);
   ctx.status = 202;
 };
+
+/** Object storage with `redirect: true`: a temporary 307 to a presigned URL (it expires; the next GET may be served here again). */
+function redirectTo(ctx: Context, url: string, body: BlobBody): void {
+  body.stream.destroy();
+  ctx.redirect(url);
+  ctx.status = 307;
+}

@@ -318,7 +318,7 @@ function dropFront(parts: readonly Uint8Array[], n: number): Uint8Array[] {
 }
 
 /** Next chunk, or the abort reason as soon as the signal fires (a stalled source must not pin the writer). */
-function nextOrAbort<T>(it: AsyncIterator<T>, signal?: AbortSignal): Promise<IteratorResult<T>> {
+export function nextOrAbort<T>(it: AsyncIterator<T>, signal?: AbortSignal): Promise<IteratorResult<T>> {
   if (!signal) return it.next();
   if (signal.aborted) return Promise.reject(abortReason(signal));
   return new Promise((resolve, reject) => {
