@@ -51,9 +51,14 @@ function validatorFor(o: Obj): { validate(): void } {
   return new Model(o);
 }
 
+/** Every manifest, the applied ones (deploy/kubernetes/*.yaml) and the examples (examples/*.yaml). */
 function loadAll(): Map<string, Obj[]> {
   const byFile = new Map<string, Obj[]>();
-  for (const f of readdirSync(k8sDir).filter((n) => n.endsWith('.yaml')).sort()) {
+  const files = [
+    ...readdirSync(k8sDir).filter((n) => n.endsWith('.yaml')),
+    ...readdirSync(join(k8sDir, 'examples')).filter((n) => n.endsWith('.yaml')).map((n) => `examples/${n}`),
+  ].sort();
+  for (const f of files) {
     const docs = parseAllDocuments(readFileSync(join(k8sDir, f), 'utf8'));
     for (const d of docs) assert.deepEqual(d.errors, [], `${f}: YAML errors`);
     byFile.set(f, docs.map((d) => d.toJSON() as Obj).filter((o) => o !== null));
@@ -131,6 +136,7 @@ describe('deploy/kubernetes', () => {
     assert.equal(config.dataDir, '/var/lib/wharf');
     assert.ok(wharf.volumeMounts!.some((m) => m.mountPath === config.dataDir), 'dataDir is a mounted volume');
     assert.ok(config.upstreams.some((u) => u.credentials?.passwordFile), 'an upstream reads its token from the Secret');
+    assert.ok(config.storage.s3?.secretAccessKeyFile?.includes(secretMount.mountPath), "the bucket's secret comes from the Secret");
     // The grace period outlasts the drain, so a rolling update never cuts a pull.
     assert.ok(pod.terminationGracePeriodSeconds! * 1000 > config.server.drainTimeout, 'grace period > drainTimeout');
   });
@@ -149,7 +155,7 @@ describe('deploy/kubernetes', () => {
     assert.equal(env[source]!.valueFrom?.fieldRef?.fieldPath, 'status.podIP');
   });
 
-  it('Service, PodDisruptionBudget and the PVC select and name what the Deployment has', () => {
+  it('Service and PodDisruptionBudget select the Deployment; replicas share a bucket, or a ReadWriteMany claim', async () => {
     const labels = deployment.spec.template.metadata.labels;
     const selects = (sel: Record<string, string>) => Object.entries(sel).every(([k, v]) => labels[k] === v);
     assert.ok(selects(deployment.spec.selector.matchLabels));
@@ -158,8 +164,18 @@ describe('deploy/kubernetes', () => {
     assert.ok(wharf.ports!.some((p) => p.name === svc.spec.ports[0]!.targetPort));
     const pdb = find<Obj & { spec: { selector: { matchLabels: Record<string, string> } } }>('PodDisruptionBudget', 'wharf');
     assert.ok(selects(pdb.spec.selector.matchLabels));
-    const claim = pod.volumes!.find((v) => v.persistentVolumeClaim)!.persistentVolumeClaim!.claimName;
-    const pvc = find<Obj & { spec: { accessModes: string[] } }>('PersistentVolumeClaim', claim);
+    // As shipped the blobs are in S3, so each pod's dataDir is its own (an emptyDir): no shared volume needed.
+    const cm = find<Obj & { data: Record<string, string> }>('ConfigMap', 'wharf-config');
+    const secretMount = wharf.volumeMounts!.find((m) => pod.volumes!.find((v) => v.name === m.name)?.secret)!;
+    const secret = find<Obj & { stringData: Record<string, string> }>('Secret', 'wharf-secrets');
+    const config = await loadPodConfig(cm.data['wharf.yaml']!, secretMount.mountPath, secret.stringData);
+    assert.ok(config.storage.s3, 'blobs in a bucket');
+    assert.ok(config.redis, 'S3 with several replicas needs Redis');
+    const dataMount = wharf.volumeMounts!.find((m) => m.mountPath === config.dataDir)!;
+    const dataVolume = pod.volumes!.find((v) => v.name === dataMount.name) as { emptyDir?: object } | undefined;
+    assert.ok(dataVolume?.emptyDir, "each pod's dataDir is its own");
+    // The documented alternative: a shared POSIX volume, ReadWriteMany.
+    const pvc = find<Obj & { spec: { accessModes: string[] } }>('PersistentVolumeClaim', 'wharf-data');
     assert.deepEqual(pvc.spec.accessModes, ['ReadWriteMany'], 'replicas on several nodes share the blob volume');
   });
 
