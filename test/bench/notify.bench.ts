@@ -23,6 +23,8 @@ export async function notifyLatency(): Promise<Figures> {
   try {
     const setups: Array<[string, Record<string, unknown>]> = [
       ['no endpoints', { upstreams: [] }],
+      // The durable queue's cost alone (an fsync before each answer), so the dead endpoint's share can be told apart.
+      ['one healthy endpoint', { upstreams: [], notifications: { endpoints: [{ name: 'ok', url: ok.url }] } }],
       [
         'endpoint that never answers + a healthy one',
         { upstreams: [], notifications: { endpoints: [{ name: 'stuck', url: stuck.url, timeout: '1h' }, { name: 'ok', url: ok.url }] } },
