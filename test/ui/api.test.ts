@@ -181,6 +181,8 @@ describe('web UI API', () => {
     const reader = await login(READER);
     const stats = async () => json(await request(api('stats'), { headers: { cookie: reader.cookie } })) as { hits: number; requests: number; hitRatio: number | null; upstreams: unknown[] };
     const before = await stats();
+    // Cache figures name upstreams and their traffic: not for anonymous callers when auth is configured.
+    assert.equal((await request(api('stats'))).status, 401);
     assert.equal((await pullManifest(f.wharf.url, 'library/alpine', '3', READER)).status, 200);
     const miss = await stats();
     assert.equal(miss.requests, before.requests + 1);

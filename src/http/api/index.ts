@@ -142,7 +142,9 @@ export function apiEndpoint(d: ApiDeps) {
       },
       [`${API_PREFIX}stats`]: {
         GET: async (ctx) => {
-          await viewer(ctx);
+          // Upstream names, quota and traffic: what metrics.auth can close on /metrics is not open here either.
+          const v = await viewer(ctx);
+          if (d.auth && v.caller.kind === 'anonymous') throw loginRequired('log in to see the cache figures');
           ctx.body = await d.stats();
         },
       },
