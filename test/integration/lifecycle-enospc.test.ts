@@ -6,28 +6,21 @@
  * test/unit/store-fs-blob.test.ts covers ENOSPC everywhere.
  */
 import assert from 'node:assert/strict';
-import { access, mkdir, open, rm, stat } from 'node:fs/promises';
+import { access, open, rm, stat } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { it } from 'node:test';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
 import { manifestAccept, request } from '../helpers/http.js';
 import { makeImage, pushImage, sha256, type TestImage } from '../helpers/oci-image.js';
 import { startRegistry } from '../helpers/registry.js';
-import { mountTmpfs, unmountTmpfs } from '../helpers/tmpfs.js';
+import { smallDisk, unmountTmpfs } from '../helpers/tmpfs.js';
 import { blobFile, describeResponse, errorCodes, filesUnder, startWharf } from '../helpers/wharf.js';
 
 
 it('ENOSPC during a miss: client gets its bytes, nothing partial kept, cache keeps serving, uploads fail fast', async (t) => {
-  const dir = join(tmpdir(), `wharf-enospc-${process.pid}-${randomBytes(4).toString('hex')}`);
-  await mkdir(dir);
-  const why = await mountTmpfs(dir, '4m');
-  if (why !== undefined) {
-    await rm(dir, { recursive: true, force: true });
-    t.skip(`needs a 4 MiB tmpfs data directory (${why})`);
-    return;
-  }
+  const dir = await smallDisk(t, 'wharf-enospc', '4m');
+  if (dir === undefined) return;
   const registry = await startRegistry();
   const proxy = await startFaultProxy(registry.url);
   let w: Awaited<ReturnType<typeof startWharf>> | undefined;
@@ -120,14 +113,8 @@ function sibling(img: TestImage): Buffer {
 }
 
 it('ENOSPC on the metadata journal: a tag DELETE or manifest PUT answered 507 changes nothing, before and after a crash', async (t) => {
-  const dir = join(tmpdir(), `wharf-enospc-meta-${process.pid}-${randomBytes(4).toString('hex')}`);
-  await mkdir(dir);
-  const why = await mountTmpfs(dir, '8m');
-  if (why !== undefined) {
-    await rm(dir, { recursive: true, force: true });
-    t.skip(`needs an 8 MiB tmpfs data directory (${why})`);
-    return;
-  }
+  const dir = await smallDisk(t, 'wharf-enospc-meta', '8m');
+  if (dir === undefined) return;
   const dataDir = join(dir, 'data');
   const filler = join(dir, 'filler');
   let w: Awaited<ReturnType<typeof startWharf>> | undefined;

@@ -4,26 +4,18 @@
  * their events are spooled. Needs root and tmpfs; skipped with a message otherwise.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { mkdir, open, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { it } from 'node:test';
 import { request } from '../helpers/http.js';
-import { mountTmpfs, unmountTmpfs } from '../helpers/tmpfs.js';
+import { smallDisk, unmountTmpfs } from '../helpers/tmpfs.js';
 import { pushBlob, startReceiver } from '../helpers/webhook.js';
 import { describeResponse, errorCodes, startWharf, type WharfProcess } from '../helpers/wharf.js';
 import { startRedisServer, testPrefix } from './cluster-helpers.js';
 
 it('Redis away and no room for the spool: the pull answers 503 with the reason, then recovers', async (t) => {
-  const dir = join(tmpdir(), `wharf-spool-enospc-${process.pid}-${randomBytes(4).toString('hex')}`);
-  await mkdir(dir);
-  const why = await mountTmpfs(dir, '4m');
-  if (why !== undefined) {
-    await rm(dir, { recursive: true, force: true });
-    t.skip(`needs a 4 MiB tmpfs data directory (${why})`);
-    return;
-  }
+  const dir = await smallDisk(t, 'wharf-spool-enospc', '4m');
+  if (dir === undefined) return;
   const rx = await startReceiver('ok');
   const redis = await startRedisServer();
   let w: WharfProcess | undefined;

@@ -9,14 +9,13 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdir, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { request, type HttpResponse } from '../helpers/http.js';
 import { sha256 } from '../helpers/oci-image.js';
 import { rawRequest } from '../helpers/raw-http.js';
-import { mountTmpfs, unmountTmpfs } from '../helpers/tmpfs.js';
+import { smallDisk, unmountTmpfs } from '../helpers/tmpfs.js';
 import { describeResponse, onDisk, startWharf, type WharfProcess } from '../helpers/wharf.js';
 
 const MiB = 1 << 20;
@@ -146,14 +145,8 @@ describe('a failed PATCH', () => {
   });
 
   it('on a full disk (507): the session stays at the acknowledged offset', async (t) => {
-    const dir = join(tmpdir(), `wharf-upload-enospc-${process.pid}-${randomBytes(4).toString('hex')}`);
-    await mkdir(dir);
-    const why = await mountTmpfs(dir, '4m');
-    if (why !== undefined) {
-      await rm(dir, { recursive: true, force: true });
-      t.skip(`needs a 4 MiB tmpfs data directory (${why})`);
-      return;
-    }
+    const dir = await smallDisk(t, 'wharf-upload-enospc', '4m');
+    if (dir === undefined) return;
     let small: WharfProcess | undefined;
     try {
       small = await startWharf({ dataDir: dir });

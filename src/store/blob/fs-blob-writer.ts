@@ -144,13 +144,7 @@ export class FsBlobWriter implements BlobWriter {
     const end = Math.min(this._size, position + length, position + (into?.length ?? Infinity));
     if (position < 0 || end <= position) return Buffer.alloc(0);
     const buf = into ? into.subarray(0, end - position) : Buffer.allocUnsafe(end - position);
-    let off = 0;
-    while (off < buf.length) {
-      const { bytesRead } = await fh.read(buf, off, buf.length - off, position + off);
-      if (bytesRead === 0) break;
-      off += bytesRead;
-    }
-    return off === buf.length ? buf : buf.subarray(0, off);
+    return readFully(fh, buf, position);
   }
 
   verify(expected: Digest, size?: number): Promise<void> {
@@ -318,6 +312,17 @@ function dropFront(parts: readonly Uint8Array[], n: number): Uint8Array[] {
 }
 
 /** Next chunk, or the abort reason as soon as the signal fires (a stalled source must not pin the writer). */
+/** Fills `buf` from `position` of the file; shorter only where the file ends. */
+export async function readFully(fh: Pick<BlobFileHandle, 'read'>, buf: Buffer, position: number): Promise<Buffer> {
+  let off = 0;
+  while (off < buf.length) {
+    const { bytesRead } = await fh.read(buf, off, buf.length - off, position + off);
+    if (bytesRead === 0) break;
+    off += bytesRead;
+  }
+  return off === buf.length ? buf : buf.subarray(0, off);
+}
+
 export function nextOrAbort<T>(it: AsyncIterator<T>, signal?: AbortSignal): Promise<IteratorResult<T>> {
   if (!signal) return it.next();
   if (signal.aborted) return Promise.reject(abortReason(signal));

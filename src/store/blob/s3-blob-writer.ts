@@ -11,7 +11,7 @@ import {
   type Digest,
 } from '../../oci/index.js';
 import type { BlobWriter } from '../types.js';
-import { nextOrAbort } from './fs-blob-writer.js';
+import { nextOrAbort, readFully } from './fs-blob-writer.js';
 import type { S3Bucket } from './s3-bucket.js';
 
 /** What a writer needs from its store: where things go in the bucket and on the local disk. */
@@ -226,13 +226,7 @@ export class S3BlobWriter implements BlobWriter {
     const end = Math.min(this.local, position + length);
     if (end <= position) return Buffer.alloc(0);
     const buf = into ? into.subarray(0, end - position) : Buffer.allocUnsafe(end - position);
-    let off = 0;
-    while (off < buf.length) {
-      const { bytesRead } = await fh.read(buf, off, buf.length - off, position + off);
-      if (bytesRead === 0) break;
-      off += bytesRead;
-    }
-    return off === buf.length ? buf : buf.subarray(0, off);
+    return readFully(fh, buf, position);
   }
 
   async readAt(position: number, length: number, into?: Buffer): Promise<Buffer> {
