@@ -2,7 +2,8 @@ import { Digester, ErrorCode, RegistryError, algorithmOf, parseDigest, parseName
 import type { Logger } from '../observability/types.js';
 import type { BlobStore, LinkRecord, MetadataStore, Origin } from '../store/types.js';
 import type { RateLimitReading, Upstream } from '../upstream/types.js';
-import { collectGarbage, type TempSweeper } from './gc.js';
+import { collectGarbage, listBlobs, type TempSweeper } from './gc.js';
+import { PhaseProgress, noProgress, type OnProgress } from './progress.js';
 import { closure, maybeYield, scanLinks, type EvictionResult, type GcReport, type LinkGraph, type SizeReport } from './lifecycle-types.js';
 import { removalEvents, type Removal } from './events.js';
 import type { EventSink, Namespaces } from './types.js';
@@ -128,8 +129,9 @@ export class AdminService {
     return out;
   }
 
-  gc(opts: { dryRun: boolean; graceMs?: number }): Promise<GcReport> {
+  gc(opts: { dryRun: boolean; graceMs?: number; onProgress?: OnProgress }): Promise<GcReport> {
     return collectGarbage({
+      ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
       store: this.d.store,
       meta: this.d.meta,
       now: this.d.now,
@@ -243,40 +245,50 @@ export class AdminService {
    * Re-hashes every committed blob. A mismatch is moved to quarantine (or deleted when the store cannot
    * quarantine) and unlinked everywhere, so the next pull fetches it again instead of serving bad bytes.
    */
-  async verify(): Promise<VerifyReport> {
+  async verify(opts: { onProgress?: OnProgress } = {}): Promise<VerifyReport> {
     const report: VerifyReport = { checked: 0, bytes: 0, corrupt: [], skipped: [] };
-    for await (const { digest, size } of this.d.store.list()) {
-      if (this.d.isBusy(digest)) {
-        report.skipped.push(digest);
-        continue;
-      }
-      const actual = await this.hash(digest);
-      if (actual === undefined) continue; // removed meanwhile
-      report.checked += 1;
-      report.bytes += size;
-      if (actual === digest) continue;
-      const repositories: string[] = [];
-      for (const { repo } of await this.d.meta.linksOf(digest)) {
-        for (const tag of await this.d.meta.tagsOf(repo, digest)) await this.d.meta.deleteTag(repo, tag);
-        await this.d.meta.unlink(repo, digest);
-        repositories.push(repo);
-      }
-      await this.d.meta.forgetAccess(digest);
-      const quarantined = this.d.store.quarantine ? await this.d.store.quarantine(digest) : false;
-      if (!quarantined) await this.d.store.delete(digest);
-      this.d.logger.error({ digest, actual, repositories, quarantined }, 'stored blob does not match its digest; removed from service');
-      report.corrupt.push({ digest, actual, size, repositories, quarantined });
+    const on = opts.onProgress ?? noProgress;
+    // Listed first so progress has a total: bytes to hash is what the time goes by.
+    const blobs = await listBlobs(this.d.store, on);
+    const progress = new PhaseProgress(on, 'hashing', blobs.length, blobs.reduce((n, b) => n + b.size, 0));
+    for (const { digest, size } of blobs) {
+      await this.verifyOne(digest, size, report, progress);
+      progress.step(size);
     }
     return report;
   }
 
-  private async hash(digest: Digest): Promise<Digest | undefined> {
+  private async verifyOne(digest: Digest, size: number, report: VerifyReport, progress: PhaseProgress): Promise<void> {
+    if (this.d.isBusy(digest)) {
+      report.skipped.push(digest);
+      return;
+    }
+    const actual = await this.hash(digest, progress);
+    if (actual === undefined) return; // removed meanwhile
+    report.checked += 1;
+    report.bytes += size;
+    if (actual === digest) return;
+    const repositories: string[] = [];
+    for (const { repo } of await this.d.meta.linksOf(digest)) {
+      for (const tag of await this.d.meta.tagsOf(repo, digest)) await this.d.meta.deleteTag(repo, tag);
+      await this.d.meta.unlink(repo, digest);
+      repositories.push(repo);
+    }
+    await this.d.meta.forgetAccess(digest);
+    const quarantined = this.d.store.quarantine ? await this.d.store.quarantine(digest) : false;
+    if (!quarantined) await this.d.store.delete(digest);
+    this.d.logger.error({ digest, actual, repositories, quarantined }, 'stored blob does not match its digest; removed from service');
+    report.corrupt.push({ digest, actual, size, repositories, quarantined });
+  }
+
+  private async hash(digest: Digest, progress: PhaseProgress): Promise<Digest | undefined> {
     const stream = await this.d.store.read(digest);
     if (!stream) return undefined;
     const h = new Digester(algorithmOf(digest));
     let i = 0;
     for await (const chunk of stream as AsyncIterable<Uint8Array>) {
       h.update(chunk);
+      progress.addBytes(chunk.length);
       await maybeYield(++i);
     }
     return h.peek();

@@ -1,6 +1,7 @@
 import type { Digest } from '../oci/index.js';
 import type { BlobStore, MetadataStore, UploadRecord } from '../store/types.js';
 import { closure, maybeYield, scanLinks, type GcReport } from './lifecycle-types.js';
+import { PhaseProgress, noProgress, type OnProgress } from './progress.js';
 
 export interface TempSweeper {
   sweepTemp?(olderThanMs: number, isLive?: (id: string) => boolean | Promise<boolean>): Promise<{ removed: string[]; bytes: number }>;
@@ -15,6 +16,8 @@ export interface GcDeps {
   /** temp files and committed blobs younger than this are never touched (pushes and fetches in progress) */
   tempGraceMs: number;
   dryRun: boolean;
+  /** told at every upload, temp sweep and blob examined (the UI's maintenance jobs) */
+  onProgress?: OnProgress;
 }
 
 /**
@@ -24,10 +27,13 @@ export interface GcDeps {
  */
 export async function collectGarbage(deps: GcDeps): Promise<GcReport> {
   const report: GcReport = { blobs: [], uploads: [], temps: [], freedBytes: 0, dryRun: deps.dryRun };
+  const on = deps.onProgress ?? noProgress;
   const { live, expired } = await partitionUploads(deps);
-  await removeUploads(deps, expired, report);
+  await removeUploads(deps, expired, report, new PhaseProgress(on, 'uploads', expired.length, null));
+  const temps = new PhaseProgress(on, 'temp files', 1, null);
   await sweepTemps(deps, live, new Set(expired.map((u) => u.writerId)), report);
-  await removeBlobs(deps, report);
+  temps.step();
+  await removeBlobs(deps, report, on);
   report.uploads.sort((a, b) => cmp(a.id, b.id));
   report.temps.sort(cmp);
   report.blobs.sort((a, b) => cmp(a.digest, b.digest));
@@ -45,24 +51,29 @@ async function partitionUploads(deps: GcDeps): Promise<{ live: Set<string>; expi
   return { live, expired };
 }
 
-async function removeUploads(deps: GcDeps, expired: UploadRecord[], report: GcReport): Promise<void> {
+async function removeUploads(deps: GcDeps, expired: UploadRecord[], report: GcReport, progress: PhaseProgress): Promise<void> {
   for (const u of expired) {
-    if (deps.dryRun) {
-      report.uploads.push({ id: u.id, repo: u.repo, size: u.size });
-      report.freedBytes += u.size;
-      continue;
-    }
-    // A PATCH may have revived it since the listing: only an upload still idle is removed.
-    const cur = await deps.meta.getUpload(u.id);
-    if (!cur || cur.updatedAt >= deps.now() - deps.uploadExpiryMs) continue;
-    await deps.meta.deleteUpload(u.id);
-    const w = await deps.store.resume(cur.writerId).catch(() => undefined);
-    if (w) {
-      report.freedBytes += w.size;
-      await w.cancel();
-    }
-    report.uploads.push({ id: cur.id, repo: cur.repo, size: cur.size });
+    await removeUpload(deps, u, report);
+    progress.step(u.size);
   }
+}
+
+async function removeUpload(deps: GcDeps, u: UploadRecord, report: GcReport): Promise<void> {
+  if (deps.dryRun) {
+    report.uploads.push({ id: u.id, repo: u.repo, size: u.size });
+    report.freedBytes += u.size;
+    return;
+  }
+  // A PATCH may have revived it since the listing: only an upload still idle is removed.
+  const cur = await deps.meta.getUpload(u.id);
+  if (!cur || cur.updatedAt >= deps.now() - deps.uploadExpiryMs) return;
+  await deps.meta.deleteUpload(u.id);
+  const w = await deps.store.resume(cur.writerId).catch(() => undefined);
+  if (w) {
+    report.freedBytes += w.size;
+    await w.cancel();
+  }
+  report.uploads.push({ id: cur.id, repo: cur.repo, size: cur.size });
 }
 
 async function sweepTemps(deps: GcDeps, live: Set<string>, expiredWriters: Set<string>, report: GcReport): Promise<void> {
@@ -83,25 +94,50 @@ async function sweepTemps(deps: GcDeps, live: Set<string>, expiredWriters: Set<s
   report.freedBytes += swept.bytes;
 }
 
-async function removeBlobs(deps: GcDeps, report: GcReport): Promise<void> {
+async function removeBlobs(deps: GcDeps, report: GcReport, on: OnProgress): Promise<void> {
+  const links = new PhaseProgress(on, 'links', null, null);
   const graph = await scanLinks(deps.meta);
+  links.step();
   // Linked digests and everything linked manifests reference, even where the reference is not linked itself.
   const referenced = closure(graph, graph.keys());
   const young = deps.now() - deps.tempGraceMs;
+  // Listed first, so the blobs phase has a total to report against (a blob committed meanwhile is young anyway).
+  const blobs = await listBlobs(deps.store, on);
+  const progress = new PhaseProgress(on, 'blobs', blobs.length, blobs.reduce((n, b) => n + b.size, 0));
   let i = 0;
-  for await (const { digest, size } of deps.store.list()) {
+  for (const { digest, size } of blobs) {
     await maybeYield(++i);
-    if (referenced.has(digest)) continue;
-    if (await isYoung(deps, digest, young)) continue;
-    // A push or pull may have linked it since the scan.
-    if ((await deps.meta.linksOf(digest)).length > 0) continue;
-    if (!deps.dryRun) {
-      await deps.meta.forgetAccess(digest);
-      if (!(await deps.store.delete(digest))) continue;
+    if (await removeBlob(deps, referenced, young, digest)) {
+      report.blobs.push({ digest, size });
+      report.freedBytes += size;
     }
-    report.blobs.push({ digest, size });
-    report.freedBytes += size;
+    progress.step(size);
   }
+}
+
+/** Every committed blob with its size, reported as a phase of its own (an S3 listing takes a while). */
+export async function listBlobs(store: Pick<BlobStore, 'list'>, on: OnProgress): Promise<Array<{ digest: Digest; size: number }>> {
+  const progress = new PhaseProgress(on, 'listing blobs', null, null);
+  const out: Array<{ digest: Digest; size: number }> = [];
+  for await (const { digest, size } of store.list()) {
+    out.push({ digest, size });
+    progress.step(size);
+    await maybeYield(out.length);
+  }
+  return out;
+}
+
+/** Whether this blob went (or, in a dry run, would go). */
+async function removeBlob(deps: GcDeps, referenced: Set<Digest>, young: number, digest: Digest): Promise<boolean> {
+  if (referenced.has(digest)) return false;
+  if (await isYoung(deps, digest, young)) return false;
+  // A push or pull may have linked it since the scan.
+  if ((await deps.meta.linksOf(digest)).length > 0) return false;
+  if (!deps.dryRun) {
+    await deps.meta.forgetAccess(digest);
+    if (!(await deps.store.delete(digest))) return false;
+  }
+  return true;
 }
 
 /** Written or read within the grace period: a push in progress links its blobs right after commit. */
