@@ -99,7 +99,7 @@ export function createApp(deps: AppDeps): App {
   // so it is not served there rather than served open.
   if (config.ui.enabled && external) logger.warn({}, 'web UI not served: it needs wharf\'s own auth (htpasswd/tokens), not auth.token.rootcertbundle/jwks');
   const ui = config.ui.enabled && !external
-    ? uiDeps({ config, store: deps.store, meta: deps.meta, registry, metrics, upstreams: deps.upstreams, clientAuth, lifecycle, now, ...(adminRoutes ? { purge: (ref: string) => adminRoutes.admin.purge(ref) } : {}) })
+    ? uiDeps({ config, store: deps.store, meta: deps.meta, registry, metrics, upstreams: deps.upstreams, clientAuth, lifecycle, now, logger, ...(adminRoutes ? { purge: (ref: string) => adminRoutes.admin.purge(ref), maintenance: adminRoutes.admin } : {}) })
     : undefined;
   const koa = createHttpApp({
     clientAuth,

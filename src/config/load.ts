@@ -137,6 +137,8 @@ export async function loadConfig(opts: LoadOptions): Promise<WharfConfig> {
   if (auth) problems.push(...authProblems(auth));
   if (metrics?.auth && !auth) problems.push('metrics.auth: names users of auth, which is not configured');
   if (metrics?.auth?.length === 0) problems.push('metrics.auth: list at least one user (or leave it out)');
+  // Without auth there are no users to name: the UI's gc/verify then follow the admin API's loopback rule.
+  if (ui?.admins && !auth) problems.push('ui.admins: names users of auth, which is not configured (without auth, callers on this host may run gc and verify)');
   const endpointNames = (notifications?.endpoints ?? []).map((e) => e.name);
   for (const dup of new Set(endpointNames.filter((n, i) => endpointNames.indexOf(n) !== i))) {
     problems.push(`notifications.endpoints: name ${dup} is used more than once`);

@@ -297,6 +297,7 @@ export const configSchema = z.strictObject({
     .strictObject({
       enabled: def(bool(), true, 'serve the web UI at / and its JSON API under /_wharf/api/'),
       pullHost: opt(str(), 'registry address shown in the UI\'s pull commands (host[:port])', 'the address the browser used'),
+      admins: opt(z.array(str()), 'users of `auth` who may start gc and verify from the UI (Maintenance page); without `auth`, callers on this host may', 'none'),
     })
     .prefault({}),
 });

@@ -31,7 +31,7 @@ export interface WharfConfig {
   advertiseUrl?: string;
   admin: { username?: string; password?: string };
   /** the web UI (and its JSON API under /_wharf/api/) */
-  ui: { enabled: boolean; pullHost?: string };
+  ui: { enabled: boolean; pullHost?: string; /** users of `auth` who may run gc/verify from the UI */ admins?: string[] };
   /** client authentication and access rules; absent → open */
   auth?: AuthConfig;
   notifications: NotificationsConfig;

@@ -9,6 +9,8 @@ import { query } from '../request.js';
 import { MAX_PER_PAGE, SORT_KEYS, queryRepositories, type RepositoryQuery, type SortKey } from './search.js';
 import { SESSION_COOKIE, sessionCookie, type Sessions } from './session.js';
 import { checkCsrf, loginRequired, userOf, viewerOf, type Viewer } from './viewer.js';
+import { badRequest, readJson } from './body.js';
+import { jobEndpoints, mayMaintain, type MaintenanceDeps } from './jobs.js';
 
 export const API_PREFIX = '/_wharf/api/';
 
@@ -37,9 +39,9 @@ export interface ApiDeps {
   /** `ui.pullHost` */
   pullHost?: string;
   upstreams: readonly string[];
+  /** gc and verify as background jobs (jobs.ts); absent without a serving lifecycle */
+  maintenance?: MaintenanceDeps;
 }
-
-const MAX_LOGIN_BODY = 8 * 1024;
 
 /** `/_wharf/api/…`: the JSON the web UI reads (documented in README "Web UI"). Raw path, case-sensitive (endpoints.ts). */
 export function apiEndpoint(d: ApiDeps) {
@@ -65,6 +67,7 @@ export function apiEndpoint(d: ApiDeps) {
             expires: v.session?.expires ?? null,
             pullHost: d.pullHost ?? null,
             upstreams: d.upstreams,
+            maintain: mayMaintain(ctx, { authEnabled: d.auth !== undefined, ...(d.maintenance ? { maintenance: d.maintenance } : {}) }, v),
           };
         },
         POST: async (ctx) => {
@@ -140,6 +143,12 @@ export function apiEndpoint(d: ApiDeps) {
           ctx.body = { purged: report, origin };
         },
       },
+      [`${API_PREFIX}jobs`]: jobEndpoints({
+        authEnabled: d.auth !== undefined,
+        viewer,
+        ...(d.maintenance ? { maintenance: d.maintenance } : {}),
+        ...(d.sessions ? { sessions: d.sessions } : {}),
+      }),
       [`${API_PREFIX}stats`]: {
         GET: async (ctx) => {
           // Upstream names, quota and traffic: what metrics.auth can close on /metrics is not open here either.
@@ -214,26 +223,4 @@ function whole(v: string | null, fallback: number, what: string): number {
   if (v === null || v === '') return fallback;
   if (!/^\d{1,9}$/.test(v) || Number(v) < 1) throw badRequest(`${what} must be a positive whole number`);
   return Number(v);
-}
-
-async function readJson(ctx: Context): Promise<Record<string, unknown>> {
-  if (!/^application\/json\b/i.test(ctx.get('content-type'))) throw badRequest('send application/json');
-  const chunks: Buffer[] = [];
-  let n = 0;
-  for await (const c of ctx.req as AsyncIterable<Buffer>) {
-    n += c.length;
-    if (n > MAX_LOGIN_BODY) throw new RegistryError(ErrorCode.SIZE_INVALID, 'body too large', { status: 413 });
-    chunks.push(c);
-  }
-  try {
-    const v: unknown = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-    if (typeof v === 'object' && v !== null && !Array.isArray(v)) return v as Record<string, unknown>;
-  } catch {
-    // fall through
-  }
-  throw badRequest('body must be a JSON object');
-}
-
-function badRequest(message: string): RegistryError {
-  return new RegistryError(ErrorCode.UNSUPPORTED, message, { status: 400 });
 }
