@@ -6,6 +6,8 @@ export interface SessionInfo {
   csrf: string | null;
   pullHost: string | null;
   upstreams: string[];
+  /** whether this viewer may run gc and verify (the Maintenance page) */
+  maintain: boolean;
 }
 
 export interface RepositoryListItem {
@@ -118,7 +120,7 @@ export function setCsrf(token: string | null): void {
 
 const BASE = '/_wharf/api/';
 
-async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
+export async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
   const headers: Record<string, string> = { accept: 'application/json' };
   if (method !== 'GET') headers['x-wharf-csrf'] = csrf ?? 'wharf-ui';
   if (body !== undefined) headers['content-type'] = 'application/json';

@@ -5,6 +5,7 @@ import { Announcer, ErrorBox, Loading } from './components.js';
 import { CachePage } from './pages/cache.js';
 import { ImagePage } from './pages/image.js';
 import { LoginPage } from './pages/login.js';
+import { MaintenancePage } from './pages/maintenance.js';
 import { RepoPage } from './pages/repo.js';
 import { ReposPage } from './pages/repos.js';
 import { SetupPage } from './pages/setup.js';
@@ -20,6 +21,8 @@ function Page({ route, session, refresh }: { route: Route; session: SessionInfo;
       return <CachePage />;
     case 'setup':
       return <SetupPage session={session} />;
+    case 'maintenance':
+      return <MaintenancePage session={session} />;
     case 'login':
       return (
         <LoginPage
@@ -75,6 +78,11 @@ function App() {
           <a href={href.setup()} aria-current={current('setup')}>
             Setup
           </a>
+          {session?.maintain && (
+            <a href={href.maintenance()} aria-current={current('maintenance')}>
+              Maintenance
+            </a>
+          )}
         </nav>
         <div class="who">
           {session?.user ? (

@@ -6,6 +6,7 @@ export type Route =
   | { page: 'image'; name: string; ref: string }
   | { page: 'cache' }
   | { page: 'setup' }
+  | { page: 'maintenance' }
   | { page: 'login' };
 
 export function parseHash(hash: string): Route {
@@ -25,6 +26,8 @@ export function parseHash(hash: string): Route {
       return { page: 'cache' };
     case 'setup':
       return { page: 'setup' };
+    case 'maintenance':
+      return { page: 'maintenance' };
     case 'login':
       return { page: 'login' };
     default:
@@ -38,6 +41,7 @@ export const href = {
   image: (name: string, ref: string) => `#/image/${encodeURIComponent(name)}/${encodeURIComponent(ref)}`,
   cache: () => '#/cache',
   setup: () => '#/setup',
+  maintenance: () => '#/maintenance',
   login: () => '#/login',
 };
 
