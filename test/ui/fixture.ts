@@ -38,6 +38,8 @@ export async function startUiFixture(): Promise<UiFixture> {
           { repositories: ['secret/**'], users: ['admin'], actions: ['pull', 'push'] },
         ],
       },
+      // Who may run gc and verify from the UI (test/ui/maintenance.test.ts).
+      ui: { admins: ['admin'] },
     },
   });
   const multi = makeMultiPlatform({ layers: 2 });
