@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { request } from '../helpers/http.js';
-import { launchChromium } from './browser.js';
+import { launchChromium, logIn, openUi } from './browser.js';
 import { ADMIN, HOSTILE, READER, pullManifest, startUiFixture, type UiFixture } from './fixture.js';
 import type { Credentials } from '../helpers/http.js';
 
@@ -34,26 +34,8 @@ after(async () => {
   await f?.stop();
 });
 
-async function open(): Promise<Page> {
-  const context = await browser.newContext();
-  contexts.push(context);
-  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: f.wharf.url });
-  const page = await context.newPage();
-  page.on('request', (r) => {
-    if (!r.url().startsWith(f.wharf.url)) foreign.push(r.url());
-  });
-  page.on('dialog', (d) => void d.accept());
-  await page.goto(`${f.wharf.url}/`);
-  return page;
-}
-
-async function login(page: Page, who: Credentials): Promise<void> {
-  await page.getByRole('link', { name: 'Log in' }).click();
-  await page.getByLabel('User name').fill(who.username);
-  await page.getByLabel('Password or token').fill(who.password);
-  await page.getByRole('button', { name: 'Log in' }).click();
-  await page.getByRole('button', { name: 'Log out' }).waitFor(WAIT);
-}
+const open = (): Promise<Page> => openUi(browser, f.wharf.url, { contexts, foreign, clipboard: true });
+const login = (page: Page, who: Credentials): Promise<void> => logIn(page, who, WAIT);
 
 describe('web UI in chromium', () => {
   it('logs in, searches, opens a multi-platform image and copies its pull command', async () => {

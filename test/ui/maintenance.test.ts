@@ -17,7 +17,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { basicHeader, request, type Credentials, type HttpResponse } from '../helpers/http.js';
 import { sha256 } from '../helpers/oci-image.js';
 import { blobFile, onDisk, startWharf } from '../helpers/wharf.js';
-import { launchChromium } from './browser.js';
+import { launchChromium, logIn, openUi } from './browser.js';
 import { ADMIN, READER, startUiFixture, type UiFixture } from './fixture.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -220,30 +220,12 @@ describe('maintenance jobs API', () => {
   });
 });
 
-async function open(viewport?: { width: number; height: number }): Promise<Page> {
-  const context = await browser.newContext(viewport ? { viewport } : {});
-  contexts.push(context);
-  const page = await context.newPage();
-  page.on('request', (r) => {
-    if (!r.url().startsWith(f.wharf.url)) foreign.push(r.url());
-  });
-  page.on('dialog', (d) => void d.accept());
-  await page.goto(`${f.wharf.url}/`);
-  return page;
-}
-
-async function uiLogin(page: Page, who: Credentials): Promise<void> {
-  await page.getByRole('link', { name: 'Log in' }).click();
-  await page.getByLabel('User name').fill(who.username);
-  await page.getByLabel('Password or token').fill(who.password);
-  await page.getByRole('button', { name: 'Log in' }).click();
-  await page.getByRole('button', { name: 'Log out' }).waitFor(WAIT);
-}
+const open = (viewport?: { width: number; height: number }): Promise<Page> => openUi(browser, f.wharf.url, { contexts, foreign, ...(viewport ? { viewport } : {}) });
 
 describe('Maintenance page in chromium', () => {
   it('an allowed user starts verify from the keyboard and a gc dry run, at phone width, and sees each finish with its report', async () => {
     const page = await open({ width: 390, height: 844 });
-    await uiLogin(page, ADMIN);
+    await logIn(page, ADMIN, WAIT);
     await page.getByRole('link', { name: 'Maintenance' }).click();
     await page.getByRole('heading', { name: 'Maintenance', level: 1 }).waitFor(WAIT);
 
@@ -270,7 +252,7 @@ describe('Maintenance page in chromium', () => {
 
   it('a reader sees no Maintenance link or buttons, and a forced API call from the page is refused', async () => {
     const page = await open();
-    await uiLogin(page, READER);
+    await logIn(page, READER, WAIT);
     assert.equal(await page.getByRole('link', { name: 'Maintenance' }).count(), 0);
     await page.goto(`${f.wharf.url}/#/maintenance`);
     await page.getByRole('heading', { name: 'Maintenance', level: 1 }).waitFor(WAIT);
