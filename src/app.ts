@@ -1,5 +1,7 @@
+import { randomBytes } from 'node:crypto';
 import type Koa from 'koa';
 import type { WharfConfig } from './config/types.js';
+import { JobRunner } from './core/jobs.js';
 import { UpstreamNamespaces } from './core/namespaces.js';
 import type { CorePolicy, UpstreamPolicy } from './core/policy.js';
 import type { Cluster } from './core/cluster.js';
@@ -94,12 +96,15 @@ export function createApp(deps: AppDeps): App {
     users: config.metrics.auth,
     user: clientAuth && ((ctx) => clientAuth.credentialsUser(ctx)),
   });
-  const adminRoutes = lifecycle && { ...lifecycle.adminRoutes({ namespaces, upstreams: deps.upstreams, events: deps.notifier }), events: deps.notifier };
+  const admin = lifecycle?.adminRoutes({ namespaces, upstreams: deps.upstreams, events: deps.notifier });
+  // One gc / verify at a time in this process, whether the admin API (CLI) or the web UI starts it.
+  const jobs = admin && new JobRunner({ gc: (o) => admin.admin.gc(o), verify: (o) => admin.admin.verify(o), now, newId: () => randomBytes(8).toString('hex'), logger });
+  const adminRoutes = admin && { ...admin, events: deps.notifier, jobs };
   // The UI logs users in with wharf's own credentials; behind an external token service it has none to check,
   // so it is not served there rather than served open.
   if (config.ui.enabled && external) logger.warn({}, 'web UI not served: it needs wharf\'s own auth (htpasswd/tokens), not auth.token.rootcertbundle/jwks');
   const ui = config.ui.enabled && !external
-    ? uiDeps({ config, store: deps.store, meta: deps.meta, registry, metrics, upstreams: deps.upstreams, clientAuth, lifecycle, now, logger, ...(adminRoutes ? { purge: (ref: string) => adminRoutes.admin.purge(ref), maintenance: adminRoutes.admin } : {}) })
+    ? uiDeps({ config, store: deps.store, meta: deps.meta, registry, metrics, upstreams: deps.upstreams, clientAuth, lifecycle, now, ...(adminRoutes ? { purge: (ref: string) => adminRoutes.admin.purge(ref), jobs: adminRoutes.jobs } : {}) })
     : undefined;
   const koa = createHttpApp({
     clientAuth,

@@ -3,15 +3,13 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { WharfConfig } from './config/types.js';
 import { BrowseService } from './core/browse.js';
-import { JobRunner } from './core/jobs.js';
-import type { OnProgress } from './core/progress.js';
+import type { JobsApi } from './http/api/jobs.js';
 import type { Registry } from './core/types.js';
 import type { ApiDeps, ApiStats } from './http/api/index.js';
 import { Sessions } from './http/api/session.js';
 import type { ClientAuth } from './http/auth/index.js';
 import type { Lifecycle } from './lifecycle.js';
 import type { PromMetrics } from './observability/metrics.js';
-import type { Logger } from './observability/types.js';
 import { readTraffic } from './observability/traffic.js';
 import type { BlobStore, MetadataStore } from './store/types.js';
 import type { Upstream } from './upstream/types.js';
@@ -29,12 +27,8 @@ export interface UiDepsInput {
   clientAuth?: ClientAuth;
   lifecycle?: Lifecycle;
   purge?: (ref: string) => Promise<object>;
-  /** the admin service's gc and verify, run as the UI's maintenance jobs */
-  maintenance?: {
-    gc(opts: { dryRun: boolean; onProgress: OnProgress }): Promise<object>;
-    verify(opts: { onProgress: OnProgress }): Promise<object>;
-  };
-  logger: Logger;
+  /** gc and verify as jobs (core/jobs.ts), shared with the admin API */
+  jobs?: JobsApi;
   now: () => number;
 }
 
@@ -77,12 +71,9 @@ export function uiDeps(i: UiDepsInput): { api: ApiDeps; assetsDir?: string } {
     ...(auth ? { auth, sessions: new Sessions({ mac: (l, d) => auth.tokens.mac(l, d), now, random: randomBytes }) } : {}),
     ...(i.purge ? { purge: i.purge } : {}),
     ...(config.ui.pullHost !== undefined ? { pullHost: config.ui.pullHost } : {}),
-    ...(i.maintenance ? { maintenance: { jobs: jobRunner(i.maintenance, i.logger, now), admins: config.ui.admins ?? [] } } : {}),
+    ...(i.jobs ? { maintenance: { jobs: i.jobs, admins: config.ui.admins ?? [] } } : {}),
   };
   const assetsDir = [new URL('../dist/ui', import.meta.url), new URL('./ui', import.meta.url)].map((u) => fileURLToPath(u)).find((d) => existsSync(`${d}/index.html`));
   return assetsDir ? { api, assetsDir } : { api };
 }
 
-function jobRunner(m: NonNullable<UiDepsInput['maintenance']>, logger: Logger, now: () => number): JobRunner {
-  return new JobRunner({ gc: (o) => m.gc(o), verify: (o) => m.verify(o), now, newId: () => randomBytes(8).toString('hex'), logger });
-}

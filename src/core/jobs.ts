@@ -25,8 +25,14 @@ export interface Job {
   error: string | null;
 }
 
+/** What a job is asked to do: gc's dry run and grace period (the admin API's `graceMs`). */
+export interface JobOptions {
+  dryRun: boolean;
+  graceMs?: number;
+}
+
 export interface JobRunnerDeps {
-  gc(opts: { dryRun: boolean; onProgress: OnProgress }): Promise<object>;
+  gc(opts: { dryRun: boolean; graceMs?: number; onProgress: OnProgress }): Promise<object>;
   verify(opts: { onProgress: OnProgress }): Promise<object>;
   now: () => number;
   newId: () => string;
@@ -38,9 +44,10 @@ export interface JobRunnerDeps {
 const DEFAULT_KEEP = 20;
 
 /**
- * Runs gc and verify in the background, one at a time in this process (both walk every blob, and two at
- * once would only race each other to the same result), and remembers the recent ones with their progress
- * and report. In memory: each replica knows the jobs it ran itself, and a restart forgets them.
+ * Runs gc and verify, one at a time in this process (both walk every blob, and two at once would only race
+ * each other to the same result), whether the web UI started them in the background or the admin API (the
+ * CLI) waits for one, and remembers the recent ones with their progress and report. In memory: each
+ * replica knows the jobs it ran itself, and a restart forgets them.
  */
 export class JobRunner {
   /** newest first */
@@ -49,8 +56,21 @@ export class JobRunner {
 
   constructor(private readonly d: JobRunnerDeps) {}
 
-  /** Starts a job, or answers the one running (nothing new starts while it runs). */
-  start(kind: JobKind, opts: { dryRun: boolean }, startedBy: string): { started: Job } | { running: Job } {
+  /** Starts a job in the background, or answers the one running (nothing new starts while it runs). */
+  start(kind: JobKind, opts: JobOptions, startedBy: string): { started: Job } | { running: Job } {
+    const r = this.launch(kind, opts, startedBy);
+    if ('running' in r) return r;
+    r.finished.catch(() => {}); // the job records its failure
+    return { started: r.started };
+  }
+
+  /** Runs a job to its end (the admin API's gc / verify): its report, or its error; or the job already running. */
+  run(kind: JobKind, opts: JobOptions, startedBy: string): { running: Job } | { finished: Promise<object> } {
+    const r = this.launch(kind, opts, startedBy);
+    return 'running' in r ? r : { finished: r.finished };
+  }
+
+  private launch(kind: JobKind, opts: JobOptions, startedBy: string): { running: Job } | { started: Job; finished: Promise<object> } {
     if (this.current) return { running: copy(this.current) };
     const dryRun = kind === 'gc' && opts.dryRun;
     const job: Job = {
@@ -73,14 +93,17 @@ export class JobRunner {
       job.progress = p;
     };
     // Started on the next turn, so the answer goes out (202) before a long synchronous stretch could begin.
-    const work = new Promise<void>((r) => setImmediate(r)).then(() => (kind === 'gc' ? this.d.gc({ dryRun, onProgress }) : this.d.verify({ onProgress })));
-    work
+    const gcOpts = { dryRun, onProgress, ...(opts.graceMs !== undefined ? { graceMs: opts.graceMs } : {}) };
+    const work = new Promise<void>((r) => setImmediate(r)).then(() => (kind === 'gc' ? this.d.gc(gcOpts) : this.d.verify({ onProgress })));
+    let failure: unknown;
+    const settled = work
       .then(
         (report) => {
           job.state = 'succeeded';
           job.report = report;
         },
         (err: unknown) => {
+          failure = err;
           job.state = 'failed';
           job.error = err instanceof Error ? err.message : String(err);
         },
@@ -92,7 +115,12 @@ export class JobRunner {
         if (job.state === 'failed') this.d.logger.error({ ...fields, err: job.error }, 'maintenance job failed');
         else this.d.logger.info(fields, 'maintenance job finished');
       });
-    return { started: copy(job) };
+    // Settles once the job's record is final, so whoever waits sees the runner free again.
+    const finished = settled.then(() => {
+      if (job.state === 'failed') throw failure;
+      return job.report ?? {};
+    });
+    return { started: copy(job), finished };
   }
 
   get(id: string): Job | undefined {

@@ -15,8 +15,15 @@ export interface AdminApi {
   cached(digests: Digest[]): Promise<Digest[]>;
 }
 
+/** gc and verify as jobs (core/jobs.ts): one at a time per process, shared with the web UI's Maintenance page. */
+export interface AdminJobs {
+  run(kind: 'gc' | 'verify', opts: { dryRun: boolean; graceMs?: number }, startedBy: string): { running: object } | { finished: Promise<object> };
+}
+
 export interface AdminRouterDeps {
   admin: AdminApi;
+  /** absent: gc and verify run directly, without the one-at-a-time rule (a wharf without the web UI's jobs) */
+  jobs?: AdminJobs;
   /** `admin.username` / `admin.password`; when absent the admin API is open, like the registry API without auth */
   credentials?: { username: string; password: string };
   /** webhook endpoints (`wharf events`); absent when none is configured */
@@ -60,14 +67,15 @@ const ADMIN_TABLE: Record<string, Record<string, AdminHandler>> = {
     },
   },
   '/gc': {
-    POST: async (ctx, admin) => {
+    POST: async (ctx, admin, deps) => {
       const grace = single(ctx, 'graceMs');
       let graceMs: number | undefined;
       if (grace !== undefined) {
         graceMs = Number(grace);
         if (!Number.isSafeInteger(graceMs) || graceMs < 0) throw badRequest('graceMs must be a whole number of milliseconds');
       }
-      ctx.body = await admin.gc({ dryRun: flag(single(ctx, 'dryRun')), ...(graceMs !== undefined ? { graceMs } : {}) });
+      const opts = { dryRun: flag(single(ctx, 'dryRun')), ...(graceMs !== undefined ? { graceMs } : {}) };
+      ctx.body = deps.jobs ? await asJob(deps.jobs, 'gc', opts) : await admin.gc(opts);
     },
   },
   '/images': {
@@ -78,8 +86,8 @@ const ADMIN_TABLE: Record<string, Record<string, AdminHandler>> = {
     },
   },
   '/verify': {
-    POST: async (ctx, admin) => {
-      ctx.body = await admin.verify();
+    POST: async (ctx, admin, deps) => {
+      ctx.body = deps.jobs ? await asJob(deps.jobs, 'verify', { dryRun: false }) : await admin.verify();
     },
   },
   '/evict': {
@@ -164,6 +172,18 @@ function eventBound(name: string, v: string): EventBound {
   const time = /^\d+$/.test(v) ? Number(v) : /^\d{4}-\d{2}-\d{2}T/.test(v) ? Date.parse(v) : NaN;
   if (!Number.isFinite(time)) throw badRequest(`${name} must be an event id or a time (RFC 3339, or ms since the epoch)`);
   return { time };
+}
+
+/** The admin API waits for its job to end, as it always waited for gc / verify; the UI's list shows it meanwhile. */
+async function asJob(jobs: AdminJobs, kind: 'gc' | 'verify', opts: { dryRun: boolean; graceMs?: number }): Promise<object> {
+  const r = jobs.run(kind, opts, 'admin API');
+  if ('running' in r) throw jobBusy(r.running);
+  return r.finished;
+}
+
+/** 409: a gc or verify is running in this process (its job in `detail.job`). */
+export function jobBusy(job: object): RegistryError {
+  return new RegistryError(ErrorCode.UNAVAILABLE, 'a gc or verify is already running; try again when it has finished', { status: 409, detail: { job } });
 }
 
 function single(ctx: Context, name: string): string | undefined {

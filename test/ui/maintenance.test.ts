@@ -146,6 +146,8 @@ describe('maintenance jobs API', () => {
     assert.equal(started.finishedAt, null);
     const conflict = json<{ errors: Array<{ detail: { job: JobJson } }> }>(busy).errors[0]!.detail.job;
     assert.equal(conflict.id, started.id, 'the 409 names the job that is running');
+    const cli = await request(`${f.wharf.url}/_wharf/admin/verify`, { method: 'POST' });
+    assert.equal(cli.status, 409, 'the admin API (wharf verify) waits its turn too');
 
     const { job, seen } = await finish(admin.cookie, started.id);
     assert.equal(job.state, 'succeeded', job.error ?? '');
@@ -199,6 +201,18 @@ describe('maintenance jobs API', () => {
     assert.equal(pulled.status, 200);
     const blob = await request(`${f.wharf.url}/v2/apps/web/blobs/${f.web.layers[0]!.digest}`, { headers: { authorization: basicHeader(READER) } });
     assert.equal(blob.status, 200, 'referenced blobs stay');
+  });
+
+  it("runs the admin API's gc (what `wharf gc` calls) as a job too: the same answer as before, and listed for the UI", async () => {
+    const admin = await login(ADMIN);
+    const r = await request(`${f.wharf.url}/_wharf/admin/gc?dryRun=1`, { method: 'POST' });
+    assert.equal(r.status, 200, r.body.toString());
+    const report = json<{ dryRun: boolean; blobs: unknown[]; freedBytes: number }>(r);
+    assert.equal(report.dryRun, true);
+    assert.deepEqual(report.blobs, [], 'the orphan went in the gc above');
+    const [last] = json<{ jobs: JobJson[] }>(await request(api('jobs'), { headers: { cookie: admin.cookie } })).jobs;
+    assert.deepEqual([last!.kind, last!.dryRun, last!.state, last!.startedBy], ['gc', true, 'succeeded', 'admin API']);
+    assert.deepEqual(json<JobJson>(await request(api(`jobs?id=${last!.id}`), { headers: { cookie: admin.cookie } })).report, report);
   });
 
   it('on a registry without auth follows the admin API rule: callers on this host only', async () => {

@@ -79,3 +79,24 @@ test('remembers only the latest finished jobs', async () => {
   assert.deepEqual(runner.list().map((j) => j.id), ['j3', 'j2']);
   assert.equal(runner.get('j1'), undefined);
 });
+
+test('run (the admin API) waits for the report or the very error, and the runner is free once it settles', async () => {
+  const ops = fakeOps();
+  let n = 0;
+  const runner = new JobRunner({ ...ops, now: () => 0, newId: () => `j${++n}`, logger: silentLogger });
+  const ok = runner.run('gc', { dryRun: false, graceMs: 0 }, 'admin API');
+  assert.ok('finished' in ok);
+  await turn();
+  assert.ok('running' in runner.run('verify', { dryRun: false }, 'admin API'), 'a second waits its turn');
+  ops.calls[0]!.resolve({ freedBytes: 1 });
+  assert.deepEqual(await ok.finished, { freedBytes: 1 });
+  assert.equal(runner.running(), undefined);
+
+  const boom = new Error('store unavailable');
+  const bad = runner.run('verify', { dryRun: false }, 'admin API');
+  assert.ok('finished' in bad);
+  await turn();
+  ops.calls[1]!.reject(boom);
+  await assert.rejects(bad.finished, (e) => e === boom);
+  assert.equal(runner.get('j2')!.error, 'store unavailable');
+});

@@ -1,6 +1,6 @@
 import type { Context } from 'koa';
 import { ErrorCode, RegistryError } from '../../oci/index.js';
-import { fromLoopback } from '../admin.js';
+import { fromLoopback, jobBusy } from '../admin.js';
 import type { EndpointHandler } from '../endpoints.js';
 import { query } from '../request.js';
 import { badRequest, readJson } from './body.js';
@@ -75,9 +75,7 @@ export function jobEndpoints(d: JobEndpointDeps): Record<string, EndpointHandler
       if (typeof kind !== 'string' || !(KINDS as readonly string[]).includes(kind)) throw badRequest(`kind must be one of ${KINDS.join(', ')}`);
       if (body.dryRun !== undefined && typeof body.dryRun !== 'boolean') throw badRequest('dryRun must be true or false');
       const r = m.jobs.start(kind as JobKind, { dryRun: body.dryRun === true }, userOf(v) ?? 'local');
-      if ('running' in r) {
-        throw new RegistryError(ErrorCode.UNAVAILABLE, 'a gc or verify is already running; wait for it to finish', { status: 409, detail: { job: r.running } });
-      }
+      if ('running' in r) throw jobBusy(r.running);
       ctx.status = 202;
       ctx.body = r.started;
     },
