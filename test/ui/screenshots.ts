@@ -5,7 +5,8 @@
 import { execFileSync } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { launchChromium } from './browser.js';
+import { basicHeader, request } from '../helpers/http.js';
+import { launchChromium, logIn } from './browser.js';
 import { ADMIN, pullManifest, READER, startUiFixture } from './fixture.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -17,22 +18,33 @@ const f = await startUiFixture();
 const browser = await launchChromium();
 try {
   for (let i = 0; i < 3; i++) await pullManifest(f.wharf.url, 'library/alpine', '3', READER);
+  // A verify, then a gc dry run, for the Maintenance page to show (the latest, with its report).
+  for (const kind of ['verify', 'gc']) {
+    const started = await request(`${f.wharf.url}/_wharf/api/jobs`, {
+      method: 'POST',
+      headers: { authorization: basicHeader(ADMIN), 'x-wharf-csrf': 'screenshots', 'content-type': 'application/json' },
+      body: JSON.stringify({ kind, dryRun: true }),
+    });
+    const { id } = JSON.parse(started.body.toString()) as { id: string };
+    for (let i = 0; i < 600; i++) {
+      const job = await request(`${f.wharf.url}/_wharf/api/jobs?id=${id}`, { headers: { authorization: basicHeader(ADMIN) } });
+      if ((JSON.parse(job.body.toString()) as { state: string }).state !== 'running') break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
   const shots: Array<{ file: string; hash: string; scheme: 'light' | 'dark'; width: number; ready: string }> = [
     { file: 'repositories.png', hash: '#/', scheme: 'light', width: 1100, ready: 'apps/multi' },
     { file: 'image.png', hash: '#/image/apps%2Fmulti/2.0', scheme: 'light', width: 1100, ready: 'Platforms' },
     { file: 'image-config-dark.png', hash: '#/image/apps%2Fweb/1.0', scheme: 'dark', width: 1100, ready: 'Config' },
     { file: 'cache-dark.png', hash: '#/cache', scheme: 'dark', width: 1100, ready: 'Hit ratio' },
+    { file: 'maintenance.png', hash: '#/maintenance', scheme: 'light', width: 1100, ready: 'gc (dry run): succeeded' },
     { file: 'repository-phone.png', hash: '#/repo/apps%2Fweb', scheme: 'light', width: 390, ready: '1.0' },
   ];
   for (const s of shots) {
     const context = await browser.newContext({ viewport: { width: s.width, height: 760 }, colorScheme: s.scheme });
     const page = await context.newPage();
     await page.goto(`${f.wharf.url}/`);
-    await page.getByRole('link', { name: 'Log in' }).click();
-    await page.getByLabel('User name').fill(ADMIN.username);
-    await page.getByLabel('Password or token').fill(ADMIN.password);
-    await page.getByRole('button', { name: 'Log in' }).click();
-    await page.getByRole('button', { name: 'Log out' }).waitFor();
+    await logIn(page, ADMIN, { timeout: 30_000 });
     await page.goto(`${f.wharf.url}/${s.hash}`);
     await page.getByText(s.ready, { exact: true }).first().waitFor({ timeout: 30_000 });
     await page.screenshot({ path: `${OUT}/${s.file}`, fullPage: s.width < 500 });
