@@ -129,6 +129,11 @@ describe('maintenance jobs API', () => {
     assert.equal((await start(admin, { kind: 'rm -rf' })).status, 400);
     assert.equal((await start(admin, { kind: 'gc', dryRun: 'yes' })).status, 400);
 
+    // One raw-path rule: other spellings of the endpoint are no endpoint at all.
+    for (const p of ['/_wharf/api/Jobs', '/_wharf/api/jobs/', '/_wharf/api//jobs', '/_wharf/api/%6Aobs', '/_Wharf/api/jobs']) {
+      const r = await request(`${f.wharf.url}${p}`, { method: 'POST', headers: { cookie: admin.cookie, 'x-wharf-csrf': admin.csrf, 'content-type': 'application/json' }, body: '{"kind":"gc","dryRun":true}' });
+      assert.notEqual(r.status, 202, p);
+    }
     const list = json<{ running: unknown; jobs: unknown[] }>(await request(api('jobs'), { headers: { cookie: admin.cookie } }));
     assert.deepEqual(list, { running: null, jobs: [] }, 'nothing refused was started');
   });
