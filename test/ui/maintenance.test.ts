@@ -252,6 +252,7 @@ describe('Maintenance page in chromium', () => {
     await verify.focus();
     await page.keyboard.press('Enter');
     await page.getByRole('heading', { name: 'verify: succeeded' }).waitFor(WAIT);
+    assert.equal(await page.evaluate(() => document.activeElement?.id), 'job-h', 'keyboard focus moves to the job it started');
     const bar = page.getByRole('progressbar', { name: 'Progress of verify' });
     assert.equal(await bar.getAttribute('value'), await bar.getAttribute('max'), 'the bar is full when done');
     assert.match((await page.getByTestId('verify-checked').textContent()) ?? '', /^\d+ blobs, 9\d\.\d MiB$/);

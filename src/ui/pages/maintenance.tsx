@@ -34,12 +34,12 @@ export function MaintenancePage({ session }: { session: SessionInfo }) {
   useEffect(() => {
     void refresh();
   }, []);
-  // Poll while something runs; the last poll sees it finish and fetches its report.
+  // Poll while something runs (a failed poll is tried again); the last poll sees it finish and fetches its report.
   useEffect(() => {
     if (!running && shown?.state !== 'running') return;
     const t = setTimeout(() => void refresh(), POLL_MS);
     return () => clearTimeout(t);
-  }, [jobs, shown]);
+  }, [jobs, shown, error]);
   const [announced, setAnnounced] = useState<string>();
   useEffect(() => {
     if (shown && shown.state !== 'running' && announced !== shown.id && shown.finishedAt !== null && Date.now() - shown.finishedAt < 60_000) {
@@ -67,6 +67,8 @@ export function MaintenancePage({ session }: { session: SessionInfo }) {
       const job = await jobsApi.start(kind, dryRun);
       say(`${jobName(job)} started`);
       await refresh(job.id);
+      // The pressed button is disabled now: keyboard focus goes to the job it started.
+      requestAnimationFrame(() => document.getElementById('job-h')?.focus());
     } catch (e) {
       // Another tab or user started one meanwhile: show that one.
       setError(e instanceof ApiError && e.status === 409 ? new Error('A gc or verify is already running: its progress is shown below.') : e);
@@ -160,7 +162,7 @@ function JobView({ job }: { job: Job }) {
         : `failed: ${job.error ?? 'unknown error'}`;
   return (
     <section class="card job" aria-labelledby="job-h">
-      <h2 id="job-h">
+      <h2 id="job-h" tabIndex={-1}>
         {jobName(job)}: {job.state}
       </h2>
       <p class="muted">
