@@ -19,7 +19,7 @@ export interface Job {
   finishedAt: number | null;
   /** the latest the operation reported (progress.ts) */
   progress: Progress;
-  /** when it succeeded: the same report the admin API's gc / verify return */
+  /** when it succeeded: the same report the admin API's gc / verify return (null again once it is old, see keepReports) */
   report: object | null;
   /** when it failed: why */
   error: string | null;
@@ -37,11 +37,14 @@ export interface JobRunnerDeps {
   now: () => number;
   newId: () => string;
   logger: Logger;
-  /** finished jobs remembered for the list (default 20); older ones are forgotten */
+  /** jobs remembered for the list (default 20); older ones are forgotten */
   keep?: number;
+  /** of those, how many newest keep their report (default 5): a gc report lists every blob it removed */
+  keepReports?: number;
 }
 
 const DEFAULT_KEEP = 20;
+const DEFAULT_KEEP_REPORTS = 5;
 
 /**
  * Runs gc and verify, one at a time in this process (both walk every blob, and two at once would only race
@@ -88,6 +91,7 @@ export class JobRunner {
     this.current = job;
     this.jobs.unshift(job);
     this.jobs.splice(this.d.keep ?? DEFAULT_KEEP);
+    for (const old of this.jobs.slice(this.d.keepReports ?? DEFAULT_KEEP_REPORTS)) old.report = null;
     this.d.logger.info({ job: job.id, kind, dryRun, startedBy }, 'maintenance job started');
     const onProgress: OnProgress = (p) => {
       job.progress = p;

@@ -66,18 +66,19 @@ test('one job at a time: a second start answers the running job; progress and re
   assert.equal('report' in runner.list()[1]!, false);
 });
 
-test('remembers only the latest finished jobs', async () => {
+test('remembers only the latest jobs, and the reports of fewer still', async () => {
   const ops = fakeOps();
   let n = 0;
-  const runner = new JobRunner({ ...ops, now: () => 0, newId: () => `j${++n}`, logger: silentLogger, keep: 2 });
-  for (let i = 0; i < 3; i++) {
+  const runner = new JobRunner({ ...ops, now: () => 0, newId: () => `j${++n}`, logger: silentLogger, keep: 3, keepReports: 2 });
+  for (let i = 0; i < 4; i++) {
     runner.start('verify', { dryRun: false }, 'ann');
     await turn();
-    ops.calls[i]!.resolve({});
+    ops.calls[i]!.resolve({ checked: i });
     await turn();
   }
-  assert.deepEqual(runner.list().map((j) => j.id), ['j3', 'j2']);
+  assert.deepEqual(runner.list().map((j) => j.id), ['j4', 'j3', 'j2']);
   assert.equal(runner.get('j1'), undefined);
+  assert.deepEqual(['j4', 'j3', 'j2'].map((id) => runner.get(id)!.report), [{ checked: 3 }, { checked: 2 }, null]);
 });
 
 test('run (the admin API) waits for the report or the very error, and the runner is free once it settles', async () => {
