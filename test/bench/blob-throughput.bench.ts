@@ -21,6 +21,7 @@ export async function warmBlobThroughput(ctx: BenchContext): Promise<Row[]> {
     wharf: `${ctx.warm.wharf.url}/v2/${img.repo}/blobs/${layer.digest}`,
     distribution: `${ctx.warm.distribution.url}/v2/${img.repo}/blobs/${layer.digest}`,
     nginx: `${ctx.nginx.url}/${basename(layer.path!)}`,
+    disk: '',
     direct: '',
   };
   const subjects: Subject[] = ['wharf', 'distribution', 'nginx'];

@@ -113,13 +113,14 @@ export interface CurlRun {
  * `n` concurrent curl processes, each GETting `url` into /dev/null: the client costs next to nothing,
  * so the server is what is measured (content is verified once, separately, with streamGet).
  */
-export async function curlGets(url: string, n: number, timeoutMs = 120_000): Promise<CurlRun> {
+export async function curlGets(url: string, n: number, timeoutMs = 120_000, opts: { follow?: boolean } = {}): Promise<CurlRun> {
   const started = performance.now();
   const one = (): Promise<{ status: number; bytes: number }> =>
     new Promise((resolve, reject) => {
       execFile(
         'curl',
-        ['-s', '-o', '/dev/null', '--max-time', String(timeoutMs / 1000), '-w', '%{http_code} %{size_download}', url],
+        // follow: `-L`, as a client of a mirror that redirects to object storage (the status is the last one's)
+        ['-s', ...(opts.follow ? ['-L'] : []), '-o', '/dev/null', '--max-time', String(timeoutMs / 1000), '-w', '%{http_code} %{size_download}', url],
         { timeout: timeoutMs + 5000 },
         (err, stdout) => {
           // curl's exit code says how it ended (18: the body was cut short, 28: timed out, 56: connection reset)
