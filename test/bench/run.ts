@@ -40,11 +40,13 @@ interface Scenario {
   /** Needs the long-running warm mirrors. */
   warm: boolean;
   timeoutMs: number;
+  /** Compares with nginx serving the layer files (so nginx is needed only when such a scenario runs). */
+  nginx?: boolean;
   run(ctx: BenchContext): Promise<Row[]>;
 }
 
 const SCENARIOS: Scenario[] = [
-  { id: '1', warm: true, timeoutMs: 180_000, run: warmBlobThroughput },
+  { id: '1', warm: true, nginx: true, timeoutMs: 180_000, run: warmBlobThroughput },
   { id: '2', warm: true, timeoutMs: 120_000, run: manifestThroughput },
   { id: '5', warm: true, timeoutMs: 120_000, run: warmPulls },
   { id: '3', warm: false, timeoutMs: 720_000, run: coldPulls },
@@ -144,8 +146,12 @@ async function main(): Promise<void> {
     const hub: Hub = await startHub();
     stops.push(() => hub.stop());
     for (const img of Object.values(images)) await img.push(hub.registry.url);
-    const nginx: Server = await startNginx(dir.path);
-    stops.push(() => nginx.stop());
+    let nginx: Server | undefined;
+    if (selected.some((s) => s.nginx)) {
+      const n = await startNginx(dir.path);
+      stops.push(() => n.stop());
+      nginx = n;
+    }
 
     let warm: Record<TargetKind, Target> | undefined;
     const ctx = (): BenchContext => ({ hub, images, reps, warm: warm!, nginx, log });
