@@ -1,10 +1,10 @@
 import { manifestAccept } from '../helpers/http.js';
 import { startSwiftS3, type SwiftS3 } from '../helpers/swift-s3.js';
-import { curlGets, pull, streamGet, type Fetched } from './client.js';
+import { curlGets, getFollowing, pull, streamGet } from './client.js';
 import { coldPullThrough, failureNote, measured, skopeoPull, timedPull } from './cold-pull.bench.js';
 import { largest, MiB, type BenchContext } from './context.js';
 import type { BenchImage } from './images.js';
-import { median } from './measure.js';
+import { median, sleep } from './measure.js';
 import { row, type Row, type Subject } from './report.js';
 import { startTarget, type Target, type TargetOptions } from './setup.js';
 
@@ -33,23 +33,20 @@ function s3Storage(swift: SwiftS3, prefix: string, redirect: boolean): TargetOpt
   };
 }
 
-/** A GET that follows one 307 (wharf with `redirect: true` → presigned URL on the bucket); ms for both legs. */
-async function getFollowing(url: string): Promise<Fetched & { redirected: boolean }> {
-  const started = performance.now();
-  const first = await streamGet(url, {}, 120_000);
-  if (first.status !== 307) return { ...first, redirected: false };
-  const location = first.headers.location;
-  if (location === undefined) throw new Error(`${url}: 307 without a Location`);
-  const second = await streamGet(new URL(location, url).href, {}, 120_000);
-  return { ...second, ms: performance.now() - started, redirected: true };
-}
-
+/**
+ * The blob's bytes are right, and (`redirect`) come from the bucket. A download's last byte reaches its client
+ * before the blob is committed and linked, so the GET after it may still be served by wharf: up to 10 s of retries.
+ */
 async function verify(url: string, want: { digest: string; size: number }, redirect: boolean): Promise<void> {
-  const r = await getFollowing(url);
-  if (r.status !== 200 || r.digest !== want.digest || r.bytes !== want.size) {
-    throw new Error(`${url}: HTTP ${r.status}, ${r.bytes} bytes ${r.digest} (want ${want.size} ${want.digest})`);
+  for (let attempt = 1; ; attempt++) {
+    const r = await getFollowing(url, 120_000);
+    if (r.status !== 200 || r.digest !== want.digest || r.bytes !== want.size) {
+      throw new Error(`${url}: HTTP ${r.status}, ${r.bytes} bytes ${r.digest} (want ${want.size} ${want.digest})`);
+    }
+    if (r.redirected === redirect) return;
+    if (attempt >= 40) throw new Error(`${url}: ${r.redirected ? 'redirected' : 'served by wharf'}, want the other`);
+    await sleep(250);
   }
-  if (r.redirected !== redirect) throw new Error(`${url}: ${r.redirected ? 'redirected' : 'served by wharf'}, want the other`);
 }
 
 /** Object-storage requests wharf counted (`wharf_storage_requests_total`), by operation. */
