@@ -49,13 +49,17 @@ async function verify(url: string, want: { digest: string; size: number }, redir
   }
 }
 
-/** Object-storage requests wharf counted (`wharf_storage_requests_total`), by operation. */
+/**
+ * Object-storage reads wharf counted (`wharf_storage_requests_total`, op head or get): what serving a blob costs
+ * (the sole-use claim's renewal PUT every 20 s is no GET's).
+ */
 async function storageRequests(base: string): Promise<Map<string, number>> {
   const r = await streamGet(`${base}/metrics`);
   if (r.status !== 200 || r.body === undefined) throw new Error(`${base}/metrics: HTTP ${r.status}`);
   const out = new Map<string, number>();
   for (const m of r.body.toString('utf8').matchAll(/^wharf_storage_requests_total\{([^}]*)\} (\S+)$/gm)) {
     const op = /op="([^"]+)"/.exec(m[1]!)?.[1] ?? '?';
+    if (op !== 'head' && op !== 'get') continue;
     out.set(op, (out.get(op) ?? 0) + Number(m[2]));
   }
   return out;
