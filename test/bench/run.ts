@@ -235,7 +235,7 @@ async function main(): Promise<void> {
     const nodeVersion = (out.versions as { node?: string } | undefined)?.node ?? process.version;
     const stamp = [
       `Run of ${out.date.slice(0, 10)} on ${m.cpus} × ${m.cpu}, Node ${nodeVersion}, ${out.repetitions} repetitions, ${out.tookSeconds} s (\`test/bench/results.json\`)` +
-        `${out.partialRuns?.length ? '; ' : ':'}`,
+        `${out.partialRuns?.length ? ';' : ':'}`,
       ...(out.partialRuns ?? []).map(
         (p, i, all) =>
           `scenario${p.only.length > 1 ? 's' : ''} ${p.only.join(', ')} from a run of ${p.date.slice(0, 10)} alone (\`BENCH_ONLY=${p.only.join(',')}\`, wharf ${p.wharf}, ${p.repetitions} repetitions, ${p.tookSeconds} s, 1-minute load average ${p.load[0]} at its start and ${p.load[1]} at its end)${i === all.length - 1 ? ':' : ';'}`,
