@@ -32,6 +32,12 @@ export interface BlobStore {
    * undefined when the bytes are to be served by wharf.
    */
   redirectUrl?(digest: Digest): Promise<string | undefined>;
+  /**
+   * Opens committed content whose size the caller knows (a link records it) in one request, where stat then read
+   * would take two: object storage's GetObject answers "absent" itself, a HeadObject first costs a round trip per
+   * blob GET. Undefined when absent or not `size` bytes long. The range must lie within `size`.
+   */
+  readSized?(digest: Digest, size: number, range?: ByteRange): Promise<Readable | undefined>;
   /** Moves committed content out of service but keeps it for inspection (`wharf verify`); true when moved. */
   quarantine?(digest: Digest): Promise<boolean>;
 }
