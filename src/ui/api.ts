@@ -87,6 +87,8 @@ export interface ImageDetail {
   layers?: ImageBlob[];
   annotations?: Record<string, string>;
   referrers: Array<{ digest: string; mediaType: string; artifactType?: string; size: number }>;
+  /** set when this manifest is itself a referrer (a signature, an SBOM): what it refers to */
+  subject?: { digest: string; mediaType: string; size: number };
   rights: string[];
   canPurge: boolean;
 }
