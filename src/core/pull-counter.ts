@@ -141,7 +141,9 @@ export class PullCounter implements PullSink {
     const batch = this.pending;
     this.pending = new Map();
     this.pendingNames = 0;
-    const minutes = [...batch];
+    // Counts a long store outage kept pending past the day would only fill buckets no window reads.
+    const oldest = minuteOf(this.opts.now()) - 24 * 60;
+    const minutes = [...batch].filter(([minute]) => minute >= oldest);
     const hours = new Map<number, Map<string, number>>();
     let failure: { error: unknown } | undefined;
     let i = 0;
