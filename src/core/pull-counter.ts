@@ -1,6 +1,7 @@
 import { LRUCache } from 'lru-cache';
 import { isIndexType, parseManifest, type Reference } from '../oci/index.js';
 import type { PullIndex } from '../store/types.js';
+import { PeriodicFlush, type PeriodicFlushOptions } from './periodic-flush.js';
 import type { ManifestResult, PullSink, RepoRef } from './types.js';
 
 const MINUTE = 60_000;
@@ -21,13 +22,8 @@ const READ_TTL_MS = 3000;
 
 export type PullWindow = 'hour' | 'day';
 
-export interface PullCounterOptions {
-  flushIntervalMs: number;
+export interface PullCounterOptions extends PeriodicFlushOptions {
   now: () => number;
-  setInterval?: (fn: () => void, ms: number) => unknown;
-  clearInterval?: (handle: unknown) => void;
-  /** a background flush failed (its counts are merged back for the next one) */
-  onError?: (err: unknown) => void;
 }
 
 /**
@@ -43,26 +39,18 @@ export class PullCounter implements PullSink {
   private pending = new Map<number, Map<string, number>>();
   private pendingNames = 0;
   private readonly children = new LRUCache<string, true>({ max: CHILD_MEMORY_MAX, ttl: CHILD_MEMORY_MS });
-  private readonly timer: unknown;
-  private readonly clear: (handle: unknown) => void;
-  private tail: Promise<void> = Promise.resolve();
-  private closed = false;
+  private readonly flusher: PeriodicFlush;
   private read = new Map<string, { at: number; sums: Promise<Map<string, number>> }>();
 
   constructor(
     private readonly meta: PullIndex,
     private readonly opts: PullCounterOptions,
   ) {
-    const set = opts.setInterval ?? ((fn: () => void, ms: number) => setInterval(fn, ms));
-    this.clear = opts.clearInterval ?? ((h) => clearInterval(h as NodeJS.Timeout));
-    this.timer = set(() => {
-      this.flush().catch((e: unknown) => opts.onError?.(e));
-    }, opts.flushIntervalMs);
-    (this.timer as { unref?: () => void } | undefined)?.unref?.();
+    this.flusher = new PeriodicFlush(() => this.flushNow(), opts);
   }
 
   pulled(repo: RepoRef, ref: Reference, result: Pick<ManifestResult, 'descriptor' | 'bytes'>): void {
-    if (this.closed) return;
+    if (this.flusher.closed) return;
     const { descriptor, bytes } = result;
     if (isIndexType(descriptor.mediaType)) {
       this.rememberChildren(repo.key, descriptor.mediaType, bytes);
@@ -90,17 +78,12 @@ export class PullCounter implements PullSink {
 
   /** Writes what was counted so far. On failure the batch is merged back and the error rethrown. */
   flush(): Promise<void> {
-    const run = this.tail.then(() => this.flushNow());
-    this.tail = run.catch(() => undefined);
-    return run;
+    return this.flusher.flush();
   }
 
-  async close(): Promise<void> {
-    if (!this.closed) {
-      this.closed = true;
-      this.clear(this.timer);
-    }
-    await this.flush();
+  /** Stops the timer and writes what is pending. Pulls after close are not counted. */
+  close(): Promise<void> {
+    return this.flusher.close();
   }
 
   private count(key: string): void {
