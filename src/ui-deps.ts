@@ -51,18 +51,30 @@ export function uiDeps(i: UiDepsInput): { api: ApiDeps; assetsDir?: string } {
     return sizes.report;
   };
   const names = i.registry.namespaces;
+  /**
+   * The name a repository key is listed under, when the viewer may pull it: only if that name still leads to
+   * the key (a repository of an upstream since removed from the configuration would name another).
+   */
+  const shownAs = (key: string, visible: (name: string) => boolean): string | undefined => {
+    const name = names.displayName(key);
+    try {
+      return names.resolve(name).key === key && visible(name) ? name : undefined;
+    } catch {
+      return undefined;
+    }
+  };
   const topPulls = async (visible: (name: string) => boolean): Promise<ApiStats['topPulls']> => {
     const pulls = i.pulls;
     if (!pulls) return { hour: [], day: [] };
-    const shown = (key: string) => visible(names.displayName(key));
+    const shown = (key: string) => shownAs(key, visible) !== undefined;
     const list = async (w: 'hour' | 'day') => (await pulls.top(w, TOP_PULLS, shown)).map((p) => ({ repository: names.displayName(p.key), pulls: p.pulls }));
     const [hour, day] = await Promise.all([list('hour'), list('day')]);
     return { hour, day };
   };
   const downloads = (visible: (name: string) => boolean): ApiStats['downloads'] =>
     (i.downloads?.() ?? []).flatMap(({ repoKey, ...d }) => {
-      const repository = names.displayName(repoKey);
-      return visible(repository) ? [{ repository, ...d }] : [];
+      const repository = shownAs(repoKey, visible);
+      return repository !== undefined ? [{ repository, ...d }] : [];
     });
   const stats = async (visible: (name: string) => boolean): Promise<ApiStats> => {
     const t = await readTraffic(i.metrics.registry);
