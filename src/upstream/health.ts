@@ -26,7 +26,8 @@ export class HealthRecord {
   read(): UpstreamHealth {
     const ok = this.#lastSuccess;
     const err = this.#lastError;
-    const state = ok === undefined && err === undefined ? 'unknown' : err !== undefined && (ok === undefined || err.at >= ok) ? 'failing' : 'ok';
+    // Failures are reset by an answer: any left means the latest request failed (whatever the clock says).
+    const state = this.#failures > 0 ? 'failing' : ok !== undefined ? 'ok' : 'unknown';
     return {
       state,
       failures: this.#failures,
