@@ -80,6 +80,18 @@ describe('cache dashboard API', () => {
     await statsUntil(base, READER, (x) => !x.downloads.some((y) => y.digest === layer.digest), 'the finished download gone from the list');
   });
 
+  it("lists another's download only to a viewer who may pull its repository", async () => {
+    const base = f.wharf.url;
+    const layer = f.secret.layers[0]!;
+    f.proxy.inject({ match: { method: 'GET', path: `/v2/secret/vault/blobs/${layer.digest}` }, action: { kind: 'pace', bytesPerSecond: 1000 } });
+    assert.equal((await getManifest(base, 'secret/vault', '1', ADMIN)).status, 200);
+    const blob = request(`${base}/v2/secret/vault/blobs/${layer.digest}`, { headers: { authorization: basicHeader(ADMIN) } });
+    await statsUntil(base, ADMIN, (x) => x.downloads.some((d) => d.digest === layer.digest), 'the admin sees the secret download');
+    const asReader = await stats(base, READER);
+    assert.equal(asReader.downloads.some((d) => d.digest === layer.digest || d.repository === 'secret/vault'), false);
+    assert.equal((await blob).status, 200);
+  });
+
   it('reports each upstream: reachable with its rate limit, or unreachable with the last error', async () => {
     const base = f.wharf.url;
     f.proxy.inject({

@@ -22,6 +22,8 @@ export interface DashboardFixture {
   upstream: RegistryProcess;
   proxy: FaultProxy;
   big: TestImage;
+  /** secret/vault:1, which only the admin may pull (and no test pulls but the one that watches it download) */
+  secret: TestImage;
   multi: TestIndex;
   signed: TestImage;
   /** the referrer (an SBOM artifact) pushed with `signed` as its subject */
@@ -53,12 +55,14 @@ export async function startDashboardFixture(): Promise<DashboardFixture> {
     },
   });
   const big = makeImage({ layers: 1, layerSize: 3 * 1024 * 1024 });
+  const secret = makeImage({ layers: 1 });
   const multi = makeMultiPlatform({ layers: 1 });
   for (const [repo, x] of [
     ['library/alpine', makeImage({ layers: 1 })],
     ['library/busybox', makeImage({ layers: 1 })],
     ['library/rated', makeImage({ layers: 1 })],
     ['secret/tool', makeImage({ layers: 1 })],
+    ['secret/vault', secret],
     ['library/multi', multi],
     ['library/big', big],
   ] as const) {
@@ -72,6 +76,7 @@ export async function startDashboardFixture(): Promise<DashboardFixture> {
     upstream,
     proxy,
     big,
+    secret,
     multi,
     signed,
     sbom,
