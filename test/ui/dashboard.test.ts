@@ -6,16 +6,14 @@
  * dark mode scrolls no page sideways; an image's SBOM is listed on its page. No request leaves for another host.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { basicHeader, request, type Credentials } from '../helpers/http.js';
 import { launchChromium } from './browser.js';
+import { ensureUiBuilt } from './build.js';
 import { BIG_RATE, SBOM_TYPE, getManifest, startDashboardFixture, type DashboardFixture } from './dashboard-fixture.js';
 import { READER } from './fixture.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const WAIT = { timeout: 30_000 };
 
 let f: DashboardFixture;
@@ -24,7 +22,7 @@ const foreign: string[] = [];
 const contexts: BrowserContext[] = [];
 
 before(async () => {
-  execFileSync('npx', ['tsx', 'tools/build-ui.ts'], { cwd: ROOT, stdio: 'pipe' });
+  ensureUiBuilt();
   f = await startDashboardFixture();
   browser = await launchChromium();
 });
