@@ -6,6 +6,7 @@ import { UpstreamNamespaces } from './core/namespaces.js';
 import type { CorePolicy, UpstreamPolicy } from './core/policy.js';
 import type { Cluster } from './core/cluster.js';
 import { createRegistry } from './core/registry.js';
+import { PullCounter } from './core/pull-counter.js';
 import type { Registry } from './core/types.js';
 import { createHttpApp } from './http/server.js';
 import { createClientAuth, createExternalAuth, isExternalTokenAuth } from './http/auth/index.js';
@@ -57,6 +58,9 @@ export interface App {
  */
 const SETTLE_LIMIT_MS = 10_000;
 
+/** how often pull counts are written to the metadata store (the dashboard's own replica shows them at once) */
+const PULL_FLUSH_MS = 5_000;
+
 /** Composition root: wires the implementations to the interfaces. No behaviour of its own. */
 export function createApp(deps: AppDeps): App {
   const { config, metrics, logger } = deps;
@@ -103,8 +107,25 @@ export function createApp(deps: AppDeps): App {
   // The UI logs users in with wharf's own credentials; behind an external token service it has none to check,
   // so it is not served there rather than served open.
   if (config.ui.enabled && external) logger.warn({}, 'web UI not served: it needs wharf\'s own auth (htpasswd/tokens), not auth.token.rootcertbundle/jwks');
+  // Pulls are counted only for the dashboard that shows them.
+  const pulls = config.ui.enabled && !external
+    ? new PullCounter(deps.meta, { flushIntervalMs: PULL_FLUSH_MS, now, onError: (err) => logger.warn({ err: (err as Error).message }, 'pull counts not written; retrying') })
+    : undefined;
   const ui = config.ui.enabled && !external
-    ? uiDeps({ config, store: deps.store, meta: deps.meta, registry, metrics, upstreams: deps.upstreams, clientAuth, lifecycle, now, ...(adminRoutes ? { purge: (ref: string) => adminRoutes.admin.purge(ref), jobs: adminRoutes.jobs } : {}) })
+    ? uiDeps({
+        config,
+        store: deps.store,
+        meta: deps.meta,
+        registry,
+        metrics,
+        upstreams: deps.upstreams,
+        clientAuth,
+        lifecycle,
+        now,
+        ...(pulls ? { pulls } : {}),
+        downloads: () => registry.blobService.downloads(),
+        ...(adminRoutes ? { purge: (ref: string) => adminRoutes.admin.purge(ref), jobs: adminRoutes.jobs } : {}),
+      })
     : undefined;
   const koa = createHttpApp({
     clientAuth,
@@ -116,6 +137,7 @@ export function createApp(deps: AppDeps): App {
     maxManifestBytes: config.limits.maxManifestBytes,
     trustedProxies: config.server.trustedProxies,
     events: deps.notifier,
+    ...(pulls ? { pulls } : {}),
     admin: adminRoutes,
     ops: {
       readiness: () =>
@@ -143,6 +165,7 @@ export function createApp(deps: AppDeps): App {
     registry,
     async close() {
       await registry.settle(SETTLE_LIMIT_MS);
+      await pulls?.close().catch(() => {});
       await deps.notifier?.close().catch(() => {});
       for (const u of deps.upstreams.values()) await u.close().catch(() => {});
       await deps.meta.close().catch(() => {});

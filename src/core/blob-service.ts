@@ -12,8 +12,26 @@ import { announce } from './events.js';
 interface Inflight {
   fetch: BlobFetch;
   repoKey: string;
+  /** set for the downloads in the table (the dashboard lists them) */
+  upstream?: string;
+  startedAt?: number;
   /** the download, its commit and its link all done (or failed); absent for a fetch in no table */
   finished?: Promise<void>;
+}
+
+/** One download from an upstream running in this process, as the dashboard shows it. */
+export interface InflightDownload {
+  /** canonical key of the repository it was fetched for */
+  repoKey: string;
+  digest: Digest;
+  upstream: string;
+  /** bytes received so far */
+  received: number;
+  /** full size, once the upstream has said */
+  size?: number;
+  /** clients reading it now */
+  clients: number;
+  startedAt: number;
 }
 
 /**
@@ -288,6 +306,17 @@ export class Blobs implements BlobService {
     await Promise.allSettled([...this.inflight.values()].filter((e) => e.fetch.proven).map((e) => e.finished));
   }
 
+  /** The downloads running in this process now, oldest first (the dashboard's "in flight"). */
+  downloads(): InflightDownload[] {
+    const out: InflightDownload[] = [];
+    for (const [digest, e] of this.inflight) {
+      if (e.upstream === undefined || e.startedAt === undefined) continue;
+      const { fetch } = e;
+      out.push({ repoKey: e.repoKey, digest, upstream: e.upstream, received: fetch.received, ...(fetch.size !== undefined ? { size: fetch.size } : {}), clients: fetch.clients, startedAt: e.startedAt });
+    }
+    return out.sort((a, b) => a.startedAt - b.startedAt);
+  }
+
   /** true while a blob is being downloaded into the cache (eviction must leave it alone). */
   isBusy(digest: Digest): boolean {
     return this.inflight.has(digest);
@@ -295,7 +324,7 @@ export class Blobs implements BlobService {
 
   private startFetch(repo: RepoRef, target: MirrorTarget, digest: Digest, lease?: FetchLease): Inflight {
     const fetch = this.newFetch(target, repo, digest);
-    const entry: Inflight = { fetch, repoKey: repo.key };
+    const entry: Inflight = { fetch, repoKey: repo.key, upstream: target.upstream.name, startedAt: this.d.now() };
     this.inflight.set(digest, entry);
     this.d.metrics.inflightFetches(1);
     entry.finished = fetch.done
