@@ -8,10 +8,10 @@
  * Tests that look at blobs use blobStored()/storedBlobs() here instead of the files; a test that can only
  * work on files says so with `{ skip: onlyOnFilesystem('why') }` (listed in README, "Testing").
  */
-import { HeadObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { createHash } from 'node:crypto';
-import { access } from 'node:fs/promises';
-import { join } from 'node:path';
+import { access, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { join, relative } from 'node:path';
 import { after } from 'node:test';
 import { startSwiftS3, type SwiftS3 } from './swift-s3.js';
 
@@ -137,4 +137,88 @@ export async function objectsUnder(dataDir: string, sub: string): Promise<string
     } while (token);
     return keys.sort();
   });
+}
+
+/** A stored blob's bytes (undefined when it is not stored): its file, or its object in S3 mode. */
+export async function storedBytes(dataDir: string, digest: string): Promise<Buffer | undefined> {
+  if (!onS3) return readFile(join(dataDir, blobPath(digest))).catch(() => undefined);
+  return withClient(async (c) => {
+    try {
+      const r = await c.send(new GetObjectCommand({ Bucket: MATRIX_BUCKET, Key: prefixFor(dataDir) + blobPath(digest) }));
+      return Buffer.from(await r.Body!.transformToByteArray());
+    } catch (e) {
+      if ((e as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode === 404) return undefined;
+      throw e;
+    }
+  });
+}
+
+/** Every stored blob as `<alg>/<2 hex>/<hex>` (sorted): files under dataDir/blobs, or the objects in S3 mode. */
+export async function storedBlobs(dataDir: string): Promise<string[]> {
+  return onS3 ? objectsUnder(dataDir, 'blobs/') : filesIn(join(dataDir, 'blobs'));
+}
+
+/**
+ * What running upload sessions keep (sorted): files under dataDir/tmp, and in S3 mode also the session
+ * objects (`s3:uploads/<id>/…`) that let any replica resume them.
+ */
+export async function stagedUploads(dataDir: string): Promise<string[]> {
+  const local = await filesIn(join(dataDir, 'tmp'));
+  if (!onS3) return local;
+  return [...local, ...(await objectsUnder(dataDir, 'uploads/')).map((k) => `s3:uploads/${k}`)].sort();
+}
+
+async function filesIn(dir: string): Promise<string[]> {
+  try {
+    const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+    return entries
+      .filter((e) => e.isFile())
+      .map((e) => relative(dir, join(e.parentPath, e.name)))
+      .sort();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+}
+
+/** Replaces a stored blob's bytes (a corrupted disk or bucket, for verify): its file, or its object in S3 mode. */
+export async function overwriteBlob(dataDir: string, digest: string, bytes: Buffer): Promise<void> {
+  if (!onS3) return writeFile(join(dataDir, blobPath(digest)), bytes);
+  await withClient((c) => c.send(new PutObjectCommand({ Bucket: MATRIX_BUCKET, Key: prefixFor(dataDir) + blobPath(digest), Body: bytes })));
+}
+
+/** Whether verify moved the blob aside: `quarantine/<alg>-<hex>` under dataDir, or under the prefix in S3 mode. */
+export async function quarantined(dataDir: string, digest: string): Promise<boolean> {
+  const name = `quarantine/${digest.replace(':', '-')}`;
+  if (!onS3) return access(join(dataDir, name)).then(() => true, () => false);
+  return (await objectsUnder(dataDir, 'quarantine/')).includes(name.slice('quarantine/'.length));
+}
+
+/**
+ * Bytes an upload session has stored so far: its file tmp/<id> on the filesystem; in S3 mode the session
+ * objects uploads/<id>/<offset> (what a resuming replica would find). -1 when there is nothing.
+ */
+export async function sessionBytes(dataDir: string, id: string): Promise<number> {
+  if (!onS3) return stat(join(dataDir, 'tmp', id)).then((st) => st.size, () => -1);
+  const root = prefixFor(dataDir) + `uploads/${id}/`;
+  return withClient(async (c) => {
+    const r = await c.send(new ListObjectsV2Command({ Bucket: MATRIX_BUCKET, Prefix: root }));
+    const segments = (r.Contents ?? []).filter((o) => /\/\d{16}$/.test(o.Key ?? ''));
+    return segments.length === 0 ? (r.Contents?.length ? 0 : -1) : segments.reduce((n, o) => n + (o.Size ?? 0), 0);
+  });
+}
+
+/**
+ * Whether a PATCH body still arriving has reached wharf's disk with at least `n` bytes: tmp/<id> on the
+ * filesystem; in S3 mode the request's local temp file (`tmp/*-s3`), which becomes a session object only
+ * once the body is whole.
+ */
+export async function receivingBytes(dataDir: string, id: string, n: number): Promise<boolean> {
+  if (!onS3) return (await sessionBytes(dataDir, id)) >= n;
+  const dir = join(dataDir, 'tmp');
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    if (!name.endsWith('-s3')) continue;
+    if (((await stat(join(dir, name)).catch(() => undefined))?.size ?? 0) >= n) return true;
+  }
+  return false;
 }

@@ -9,12 +9,12 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { request, type HttpResponse } from '../helpers/http.js';
 import { sha256 } from '../helpers/oci-image.js';
 import { rawRequest } from '../helpers/raw-http.js';
+import { onS3, receivingBytes, sessionBytes } from '../helpers/test-storage.js';
 import { smallDisk, unmountTmpfs } from '../helpers/tmpfs.js';
 import { describeResponse, onDisk, startWharf, type WharfProcess } from '../helpers/wharf.js';
 
@@ -58,11 +58,10 @@ function put(s: Session, digest: string): Promise<HttpResponse> {
   return request(u.toString(), { method: 'PUT' });
 }
 
-const tempSize = (s: Session): Promise<number> =>
-  stat(join(s.server.dataDir, 'tmp', s.uuid)).then(
-    (st) => st.size,
-    () => -1,
-  );
+/** The bytes the session holds (its file, or its stored segments on S3). */
+const tempSize = (s: Session): Promise<number> => sessionBytes(s.server.dataDir, s.uuid);
+/** A PATCH still being received has put at least `n` bytes on wharf's disk. */
+const receiving = (s: Session, n: number): Promise<boolean> => receivingBytes(s.server.dataDir, s.uuid, n);
 
 /** Polls `cond` every 20 ms for up to `ms`; false when it never held. */
 async function until(cond: () => boolean | Promise<boolean>, ms = 20_000): Promise<boolean> {
@@ -100,7 +99,7 @@ describe('a failed PATCH', () => {
       'Content-Range': `${MiB}-${3 * MiB - 1}`,
     });
     await raw.send(partial);
-    assert.ok(await until(async () => (await tempSize(s)) === 2 * MiB), 'the partial bytes reached the file');
+    assert.ok(await until(() => receiving(s, onS3 ? MiB : 2 * MiB)), 'the partial bytes reached the file');
     raw.cut();
     await assertResumesAt(s, first, randomBytes(MiB));
   });
@@ -117,7 +116,7 @@ describe('a failed PATCH', () => {
         'Content-Range': `${MiB}-${3 * MiB - 1}`,
       });
       await raw.send(randomBytes(MiB));
-      assert.ok(await until(async () => (await tempSize(s)) === 2 * MiB), 'the partial bytes reached the file');
+      assert.ok(await until(() => receiving(s, onS3 ? MiB : 2 * MiB)), 'the partial bytes reached the file');
       await own.kill();
       raw.cut();
       await own.restart();
@@ -132,7 +131,7 @@ describe('a failed PATCH', () => {
     const sent = randomBytes(500);
     const raw = await rawRequest(w.port, 'PATCH', s.path, { 'Content-Type': 'application/octet-stream', 'Content-Length': 1000 });
     await raw.send(sent);
-    assert.ok(await until(async () => (await tempSize(s)) === sent.length), 'the partial bytes reached the file');
+    assert.ok(await until(() => receiving(s, sent.length)), 'the partial bytes reached the file');
     raw.cut();
     assert.equal(await raw.answer, undefined, 'the PATCH was never acknowledged');
     const st = await status(s);
