@@ -8,7 +8,7 @@
  * Tests that look at blobs use blobStored()/storedBlobs() here instead of the files; a test that can only
  * work on files says so with `{ skip: onlyOnFilesystem('why') }` (listed in README, "Testing").
  */
-import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { createHash } from 'node:crypto';
 import { access, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
@@ -221,4 +221,14 @@ export async function receivingBytes(dataDir: string, id: string, n: number): Pr
     if (((await stat(join(dir, name)).catch(() => undefined))?.size ?? 0) >= n) return true;
   }
   return false;
+}
+
+/** Multipart uploads begun and never completed or aborted under the dataDir's prefix (S3 mode; [] otherwise). */
+export async function openMultipartUploads(dataDir: string): Promise<string[]> {
+  if (!onS3) return [];
+  const root = prefixFor(dataDir);
+  return withClient(async (c) => {
+    const r = await c.send(new ListMultipartUploadsCommand({ Bucket: MATRIX_BUCKET, Prefix: root }));
+    return (r.Uploads ?? []).map((u) => (u.Key ?? '').slice(root.length)).sort();
+  });
 }
