@@ -13,6 +13,7 @@ import { createHash } from 'node:crypto';
 import { access, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { after } from 'node:test';
+import { stringify } from 'yaml';
 import { startSwiftS3, type SwiftS3 } from './swift-s3.js';
 
 export type TestStorage = 'fs' | 's3';
@@ -79,6 +80,8 @@ export async function s3StorageFor(dataDir: string): Promise<{ s3: Record<string
       bucket: MATRIX_BUCKET,
       prefix: prefixFor(dataDir),
       forcePathStyle: true,
+      // S3's smallest part: downloads of a few MiB already go through multipart uploads.
+      partSize: '5MiB',
       accessKeyId: s.accessKeyId,
       secretAccessKey: s.secretAccessKey,
     },
@@ -231,4 +234,16 @@ export async function openMultipartUploads(dataDir: string): Promise<string[]> {
     const r = await c.send(new ListMultipartUploadsCommand({ Bucket: MATRIX_BUCKET, Prefix: root }));
     return (r.Uploads ?? []).map((u) => (u.Key ?? '').slice(root.length)).sort();
   });
+}
+
+/**
+ * Arguments an offline command (`wharf ls|gc|verify --data-dir`) needs besides --data-dir to find the blobs
+ * of the wharf on `dataDir`: none on the filesystem; in S3 mode `--config` naming its storage.s3 (the file is
+ * written into the data directory, so it goes with it).
+ */
+export async function offlineArgs(dataDir: string): Promise<string[]> {
+  if (!onS3) return [];
+  const file = join(dataDir, 'offline-storage.yaml');
+  await writeFile(file, stringify({ storage: await s3StorageFor(dataDir) }));
+  return ['--config', file];
 }

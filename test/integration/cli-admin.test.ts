@@ -10,7 +10,7 @@ import { blobsOf, makeImage, pushImage, sha256, type TestImage } from '../helper
 import { startRegistry, type RegistryProcess } from '../helpers/registry.js';
 import { wharfCli } from '../helpers/wharf-cli.js';
 import { tempDir, type TempDir } from '../helpers/tmp.js';
-import { blobStored, overwriteBlob, quarantined } from '../helpers/test-storage.js';
+import { blobStored, offlineArgs, overwriteBlob, quarantined } from '../helpers/test-storage.js';
 import { describeResponse, startWharf, waitIdle, type WharfProcess } from '../helpers/wharf.js';
 
 const ADMIN = { username: 'ops', password: 'op-secret' };
@@ -138,16 +138,17 @@ describe('operator commands through the admin API', () => {
   });
 
   it('offline mode refuses a data directory in use and works once wharf is stopped', async () => {
-    const busy = await wharfCli(['ls', '--data-dir', data.path]);
+    const storage = await offlineArgs(data.path);
+    const busy = await wharfCli(['ls', '--data-dir', data.path, ...storage]);
     assert.equal(busy.code, 1);
     assert.match(busy.stderr, /^wharf: data directory .* is in use by a running wharf \(pid \d+\); run the command through it with --url/m);
     await w.stop();
-    const ls = await wharfCli(['ls', '--data-dir', data.path]);
+    const ls = await wharfCli(['ls', '--data-dir', data.path, ...storage]);
     assert.equal(ls.code, 0, ls.stderr);
     assert.match(ls.stdout, /^hub\/acme\/b\s+mirrored/m);
-    const v = await wharfCli(['verify', '--data-dir', data.path]);
+    const v = await wharfCli(['verify', '--data-dir', data.path, ...storage]);
     assert.equal(v.code, 0, v.stdout + v.stderr);
-    const gc = await wharfCli(['gc', '--dry-run', '--data-dir', data.path]);
+    const gc = await wharfCli(['gc', '--dry-run', '--data-dir', data.path, ...storage]);
     assert.equal(gc.code, 0, gc.stderr);
     assert.match(gc.stdout, /^dry run: would remove /m);
   });

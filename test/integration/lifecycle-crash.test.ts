@@ -112,14 +112,17 @@ describe('SIGKILL during a blob fetch, then restart on the same data directory',
   });
 
   it('keeps no partial blob, cleans tmp/ on start, and the next pull fetches again and verifies', async () => {
-    const img = makeImage({ layers: 1, layerSize: 2 * 1024 * 1024 });
+    // Past one 5 MiB part before the stall, so on S3 the download has a multipart upload under way.
+    const img = makeImage({ layers: 1, layerSize: 6 * 1024 * 1024 });
     await pushImage(registry.url, 'acme/big', '1', img);
     const layer = img.layers[0]!;
     const path = `/v2/acme/big/blobs/${layer.digest}`;
-    proxy.arm(path, 512 * 1024);
+    proxy.arm(path, 5.5 * 1024 * 1024);
 
-    const got = await receiveSome(`${w.url}${path}`, 256 * 1024);
+    const got = await receiveSome(`${w.url}${path}`, 5.25 * 1024 * 1024);
     assert.equal(got.status, 200);
+    // On S3 the first part goes up while the client reads: kill once the bucket has the upload under way.
+    for (let i = 0; onS3 && i < 200 && (await openMultipartUploads(w.dataDir)).length === 0; i++) await new Promise((r) => setTimeout(r, 50));
     await w.kill();
 
     const leftovers = await filesUnder(join(w.dataDir, 'tmp'));
