@@ -247,3 +247,23 @@ export async function offlineArgs(dataDir: string): Promise<string[]> {
   await writeFile(file, stringify({ storage: await s3StorageFor(dataDir) }));
   return ['--config', file];
 }
+
+/**
+ * Bytes the wharf on `dataDir` keeps: every file under it (blobs, metadata, temp files) and, in S3 mode,
+ * every object under its prefix (blobs, session objects, quarantine).
+ */
+export async function footprint(dataDir: string): Promise<number> {
+  let total = 0;
+  for (const f of await filesIn(dataDir)) total += (await stat(join(dataDir, f)).catch(() => ({ size: 0 }))).size;
+  if (!onS3) return total;
+  const root = prefixFor(dataDir);
+  return withClient(async (c) => {
+    let token: string | undefined;
+    do {
+      const r = await c.send(new ListObjectsV2Command({ Bucket: MATRIX_BUCKET, Prefix: root, ...(token ? { ContinuationToken: token } : {}) }));
+      for (const o of r.Contents ?? []) total += o.Size ?? 0;
+      token = r.IsTruncated ? r.NextContinuationToken : undefined;
+    } while (token);
+    return total;
+  });
+}
