@@ -2,6 +2,11 @@
 SHELL := /bin/bash
 NODE_TEST := node --import tsx --test --test-concurrency=2 --test-timeout=300000
 TESTS ?= $(shell find test -name '*.test.ts' | sort)
+## The suites that exercise blob storage, run a second time with blobs in S3 (WHARF_TEST_STORAGE=s3: every wharf a
+## test starts gets storage.s3 on one Swift per test file, test/helpers/test-storage.ts). Empty: skip that pass.
+S3_SUITES := mirror-pull mirror-faults registry-api registry-uploads registry-upload-failures registry-skopeo \
+	cluster-replicas cluster-trust lifecycle-crash lifecycle-eviction lifecycle-eviction-burst cli-gc cli-admin
+S3_TESTS ?= $(foreach s,$(S3_SUITES),test/integration/$(s).test.ts)
 
 .PHONY: run test typecheck build ui bench bench-deps deps test-deps clean
 
@@ -33,6 +38,7 @@ build: deps ui
 
 test: deps test-deps typecheck ui
 	$(NODE_TEST) $(TESTS)
+	$(if $(strip $(S3_TESTS)),WHARF_TEST_STORAGE=s3 $(NODE_TEST) $(S3_TESTS))
 
 ## nginx, the benchmark's physical reference (its own process and config; the package's service never starts).
 bench-deps:
