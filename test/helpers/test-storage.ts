@@ -27,6 +27,12 @@ export function testStorage(): TestStorage {
 
 export const onS3 = testStorage() === 's3';
 
+/**
+ * WHARF_TEST_S3_REDIRECT=1 (with WHARF_TEST_STORAGE=s3): `redirect: true`, so warm blob GETs answer 307 to a
+ * presigned URL of the bucket, and the clients under test (skopeo) fetch the bytes from there.
+ */
+export const onS3Redirect = onS3 && process.env.WHARF_TEST_S3_REDIRECT === '1';
+
 /** `{ skip: onlyOnFilesystem('reason') }`: the reason in S3 mode (the test is reported as skipped), false otherwise. */
 export function onlyOnFilesystem(reason: string): string | false {
   return onS3 ? `filesystem only: ${reason}` : false;
@@ -84,6 +90,7 @@ export async function s3StorageFor(dataDir: string): Promise<{ s3: Record<string
       partSize: '5MiB',
       accessKeyId: s.accessKeyId,
       secretAccessKey: s.secretAccessKey,
+      ...(onS3Redirect ? { redirect: true, redirectExpiry: '5m' } : {}),
     },
   };
 }
