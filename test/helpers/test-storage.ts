@@ -165,7 +165,7 @@ export async function storedBytes(dataDir: string, digest: string): Promise<Buff
 
 /** Every stored blob as `<alg>/<2 hex>/<hex>` (sorted): files under dataDir/blobs, or the objects in S3 mode. */
 export async function storedBlobs(dataDir: string): Promise<string[]> {
-  return onS3 ? objectsUnder(dataDir, 'blobs/') : filesIn(join(dataDir, 'blobs'));
+  return onS3 ? objectsUnder(dataDir, 'blobs/') : filesUnder(join(dataDir, 'blobs'));
 }
 
 /**
@@ -173,12 +173,13 @@ export async function storedBlobs(dataDir: string): Promise<string[]> {
  * objects (`s3:uploads/<id>/…`) that let any replica resume them.
  */
 export async function stagedUploads(dataDir: string): Promise<string[]> {
-  const local = await filesIn(join(dataDir, 'tmp'));
+  const local = await filesUnder(join(dataDir, 'tmp'));
   if (!onS3) return local;
   return [...local, ...(await objectsUnder(dataDir, 'uploads/')).map((k) => `s3:uploads/${k}`)].sort();
 }
 
-async function filesIn(dir: string): Promise<string[]> {
+/** Every regular file under `dir` (relative paths, sorted); [] when `dir` does not exist. */
+export async function filesUnder(dir: string): Promise<string[]> {
   try {
     const entries = await readdir(dir, { recursive: true, withFileTypes: true });
     return entries
@@ -261,7 +262,7 @@ export async function offlineArgs(dataDir: string): Promise<string[]> {
  */
 export async function footprint(dataDir: string): Promise<number> {
   let total = 0;
-  for (const f of await filesIn(dataDir)) total += (await stat(join(dataDir, f)).catch(() => ({ size: 0 }))).size;
+  for (const f of await filesUnder(dataDir)) total += (await stat(join(dataDir, f)).catch(() => ({ size: 0 }))).size;
   if (!onS3) return total;
   const root = prefixFor(dataDir);
   return withClient(async (c) => {

@@ -1,10 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { waitExit } from './process.js';
-import { readdir, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { get as httpsGet } from 'node:https';
 import { connect } from 'node:net';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { request, type HttpResponse } from './http.js';
@@ -332,19 +332,7 @@ export async function waitIdle(w: Pick<WharfProcess, 'url'>, timeoutMs = 20_000)
   if (catalog.status !== 200) throw new Error(`waitIdle: catalog answered HTTP ${catalog.status}`);
 }
 
-/** Every regular file under `dir` (relative paths, sorted); [] when `dir` does not exist. */
-export async function filesUnder(dir: string): Promise<string[]> {
-  try {
-    const entries = await readdir(dir, { recursive: true, withFileTypes: true });
-    return entries
-      .filter((e) => e.isFile())
-      .map((e) => relative(dir, join(e.parentPath, e.name)))
-      .sort();
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw err;
-  }
-}
+export { filesUnder } from './test-storage.js';
 
 /** Short description of a response for assertion messages. */
 export function describeResponse(res: HttpResponse): string {
