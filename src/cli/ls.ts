@@ -14,7 +14,7 @@ export function registerLs(program: Command, io: CommandIo): void {
     assertOneTarget(opts);
     const repositories =
       opts.dataDir !== undefined
-        ? await withOffline(opts.dataDir, {}, (admin) => admin.repositories(repo))
+        ? await withOffline(opts.dataDir, { config: opts.config }, io.env, (admin) => admin.repositories(repo))
         : (await adminClient(io, opts).get<{ repositories: RepositoryInfo[] }>(`/repositories${repo !== undefined ? `?repo=${encodeURIComponent(repo)}` : ''}`)).repositories;
     if (opts.json) printJson(io, { repositories });
     else io.stdout.write(repo !== undefined ? renderRepository(repositories) : renderList(repositories));
