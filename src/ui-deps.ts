@@ -104,6 +104,7 @@ export function uiDeps(i: UiDepsInput): { api: ApiDeps; assetsDir?: string } {
     registry: i.registry,
     browser,
     stats,
+    ...(i.pulls ? { pullCounts: () => i.pulls!.counts('day') } : {}),
     upstreams: config.upstreams.map((u) => u.name),
     ...(auth ? { auth, sessions: new Sessions({ mac: (l, d) => auth.tokens.mac(l, d), now, random: randomBytes }) } : {}),
     ...(i.purge ? { purge: i.purge } : {}),

@@ -60,8 +60,8 @@ export class PullCounter implements PullSink {
     this.count(repo.key);
   }
 
-  /** The busiest repositories of the window, most pulled first (ties by name), `visible` ones only. */
-  async top(window: PullWindow, limit: number, visible: (key: string) => boolean): Promise<Array<{ key: string; pulls: number }>> {
+  /** Pulls per repository key over the window: the cluster's stored buckets plus this process's unwritten counts. */
+  async counts(window: PullWindow): Promise<Map<string, number>> {
     const t = this.opts.now();
     const sums = new Map(await this.stored(window, t));
     const from = window === 'hour' ? minuteOf(t) - 59 : (hourOf(t) - 23) * 60;
@@ -69,6 +69,12 @@ export class PullCounter implements PullSink {
       if (minute < from) continue;
       for (const [key, n] of counts) sums.set(key, (sums.get(key) ?? 0) + n);
     }
+    return sums;
+  }
+
+  /** The busiest repositories of the window, most pulled first (ties by name), `visible` ones only. */
+  async top(window: PullWindow, limit: number, visible: (key: string) => boolean): Promise<Array<{ key: string; pulls: number }>> {
+    const sums = await this.counts(window);
     return [...sums]
       .filter(([key, n]) => n > 0 && visible(key))
       .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))

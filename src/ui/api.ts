@@ -19,6 +19,8 @@ export interface RepositoryListItem {
   bytes: number;
   updatedAt?: number;
   lastPulled?: number;
+  /** manifest pulls over the last 24 h, cluster-wide */
+  pulls: number;
   matchedTags?: string[];
 }
 

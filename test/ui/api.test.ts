@@ -87,7 +87,7 @@ describe('web UI API', () => {
     assert.deepEqual(names(await request(api('repositories'), { headers: { authorization: basicHeader(READER) } })), ['apps/multi', 'apps/web']);
 
     const byTag = json(await request(api('repositories?q=OLD'), { headers: { cookie: reader.cookie } }));
-    assert.deepEqual(byTag.items, [{ name: 'apps/web', upstream: 'hub', local: true, mirrored: false, tagCount: 2, bytes: (byTag.items as Array<{ bytes: number }>)[0]!.bytes, updatedAt: (byTag.items as Array<{ updatedAt: number }>)[0]!.updatedAt, matchedTags: ['old'] }]);
+    assert.deepEqual(byTag.items, [{ name: 'apps/web', upstream: 'hub', local: true, mirrored: false, tagCount: 2, pulls: 0, bytes: (byTag.items as Array<{ bytes: number }>)[0]!.bytes, updatedAt: (byTag.items as Array<{ updatedAt: number }>)[0]!.updatedAt, matchedTags: ['old'] }]);
     const bySize = names(await request(api('repositories?sort=size&order=desc&perPage=1&page=2'), { headers: { cookie: reader.cookie } }));
     assert.equal(bySize.length, 1);
     assert.equal((await request(api('repositories?sort=nope'), { headers: { cookie: reader.cookie } })).status, 400);

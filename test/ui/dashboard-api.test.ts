@@ -49,6 +49,14 @@ describe('cache dashboard API', () => {
     assert.deepEqual(later.topPulls.hour, want);
     assert.deepEqual(later.topPulls.day, want);
 
+    // The repositories list carries the same day counts and sorts by them.
+    const list = await request(`${base}/_wharf/api/repositories?sort=pulls&perPage=200`, { headers: { authorization: basicHeader(READER) } });
+    assert.equal(list.status, 200);
+    const items = (JSON.parse(list.body.toString()) as { items: Array<{ name: string; pulls: number }> }).items;
+    assert.deepEqual(items.slice(0, 3).map((i) => ({ repository: i.name, pulls: i.pulls })), want, 'most pulled first, counts as on the dashboard');
+    assert.ok(items.slice(3).every((i) => i.pulls === 0), 'the rest were not pulled');
+    assert.ok(!items.some((i) => i.name === 'secret/tool'), 'the reader may not pull secret/tool');
+
     const anonymous = await request(`${base}/_wharf/api/stats`);
     assert.equal(anonymous.status, 401, 'the figures need a login when auth is configured');
   });

@@ -52,6 +52,8 @@ export interface ApiDeps {
   /** the admin service's purge (mirrored images) */
   purge?: (ref: string) => Promise<object>;
   /** the figures, listing only repositories (by the name clients use) for which `visible` holds */
+  /** pulls over the last day by repository key (the list's pulls column); absent when pulls are not counted */
+  pullCounts?: () => Promise<ReadonlyMap<string, number>>;
   stats: (visible: (repository: string) => boolean) => Promise<ApiStats>;
   /** `ui.pullHost` */
   pullHost?: string;
@@ -112,7 +114,7 @@ export function apiEndpoint(d: ApiDeps) {
         GET: async (ctx) => {
           const v = await viewer(ctx);
           const all = (await d.browser.repositories()).filter((r) => v.rights(d.registry.namespaces.resolve(r.name)).has('pull'));
-          ctx.body = queryRepositories(all, repositoryQuery(query(ctx)));
+          ctx.body = queryRepositories(all, repositoryQuery(query(ctx)), await d.pullCounts?.().catch(() => undefined));
         },
       },
       [`${API_PREFIX}repository`]: {

@@ -1,6 +1,6 @@
 import type { RepositorySummary } from '../../core/browse-types.js';
 
-export const SORT_KEYS = ['name', 'size', 'tags', 'updated', 'pulled'] as const;
+export const SORT_KEYS = ['name', 'size', 'tags', 'updated', 'pulled', 'pulls'] as const;
 export type SortKey = (typeof SORT_KEYS)[number];
 
 export interface RepositoryQuery {
@@ -24,6 +24,8 @@ export interface RepositoryListItem {
   bytes: number;
   updatedAt?: number;
   lastPulled?: number;
+  /** manifest pulls over the last 24 h, cluster-wide (the dashboard's "most pulled" count); 0 when none or not counted */
+  pulls: number;
   /** tags whose name matched the search (at most a few) */
   matchedTags?: string[];
 }
@@ -38,16 +40,21 @@ export interface RepositoryPage {
 export const MAX_PER_PAGE = 200;
 const MATCHED_TAGS = 5;
 
-const sortValue: Record<SortKey, (r: RepositorySummary) => number | string> = {
+const sortValue: Record<SortKey, (r: RepositorySummary, pulls: (key: string) => number) => number | string> = {
   name: (r) => r.name,
   size: (r) => r.bytes,
   tags: (r) => r.tags.length,
   updated: (r) => r.updatedAt ?? 0,
   pulled: (r) => r.lastPulled ?? 0,
+  pulls: (r, pulls) => pulls(r.key),
 };
 
-/** Search, filter, sort and one page of the repositories the viewer may pull. */
-export function queryRepositories(all: readonly RepositorySummary[], q: RepositoryQuery): RepositoryPage {
+/**
+ * Search, filter, sort and one page of the repositories the viewer may pull. `pullCounts`: pulls over the
+ * last day by repository key (absent: the counter is off, every count is 0).
+ */
+export function queryRepositories(all: readonly RepositorySummary[], q: RepositoryQuery, pullCounts?: ReadonlyMap<string, number>): RepositoryPage {
+  const pulls = (key: string) => pullCounts?.get(key) ?? 0;
   const needle = q.q.trim().toLowerCase();
   const rows: Array<{ r: RepositorySummary; matchedTags?: string[] }> = [];
   for (const r of all) {
@@ -65,14 +72,14 @@ export function queryRepositories(all: readonly RepositorySummary[], q: Reposito
   const key = sortValue[q.sort];
   const dir = q.order === 'asc' ? 1 : -1;
   rows.sort((a, b) => {
-    const x = key(a.r);
-    const y = key(b.r);
+    const x = key(a.r, pulls);
+    const y = key(b.r, pulls);
     const c = x < y ? -1 : x > y ? 1 : 0;
     return c !== 0 ? c * dir : a.r.name < b.r.name ? -1 : a.r.name > b.r.name ? 1 : 0;
   });
   const start = (q.page - 1) * q.perPage;
   const items = rows.slice(start, start + q.perPage).map(({ r, matchedTags }) => {
-    const item: RepositoryListItem = { name: r.name, local: r.local, mirrored: r.mirrored, tagCount: r.tags.length, bytes: r.bytes };
+    const item: RepositoryListItem = { name: r.name, local: r.local, mirrored: r.mirrored, tagCount: r.tags.length, bytes: r.bytes, pulls: pulls(r.key) };
     if (r.upstream !== undefined) item.upstream = r.upstream;
     if (r.updatedAt !== undefined) item.updatedAt = r.updatedAt;
     if (r.lastPulled !== undefined) item.lastPulled = r.lastPulled;

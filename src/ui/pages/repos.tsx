@@ -67,6 +67,7 @@ export function ReposPage({ session }: { session: SessionInfo }) {
             <option value="tags">tags</option>
             <option value="updated">last pushed/cached</option>
             <option value="pulled">last pulled</option>
+            <option value="pulls">pulls (24 h)</option>
           </select>
         </label>
         <button type="button" onClick={() => setOrder(order === 'asc' ? 'desc' : 'asc')} aria-label={`Order: ${order === 'asc' ? 'ascending' : 'descending'}; switch`}>
@@ -92,6 +93,7 @@ export function ReposPage({ session }: { session: SessionInfo }) {
                   <th scope="col" class="num">Size</th>
                   <th scope="col" class="wide">Pushed / cached</th>
                   <th scope="col" class="wide">Last pulled</th>
+                  <th scope="col" class="num" title="manifest pulls over the last 24 hours, all replicas">Pulls (24 h)</th>
                 </tr>
               </thead>
               <tbody>
@@ -120,6 +122,7 @@ export function ReposPage({ session }: { session: SessionInfo }) {
                     <td class="wide">
                       <time dateTime={iso(r.lastPulled)}>{when(r.lastPulled)}</time>
                     </td>
+                    <td class="num">{r.pulls}</td>
                   </tr>
                 ))}
               </tbody>
