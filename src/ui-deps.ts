@@ -7,7 +7,11 @@ import type { JobsApi } from './http/api/jobs.js';
 import type { Registry } from './core/types.js';
 import type { ApiDeps, ApiStats } from './http/api/index.js';
 import { Sessions } from './http/api/session.js';
-import type { ClientAuth } from './http/auth/index.js';
+import type { ClientAuth, ExternalTokenAuth } from './http/auth/index.js';
+import { ExternalViewers } from './http/api/external-viewer.js';
+import { LOGIN_LIMITS, LoginLimiter } from './http/auth/login-limiter.js';
+import { TokenServiceClient } from './http/auth/token-service.js';
+import { macUnder } from './http/auth/tokens.js';
 import type { Lifecycle } from './lifecycle.js';
 import type { PromMetrics } from './observability/metrics.js';
 import { readTraffic } from './observability/traffic.js';
@@ -25,6 +29,8 @@ export interface UiDepsInput {
   metrics: PromMetrics;
   upstreams: ReadonlyMap<string, Pick<Upstream, 'name' | 'rateLimit'>>;
   clientAuth?: ClientAuth;
+  /** external token mode: /v2's verifier and the key session cookies are signed and sealed with */
+  external?: { auth: ExternalTokenAuth; secret: () => Uint8Array };
   lifecycle?: Lifecycle;
   purge?: (ref: string) => Promise<object>;
   /** gc and verify as jobs (core/jobs.ts), shared with the admin API */
@@ -63,12 +69,14 @@ export function uiDeps(i: UiDepsInput): { api: ApiDeps; assetsDir?: string } {
     return { ...t, hitRatio: t.requests > 0 ? t.hits / t.requests : null, cache, upstreams };
   };
   const auth = i.clientAuth;
+  const external = i.external && externalViewers(i.external, now);
   const api: ApiDeps = {
     registry: i.registry,
     browser,
     stats,
     upstreams: config.upstreams.map((u) => u.name),
     ...(auth ? { auth, sessions: new Sessions({ mac: (l, d) => auth.tokens.mac(l, d), now, random: randomBytes }) } : {}),
+    ...(external ? { external: external.viewers, sessions: external.sessions } : {}),
     ...(i.purge ? { purge: i.purge } : {}),
     ...(config.ui.pullHost !== undefined ? { pullHost: config.ui.pullHost } : {}),
     ...(i.jobs ? { maintenance: { jobs: i.jobs, admins: config.ui.admins ?? [] } } : {}),
@@ -77,3 +85,15 @@ export function uiDeps(i: UiDepsInput): { api: ApiDeps; assetsDir?: string } {
   return assetsDir ? { api, assetsDir } : { api };
 }
 
+/** External token mode: logins and rights from the token service; sessions signed and sealed under the shared key. */
+function externalViewers(e: { auth: ExternalTokenAuth; secret: () => Uint8Array }, now: () => number): { viewers: ExternalViewers; sessions: Sessions } {
+  const sessions = new Sessions({ mac: macUnder(e.secret), now, random: randomBytes });
+  const viewers = new ExternalViewers({
+    auth: e.auth,
+    tokens: new TokenServiceClient(e.auth.service),
+    sessions,
+    limiter: new LoginLimiter({ ...LOGIN_LIMITS, now }),
+    now,
+  });
+  return { viewers, sessions };
+}

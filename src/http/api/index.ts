@@ -7,6 +7,7 @@ import type { ClientAuth } from '../middleware/client-auth.js';
 import { endpoints } from '../endpoints.js';
 import { query } from '../request.js';
 import { MAX_PER_PAGE, SORT_KEYS, queryRepositories, type RepositoryQuery, type SortKey } from './search.js';
+import type { ExternalViewers } from './external-viewer.js';
 import { SESSION_COOKIE, sessionCookie, type Sessions } from './session.js';
 import { checkCsrf, loginRequired, userOf, viewerOf, type Viewer } from './viewer.js';
 import { badRequest, readJson } from './body.js';
@@ -30,8 +31,10 @@ export interface ApiStats {
 export interface ApiDeps {
   registry: Pick<Registry, 'namespaces' | 'manifests'>;
   browser: Browser;
-  /** client auth of /v2; absent: the registry is open and so is the API */
+  /** client auth of /v2; absent (and external absent): the registry is open and so is the API */
   auth?: ClientAuth;
+  /** external token mode (auth.token.rootcertbundle/jwks): logins and rights come from the token service */
+  external?: ExternalViewers;
   sessions?: Sessions;
   /** the admin service's purge (mirrored images) */
   purge?: (ref: string) => Promise<object>;
@@ -45,7 +48,13 @@ export interface ApiDeps {
 
 /** `/_wharf/api/…`: the JSON the web UI reads (documented in README "Web UI"). Raw path, case-sensitive (endpoints.ts). */
 export function apiEndpoint(d: ApiDeps) {
-  const viewer = (ctx: Context) => viewerOf(ctx, { auth: d.auth, sessions: d.sessions });
+  const viewer = (ctx: Context) => viewerOf(ctx, { auth: d.auth, sessions: d.sessions, external: d.external });
+  /** The viewer, with its rights on these repositories asked first where the token service decides. */
+  const viewerFor = async (ctx: Context, repo: RepoRef) => {
+    const v = await viewer(ctx);
+    await v.load?.([repo]);
+    return v;
+  };
   const repoOf = (name: string | null): RepoRef => {
     if (name === null || name === '') throw badRequest('name is required');
     return d.registry.namespaces.resolve(parseName(name));
@@ -61,7 +70,7 @@ export function apiEndpoint(d: ApiDeps) {
         GET: async (ctx) => {
           const v = await viewer(ctx);
           ctx.body = {
-            authEnabled: d.auth !== undefined,
+            authEnabled: authOn(d),
             user: userOf(v) ?? null,
             csrf: v.session?.csrf ?? null,
             expires: v.session?.expires ?? null,
@@ -73,15 +82,22 @@ export function apiEndpoint(d: ApiDeps) {
         POST: async (ctx) => {
           const auth = d.auth;
           const sessions = d.sessions;
-          if (!auth || !sessions) throw badRequest('this registry has no users to log in as (auth is not configured)');
+          if ((!auth && !d.external) || !sessions) throw badRequest('this registry has no users to log in as (auth is not configured)');
           checkCsrf(ctx, { caller: { kind: 'anonymous' }, rights: () => new Set() }, undefined);
           const body = await readJson(ctx);
           const username = typeof body.username === 'string' ? body.username : '';
           const password = typeof body.password === 'string' ? body.password : '';
-          if (username === '' || password === '' || !(await auth.checkPassword(username, password, ctx.ip))) {
-            throw loginRequired('invalid username or password');
+          if (username === '' || password === '') throw loginRequired('invalid username or password');
+          let issued: ReturnType<Sessions['issue']>;
+          if (d.external) {
+            // The token service checks the password; the session keeps it sealed, since the service asks again.
+            const user = await d.external.login({ username, password }, ctx.ip);
+            issued = sessions.issue(user, { username, password });
+          } else {
+            if (!(await auth!.checkPassword(username, password, ctx.ip))) throw loginRequired('invalid username or password');
+            issued = sessions.issue(username);
           }
-          const { cookie, session } = sessions.issue(username);
+          const { cookie, session } = issued;
           ctx.set('Set-Cookie', sessionCookie(cookie, Math.floor(sessions.ttlMs / 1000), ctx.protocol === 'https'));
           ctx.body = { user: session.user, csrf: session.csrf, expires: session.expires };
         },
@@ -94,15 +110,17 @@ export function apiEndpoint(d: ApiDeps) {
       [`${API_PREFIX}repositories`]: {
         GET: async (ctx) => {
           const v = await viewer(ctx);
-          const all = (await d.browser.repositories()).filter((r) => v.rights(d.registry.namespaces.resolve(r.name)).has('pull'));
+          const repos = (await d.browser.repositories()).map((r) => ({ r, ref: d.registry.namespaces.resolve(r.name) }));
+          await v.load?.(repos.map((x) => x.ref));
+          const all = repos.filter((x) => v.rights(x.ref).has('pull')).map((x) => x.r);
           ctx.body = queryRepositories(all, repositoryQuery(query(ctx)));
         },
       },
       [`${API_PREFIX}repository`]: {
         GET: async (ctx) => {
-          const v = await viewer(ctx);
           const name = query(ctx).get('name');
           const repo = repoOf(name);
+          const v = await viewerFor(ctx, repo);
           visible(v, repo, name!);
           const summary = await d.browser.repository(repo.key);
           if (!summary) throw new RegistryError(ErrorCode.NAME_UNKNOWN, undefined, { detail: { name } });
@@ -111,9 +129,9 @@ export function apiEndpoint(d: ApiDeps) {
       },
       [`${API_PREFIX}image`]: {
         GET: async (ctx) => {
-          const v = await viewer(ctx);
           const q = query(ctx);
           const repo = repoOf(q.get('name'));
+          const v = await viewerFor(ctx, repo);
           visible(v, repo, q.get('name')!);
           const digest = await resolve(d, repo, reference(q.get('ref')));
           const image = digest && (await d.browser.image(repo.key, digest));
@@ -121,11 +139,11 @@ export function apiEndpoint(d: ApiDeps) {
           ctx.body = { ...image, rights: [...v.rights(repo)].sort(), canPurge: canPurge(ctx, d, v, repo) };
         },
         DELETE: async (ctx) => {
-          const v = await viewer(ctx);
-          checkCsrf(ctx, v, d.sessions);
           const q = query(ctx);
           const name = q.get('name');
           const repo = repoOf(name);
+          const v = await viewerFor(ctx, repo);
+          checkCsrf(ctx, v, d.sessions);
           visible(v, repo, name!);
           if (!v.rights(repo).has('delete')) throw denied(v, name!);
           const ref = reference(q.get('ref'));
@@ -153,7 +171,7 @@ export function apiEndpoint(d: ApiDeps) {
         GET: async (ctx) => {
           // Upstream names, quota and traffic: what metrics.auth can close on /metrics is not open here either.
           const v = await viewer(ctx);
-          if (d.auth && v.caller.kind === 'anonymous') throw loginRequired('log in to see the cache figures');
+          if (authOn(d) && v.caller.kind === 'anonymous') throw loginRequired('log in to see the cache figures');
           ctx.body = await d.stats();
         },
       },
@@ -175,7 +193,12 @@ export function apiEndpoint(d: ApiDeps) {
  */
 function canPurge(ctx: Context, d: ApiDeps, v: Viewer, repo: RepoRef): boolean {
   if (!d.purge) return false;
-  return d.auth ? v.rights(repo).has('delete') : fromLoopback(ctx);
+  return authOn(d) ? v.rights(repo).has('delete') : fromLoopback(ctx);
+}
+
+/** Whether callers authenticate (wharf's own users, or an external token service). */
+function authOn(d: ApiDeps): boolean {
+  return d.auth !== undefined || d.external !== undefined;
 }
 
 function denied(v: Viewer, name: string): RegistryError {
