@@ -15,6 +15,7 @@ import { macUnder } from './http/auth/tokens.js';
 import type { Lifecycle } from './lifecycle.js';
 import type { PromMetrics } from './observability/metrics.js';
 import { readTraffic } from './observability/traffic.js';
+import type { SizeReport } from './core/lifecycle-types.js';
 import type { BlobStore, MetadataStore } from './store/types.js';
 import type { Upstream } from './upstream/types.js';
 
@@ -44,12 +45,26 @@ export function uiDeps(i: UiDepsInput): { api: ApiDeps; assetsDir?: string } {
   const tracker = i.lifecycle?.tracker;
   const browser = new BrowseService({ store: i.store, meta: i.meta, namespaces: i.registry.namespaces, now, ...(tracker ? { recentAccess: (d) => tracker.peek(d) } : {}) });
   if (config.ui.enabled) browser.prime();
-  let sizes: { at: number; report: Promise<{ mirroredBytes: number; localBytes: number; unlinkedBytes: number; blobs: number }> } | undefined;
+  let sizes: { at: number; report: Promise<SizeReport> } | undefined;
   const sizeReport = () => {
     const evictor = i.lifecycle?.evictor;
     if (!evictor) return Promise.resolve(undefined);
     if (!sizes || now() - sizes.at > SIZE_REPORT_TTL_MS) sizes = { at: now(), report: evictor.sizeReport() };
     return sizes.report;
+  };
+  /** `wharf stats`'s counts: repositories and tags from the same snapshot the list shows; uploads in progress. */
+  const counts = async () => {
+    const repositories = { total: 0, local: 0, mirrored: 0 };
+    let tags = 0;
+    for (const r of await browser.repositories()) {
+      repositories.total += 1;
+      if (r.local) repositories.local += 1;
+      if (r.mirrored) repositories.mirrored += 1;
+      tags += r.tags.length;
+    }
+    let uploads = 0;
+    for await (const _ of i.meta.listUploads()) uploads += 1;
+    return { repositories, tags, uploads };
   };
   const stats = async (): Promise<ApiStats> => {
     const t = await readTraffic(i.metrics.registry);
@@ -60,13 +75,18 @@ export function uiDeps(i: UiDepsInput): { api: ApiDeps; assetsDir?: string } {
       mirroredBytes: r?.mirroredBytes ?? 0,
       blobs: r?.blobs ?? 0,
       highWatermark: config.cache.highWatermark,
+      lowWatermark: config.cache.lowWatermark,
+      mirroredBlobs: r?.mirroredBlobs ?? 0,
+      localBlobs: r?.localBlobs ?? 0,
+      unlinkedBytes: r?.unlinkedBytes ?? 0,
+      unlinkedBlobs: r?.unlinkedBlobs ?? 0,
       ...(config.cache.maxSize !== undefined ? { maxSize: config.cache.maxSize } : {}),
     };
     const upstreams = [...i.upstreams.values()].map((u) => {
       const rl = u.rateLimit();
       return rl ? { name: u.name, rateLimit: rl } : { name: u.name };
     });
-    return { ...t, hitRatio: t.requests > 0 ? t.hits / t.requests : null, cache, upstreams };
+    return { ...t, hitRatio: t.requests > 0 ? t.hits / t.requests : null, cache, upstreams, ...(await counts()) };
   };
   const auth = i.clientAuth;
   const external = i.external && externalViewers(i.external, now);

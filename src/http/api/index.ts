@@ -24,8 +24,27 @@ export interface ApiStats {
   bytesFromCache: number;
   bytesFromUpstream: number;
   inflightFetches: number;
-  cache: { usedBytes: number; localBytes: number; mirroredBytes: number; blobs: number; maxSize?: number; highWatermark: number };
+  cache: { usedBytes: number; localBytes: number; mirroredBytes: number; blobs: number; maxSize?: number; highWatermark: number } & StatsCacheDetail;
   upstreams: Array<{ name: string; rateLimit?: { limit: number; remaining: number } | object }>;
+}
+
+/** What `wharf stats` prints beyond the dashboard (added fields; the whole cache, not one viewer's share). */
+export interface ApiStats {
+  /** mirrored bytes the upstream did not have to send (wharf_bytes_spared_total) */
+  bytesSpared: number;
+  repositories: { total: number; local: number; mirrored: number };
+  tags: number;
+  /** uploads in progress */
+  uploads: number;
+}
+
+export interface StatsCacheDetail {
+  lowWatermark: number;
+  mirroredBlobs: number;
+  localBlobs: number;
+  /** blobs linked to no repository (what `wharf gc` removes) */
+  unlinkedBytes: number;
+  unlinkedBlobs: number;
 }
 
 export interface ApiDeps {
@@ -231,7 +250,10 @@ function repositoryQuery(q: URLSearchParams): RepositoryQuery {
   const page = whole(q.get('page'), 1, 'page');
   const perPage = Math.min(whole(q.get('perPage'), 50, 'perPage'), MAX_PER_PAGE);
   const upstream = q.get('upstream');
+  const detail = q.get('detail') ?? '';
+  if (detail !== '' && detail !== 'tags') throw badRequest('detail must be tags');
   return {
+    ...(detail === 'tags' ? { withTags: true } : {}),
     q: q.get('q') ?? '',
     ...(kind !== '' ? { kind } : {}),
     ...(upstream ? { upstream } : {}),

@@ -1,4 +1,4 @@
-import type { RepositorySummary } from '../../core/browse-types.js';
+import type { RepositorySummary, TagSummary } from '../../core/browse-types.js';
 
 export const SORT_KEYS = ['name', 'size', 'tags', 'updated', 'pulled'] as const;
 export type SortKey = (typeof SORT_KEYS)[number];
@@ -13,15 +13,23 @@ export interface RepositoryQuery {
   /** 1-based */
   page: number;
   perPage: number;
+  /** `detail=tags`: each item carries its tags (what `wharf ls --json` prints) */
+  withTags?: boolean;
 }
 
 export interface RepositoryListItem {
   name: string;
+  /** canonical key */
+  key: string;
   upstream?: string;
   local: boolean;
   mirrored: boolean;
   tagCount: number;
   bytes: number;
+  manifests: number;
+  blobs: number;
+  /** with `detail=tags` only */
+  tags?: TagSummary[];
   updatedAt?: number;
   lastPulled?: number;
   /** tags whose name matched the search (at most a few) */
@@ -72,7 +80,8 @@ export function queryRepositories(all: readonly RepositorySummary[], q: Reposito
   });
   const start = (q.page - 1) * q.perPage;
   const items = rows.slice(start, start + q.perPage).map(({ r, matchedTags }) => {
-    const item: RepositoryListItem = { name: r.name, local: r.local, mirrored: r.mirrored, tagCount: r.tags.length, bytes: r.bytes };
+    const item: RepositoryListItem = { name: r.name, key: r.key, local: r.local, mirrored: r.mirrored, tagCount: r.tags.length, bytes: r.bytes, manifests: r.manifests, blobs: r.blobs };
+    if (q.withTags) item.tags = r.tags;
     if (r.upstream !== undefined) item.upstream = r.upstream;
     if (r.updatedAt !== undefined) item.updatedAt = r.updatedAt;
     if (r.lastPulled !== undefined) item.lastPulled = r.lastPulled;
