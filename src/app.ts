@@ -102,13 +102,12 @@ export function createApp(deps: AppDeps): App {
   const adminRoutes = admin && { ...admin, events: deps.notifier, jobs };
   const externalAuth = external && createExternalAuth(external, { namespaces, now });
   // Behind an external token service the UI's logins and rights come from that service (http/api/external-viewer.ts).
-  const ui = config.ui.enabled
-    ? uiDeps({
-        config, store: deps.store, meta: deps.meta, registry, metrics, upstreams: deps.upstreams, clientAuth, lifecycle, now,
-        ...(external && externalAuth ? { external: { auth: externalAuth, secret: signingSecret(external, deps.authSecret) } } : {}),
-        ...(adminRoutes ? { purge: (ref: string) => adminRoutes.admin.purge(ref), jobs: adminRoutes.jobs } : {}),
-      })
-    : undefined;
+  // The JSON API is served with or without the pages (ui.enabled): `wharf ls` and `wharf stats` read it.
+  const ui = uiDeps({
+    config, store: deps.store, meta: deps.meta, registry, metrics, upstreams: deps.upstreams, clientAuth, lifecycle, now,
+    ...(external && externalAuth ? { external: { auth: externalAuth, secret: signingSecret(external, deps.authSecret) } } : {}),
+    ...(adminRoutes ? { purge: (ref: string) => adminRoutes.admin.purge(ref), jobs: adminRoutes.jobs } : {}),
+  });
   const koa = createHttpApp({
     clientAuth,
     externalAuth,

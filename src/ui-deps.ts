@@ -40,7 +40,7 @@ export interface UiDepsInput {
 }
 
 /** Composition of the web UI's API: the same services /v2 and the admin API use. */
-export function uiDeps(i: UiDepsInput): { api: ApiDeps; assetsDir?: string } {
+export function uiDeps(i: UiDepsInput): { api: ApiDeps; assetsDir?: string; pages: boolean } {
   const { config, now } = i;
   const tracker = i.lifecycle?.tracker;
   const browser = new BrowseService({ store: i.store, meta: i.meta, namespaces: i.registry.namespaces, now, ...(tracker ? { recentAccess: (d) => tracker.peek(d) } : {}) });
@@ -102,7 +102,8 @@ export function uiDeps(i: UiDepsInput): { api: ApiDeps; assetsDir?: string } {
     ...(i.jobs ? { maintenance: { jobs: i.jobs, admins: config.ui.admins ?? [] } } : {}),
   };
   const assetsDir = [new URL('../dist/ui', import.meta.url), new URL('./ui', import.meta.url)].map((u) => fileURLToPath(u)).find((d) => existsSync(`${d}/index.html`));
-  return assetsDir ? { api, assetsDir } : { api };
+  const pages = config.ui.enabled;
+  return assetsDir ? { api, assetsDir, pages } : { api, pages };
 }
 
 /** External token mode: logins and rights from the token service; sessions signed and sealed under the shared key. */

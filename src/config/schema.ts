@@ -295,7 +295,7 @@ export const configSchema = z.strictObject({
     .prefault({}),
   ui: z
     .strictObject({
-      enabled: def(bool(), true, 'serve the web UI at / and its JSON API under /_wharf/api/'),
+      enabled: def(bool(), true, 'serve the web UI at / (its JSON API under /_wharf/api/, which wharf ls and stats read, is served either way)'),
       pullHost: opt(str(), 'registry address shown in the UI\'s pull commands (host[:port])', 'the address the browser used'),
       admins: opt(z.array(str()), 'users of `auth` who may start gc and verify from the UI (Maintenance page); without `auth`, callers on this host may', 'none'),
     })
