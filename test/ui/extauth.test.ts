@@ -20,6 +20,7 @@ import { startRegistry, type RegistryProcess } from '../helpers/registry.js';
 import { tempDir, type TempDir } from '../helpers/tmp.js';
 import { startTokenServer, type TokenServer } from '../helpers/token-server.js';
 import { startWharf, type WharfProcess } from '../helpers/wharf.js';
+import { wharfCli } from '../helpers/wharf-cli.js';
 import { launchChromium } from './browser.js';
 import { waitForRepositories } from './fixture.js';
 
@@ -192,6 +193,45 @@ describe('web UI API with an external token service', () => {
     }
     const back = await request(`${w.url}/_wharf/api/repositories`, { headers: { cookie: bob.cookie } });
     assert.deepEqual(names(back), ['apps/web'], 'a failure is not remembered');
+  });
+});
+
+describe('wharf ls and stats read the same API', () => {
+  const as = (who: Credentials) => ({ WHARF_USERNAME: who.username, WHARF_PASSWORD: who.password });
+
+  it('ls shows what the service grants the user, with the figures the API gives the UI', async () => {
+    const bob = await wharfCli(['ls', '--url', w.url], as(BOB));
+    assert.equal(bob.code, 0, bob.stderr);
+    assert.match(bob.stdout, /^REPOSITORY\s+KIND\s+TAGS\s+SIZE\s+LAST ACCESS$/m);
+    assert.deepEqual(bob.stdout.trim().split('\n').slice(1).map((l) => l.split(/\s+/)[0]), ['apps/web']);
+    const wrong = await wharfCli(['ls', '--url', w.url], { WHARF_USERNAME: 'bob', WHARF_PASSWORD: 'nope' });
+    assert.equal(wrong.code, 1);
+    assert.match(wrong.stderr, /rejected the credentials/);
+
+    const cli = await wharfCli(['ls', '--url', w.url, '--json'], as(ALICE));
+    assert.equal(cli.code, 0, cli.stderr);
+    const repos = (JSON.parse(cli.stdout) as { repositories: Array<Record<string, unknown> & { tags: Array<Record<string, unknown>> }> }).repositories;
+    const api = await request(`${w.url}/_wharf/api/repositories`, { headers: { authorization: `Basic ${Buffer.from(`${ALICE.username}:${ALICE.password}`).toString('base64')}` } });
+    const items = json(api).items as Array<{ name: string; bytes: number; tagCount: number }>;
+    assert.deepEqual(repos.map((r) => [r.name, r.bytes, r.tags.length]), items.map((i) => [i.name, i.bytes, i.tagCount]), 'the same figures as the UI');
+    const alpine = repos.find((r) => r.name === 'library/alpine')!;
+    for (const k of ['name', 'key', 'local', 'mirrored', 'tags', 'manifests', 'blobs', 'bytes']) assert.ok(k in alpine, `--json keeps ${k}`);
+    for (const k of ['tag', 'digest', 'mediaType', 'origin', 'checkedAt']) assert.ok(k in alpine.tags[0]!, `--json tags keep ${k}`);
+    assert.equal(alpine.tags[0]!.origin, 'upstream');
+  });
+
+  it('stats needs a logged-in user and prints the API\'s figures', async () => {
+    const anonymous = await wharfCli(['stats', '--url', w.url]);
+    assert.equal(anonymous.code, 1);
+    assert.match(anonymous.stderr, /needs a registry user's credentials .*WHARF_USERNAME\/WHARF_PASSWORD/);
+    const s = await wharfCli(['stats', '--url', w.url], as(BOB));
+    assert.equal(s.code, 0, s.stderr);
+    assert.match(s.stdout, /^hit ratio: /m);
+    assert.match(s.stdout, /^repositories: \d+ \(\d+ local, 1 mirrored\); \d+ tags; 0 uploads in progress$/m);
+    const j = await wharfCli(['stats', '--url', w.url, '--json'], as(BOB));
+    const figures = JSON.parse(j.stdout) as { traffic: { requests: number }; requests: number; cache: Record<string, unknown> };
+    assert.equal(figures.traffic.requests, figures.requests);
+    for (const k of ['mirroredBytes', 'mirroredBlobs', 'localBytes', 'localBlobs', 'unlinkedBytes', 'unlinkedBlobs', 'highWatermark', 'lowWatermark']) assert.ok(k in figures.cache, `--json keeps cache.${k}`);
   });
 });
 
