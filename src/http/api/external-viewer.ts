@@ -26,7 +26,7 @@ const MAX_SCOPES = 100;
 const MAX_QUERY_CHARS = 6_000;
 const PARALLEL_REQUESTS = 4;
 /** viewers whose rights are cached at once (sessions, Basic callers, anonymous): the oldest go first */
-const MAX_VIEWERS = 256;
+const MAX_VIEWERS = 128;
 const ACTIONS = 'pull,push,delete';
 /** a viewer's expired entries are dropped once it holds this many */
 const PRUNE_AT = 1_000;
@@ -46,7 +46,8 @@ interface Cached {
  * sealed in its signed cookie, because the service asks for them again once its short-lived tokens expire.
  */
 export class ExternalViewers {
-  private readonly cache = new Map<string, Map<string, Cached>>();
+  /** per viewer, least recently used first: its rights by repository key ('' : a Basic caller's checked login) */
+  private readonly cache = new Map<string, { used: number; entries: Map<string, Cached> }>();
   /** keys the Basic callers' cache entries without keeping their passwords (per process) */
   private readonly salt = randomBytes(32);
 
@@ -100,11 +101,16 @@ export class ExternalViewers {
   }
 
   private viewerOf(caller: Caller, key: string, who: { creds: Credentials; onRefused: () => never } | undefined, session?: Session): Viewer {
+    // What this request loaded answers for the rest of it (fresh when loaded), even if the cache drops the viewer.
+    let mine: Map<string, Cached> | undefined;
     return {
       caller,
       ...(session ? { session } : {}),
-      rights: (repo) => new Set(this.fresh(key, repo)?.rights ?? []),
-      load: (repos) => this.load(key, who, repos),
+      rights: (repo) => new Set(mine?.get(repo.key)?.rights ?? []),
+      load: async (repos) => {
+        mine = this.entries(key);
+        await this.load(mine, who, repos);
+      },
     };
   }
 
@@ -125,12 +131,11 @@ export class ExternalViewers {
   }
 
   /** Asks the token service for the rights not cached yet, in batches; concurrent loads share requests. */
-  private async load(key: string, who: { creds: Credentials; onRefused: () => never } | undefined, repos: readonly RepoRef[]): Promise<void> {
-    const entries = this.entries(key);
+  private async load(entries: Map<string, Cached>, who: { creds: Credentials; onRefused: () => never } | undefined, repos: readonly RepoRef[]): Promise<void> {
     const waits: Array<Promise<void>> = [];
     const missing = new Map<string, RepoRef>();
     for (const repo of repos) {
-      const e = this.fresh(key, repo);
+      const e = this.fresh(entries, repo);
       if (e?.pending) waits.push(e.pending);
       else if (!e && !missing.has(repo.key)) missing.set(repo.key, repo);
     }
@@ -167,25 +172,25 @@ export class ExternalViewers {
     return undefined;
   }
 
-  private fresh(key: string, repo: RepoRef): Cached | undefined {
-    const e = this.cache.get(key)?.get(repo.key);
+  private fresh(entries: Map<string, Cached> | undefined, repo: RepoRef): Cached | undefined {
+    const e = entries?.get(repo.key);
     return e && (e.pending || e.until > this.d.now()) ? e : undefined;
   }
 
+  /**
+   * A viewer's entries, marked used now. Memory stays bounded: viewers unused for longer than their entries
+   * can live are dropped, and past MAX_VIEWERS the least recently used go.
+   */
   private entries(key: string): Map<string, Cached> {
-    let m = this.cache.get(key);
-    if (m) {
-      // most recently used last, so the oldest viewer is the first to go
-      this.cache.delete(key);
-    } else {
-      m = new Map();
+    const now = this.d.now();
+    const m = this.cache.get(key)?.entries ?? new Map<string, Cached>();
+    this.cache.delete(key);
+    this.cache.set(key, { used: now, entries: m });
+    if (m.size > PRUNE_AT) for (const [k, e] of m) if (!e.pending && e.until <= now) m.delete(k);
+    for (const [k, v] of this.cache) {
+      if (this.cache.size <= MAX_VIEWERS && now - v.used <= RIGHTS_TTL_MS) break;
+      this.cache.delete(k);
     }
-    this.cache.set(key, m);
-    if (m.size > PRUNE_AT) {
-      const now = this.d.now();
-      for (const [k, e] of m) if (!e.pending && e.until <= now) m.delete(k);
-    }
-    while (this.cache.size > MAX_VIEWERS) this.cache.delete(this.cache.keys().next().value!);
     return m;
   }
 
