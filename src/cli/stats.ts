@@ -43,7 +43,11 @@ function adminView(s: ApiStats): AdminStats {
   return { cache: s.cache, upstreams, repositories: s.repositories, tags: s.tags, uploads: s.uploads };
 }
 
-/** Sums the wharf_cache_requests_total / wharf_bytes_*_total samples of a Prometheus text exposition. */
+/**
+ * Sums the wharf_cache_requests_total / wharf_bytes_*_total samples of a Prometheus text exposition: the
+ * figures of `/metrics`, which `wharf stats` now gets from the API (observability/traffic.ts reads the same
+ * counters); kept so that a scrape can be checked against the same formula.
+ */
 export function trafficFrom(text: string): TrafficFigures {
   const t: TrafficFigures = { hits: 0, requests: 0, bytesFromCache: 0, bytesFromUpstream: 0, bytesSpared: 0 };
   for (const line of text.split('\n')) {
@@ -63,7 +67,7 @@ export function trafficFrom(text: string): TrafficFigures {
   return t;
 }
 
-export function renderStats(s: AdminStats, traffic: TrafficFigures | undefined): string {
+export function renderStats(s: AdminStats, traffic: TrafficFigures): string {
   const c = s.cache;
   const limit =
     c.maxSize !== undefined
@@ -73,14 +77,10 @@ export function renderStats(s: AdminStats, traffic: TrafficFigures | undefined):
     `cache: mirrored ${human(c.mirroredBytes)} in ${plural(c.mirroredBlobs, 'blob')} (${limit})`,
     `       local ${human(c.localBytes)} in ${plural(c.localBlobs, 'blob')} (never evicted); unreferenced ${human(c.unlinkedBytes)} in ${plural(c.unlinkedBlobs, 'blob')} (wharf gc)`,
   ];
-  if (traffic) {
-    const r = hitRatio(traffic);
-    const ratio = r !== undefined ? `${(r * 100).toFixed(1)}% (${traffic.hits} of ${traffic.requests} requests spared the upstream)` : 'no requests yet';
-    lines.push(`hit ratio: ${ratio}`);
-    lines.push(`upstream spared: ${human(traffic.bytesSpared)} (bandwidth saved); ${human(traffic.bytesFromUpstream)} sent by the upstream for misses`);
-  } else {
-    lines.push('hit ratio: unknown (/metrics is not on this address or needs other credentials)');
-  }
+  const r = hitRatio(traffic);
+  const ratio = r !== undefined ? `${(r * 100).toFixed(1)}% (${traffic.hits} of ${traffic.requests} requests spared the upstream)` : 'no requests yet';
+  lines.push(`hit ratio: ${ratio}`);
+  lines.push(`upstream spared: ${human(traffic.bytesSpared)} (bandwidth saved); ${human(traffic.bytesFromUpstream)} sent by the upstream for misses`);
   for (const u of s.upstreams) {
     const r = u.rateLimit;
     if (!r || r.limit === undefined) {
