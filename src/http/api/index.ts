@@ -95,7 +95,7 @@ export function apiEndpoint(d: ApiDeps) {
             expires: v.session?.expires ?? null,
             pullHost: d.pullHost ?? null,
             upstreams: d.upstreams,
-            maintain: mayMaintain(ctx, { authEnabled: d.auth !== undefined, ...(d.maintenance ? { maintenance: d.maintenance } : {}) }, v),
+            maintain: mayMaintain(ctx, { authEnabled: authOn(d), ...(d.maintenance ? { maintenance: d.maintenance } : {}) }, v),
           };
         },
         POST: async (ctx) => {
@@ -181,7 +181,7 @@ export function apiEndpoint(d: ApiDeps) {
         },
       },
       [`${API_PREFIX}jobs`]: jobEndpoints({
-        authEnabled: d.auth !== undefined,
+        authEnabled: authOn(d),
         viewer,
         ...(d.maintenance ? { maintenance: d.maintenance } : {}),
         ...(d.sessions ? { sessions: d.sessions } : {}),
