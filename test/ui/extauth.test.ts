@@ -165,6 +165,18 @@ describe('web UI API with an external token service', () => {
     assert.deepEqual(json(bearer).rights, ['pull']);
   });
 
+  it('gc and verify are not open to loopback callers: the registry is not open (nobody is in ui.admins here)', async () => {
+    const start = (headers: Record<string, string>) =>
+      request(`${w.url}/_wharf/api/jobs`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify({ kind: 'verify' }) });
+    const anonymous = await start({ 'x-wharf-csrf': 'x' });
+    assert.equal(anonymous.status, 401, anonymous.body.toString());
+    const alice = await session(w.url, ALICE);
+    const refused = await start({ cookie: alice.cookie, 'x-wharf-csrf': alice.csrf });
+    assert.equal(refused.status, 403, refused.body.toString());
+    const s = await request(`${w.url}/_wharf/api/session`, { headers: { cookie: alice.cookie } });
+    assert.equal(json(s).maintain, false);
+  });
+
   it('another replica reads the session (the key is shared through Redis)', async () => {
     const alice = await session(w.url, ALICE);
     const s = await request(`${w2.url}/_wharf/api/session`, { headers: { cookie: alice.cookie } });
