@@ -29,7 +29,8 @@ before(async () => {
   data = await tempDir('wharf-cli-admin-');
   w = await startWharf({
     dataDir: data.path,
-    config: { upstreams: [{ name: 'hub', url: proxy.url, default: true, tagFreshness: '10m' }], admin: ADMIN },
+    // Without the web pages: ls and stats read the JSON API, which is served either way.
+    config: { upstreams: [{ name: 'hub', url: proxy.url, default: true, tagFreshness: '10m' }], admin: ADMIN, ui: { enabled: false } },
   });
 });
 after(async () => {
@@ -86,6 +87,7 @@ describe('operator commands through the admin API', () => {
     assert.equal(flags.code, 0, flags.stderr);
     const ls = await wharfCli(['ls', '--url', w.url]);
     assert.equal(ls.code, 0, `ls reads the JSON API, which on a registry without auth needs no credentials: ${ls.stderr}`);
+    assert.equal((await request(`${w.url}/`)).status, 404, 'ui.enabled: false serves no pages');
   });
 
   it('ls lists local and mirrored repositories; ls REPO shows tags and digests', async () => {
