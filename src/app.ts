@@ -6,6 +6,7 @@ import { UpstreamNamespaces } from './core/namespaces.js';
 import type { CorePolicy, UpstreamPolicy } from './core/policy.js';
 import type { Cluster } from './core/cluster.js';
 import { createRegistry } from './core/registry.js';
+import { PullCounter } from './core/pull-counter.js';
 import type { Registry } from './core/types.js';
 import { createHttpApp } from './http/server.js';
 import { createClientAuth, createExternalAuth, isExternalTokenAuth, signingSecret } from './http/auth/index.js';
@@ -57,6 +58,9 @@ export interface App {
  */
 const SETTLE_LIMIT_MS = 10_000;
 
+/** how often pull counts are written to the metadata store (the dashboard's own replica shows them at once) */
+const PULL_FLUSH_MS = 5_000;
+
 /** Composition root: wires the implementations to the interfaces. No behaviour of its own. */
 export function createApp(deps: AppDeps): App {
   const { config, metrics, logger } = deps;
@@ -101,10 +105,24 @@ export function createApp(deps: AppDeps): App {
   const jobs = admin && new JobRunner({ gc: (o) => admin.admin.gc(o), verify: (o) => admin.admin.verify(o), now, newId: () => randomBytes(8).toString('hex'), logger });
   const adminRoutes = admin && { ...admin, events: deps.notifier, jobs };
   const externalAuth = external && createExternalAuth(external, { namespaces, now });
+  // Pulls are counted only for the dashboard that shows them.
+  const pulls = config.ui.enabled
+    ? new PullCounter(deps.meta, { flushIntervalMs: PULL_FLUSH_MS, now, onError: (err) => logger.warn({ err: (err as Error).message }, 'pull counts not written; retrying') })
+    : undefined;
   // Behind an external token service the UI's logins and rights come from that service (http/api/external-viewer.ts).
   // The JSON API is served with or without the pages (ui.enabled): `wharf ls` and `wharf stats` read it.
   const ui = uiDeps({
-    config, store: deps.store, meta: deps.meta, registry, metrics, upstreams: deps.upstreams, clientAuth, lifecycle, now,
+    config,
+    store: deps.store,
+    meta: deps.meta,
+    registry,
+    metrics,
+    upstreams: deps.upstreams,
+    clientAuth,
+    lifecycle,
+    now,
+    ...(pulls ? { pulls } : {}),
+    downloads: () => registry.blobService.downloads(),
     ...(external && externalAuth ? { external: { auth: externalAuth, secret: signingSecret(external, deps.authSecret) } } : {}),
     ...(adminRoutes ? { purge: (ref: string) => adminRoutes.admin.purge(ref), jobs: adminRoutes.jobs } : {}),
   });
@@ -118,6 +136,7 @@ export function createApp(deps: AppDeps): App {
     maxManifestBytes: config.limits.maxManifestBytes,
     trustedProxies: config.server.trustedProxies,
     events: deps.notifier,
+    ...(pulls ? { pulls } : {}),
     admin: adminRoutes,
     ops: {
       readiness: () =>
@@ -145,6 +164,7 @@ export function createApp(deps: AppDeps): App {
     registry,
     async close() {
       await registry.settle(SETTLE_LIMIT_MS);
+      await pulls?.close().catch(() => {});
       await deps.notifier?.close().catch(() => {});
       for (const u of deps.upstreams.values()) await u.close().catch(() => {});
       await deps.meta.close().catch(() => {});

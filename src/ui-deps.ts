@@ -4,6 +4,8 @@ import { fileURLToPath } from 'node:url';
 import type { WharfConfig } from './config/types.js';
 import { BrowseService } from './core/browse.js';
 import type { JobsApi } from './http/api/jobs.js';
+import type { InflightDownload } from './core/blob-service.js';
+import type { PullCounter } from './core/pull-counter.js';
 import type { Registry } from './core/types.js';
 import type { ApiDeps, ApiStats } from './http/api/index.js';
 import { Sessions } from './http/api/session.js';
@@ -21,6 +23,8 @@ import type { Upstream } from './upstream/types.js';
 
 /** the cache size report walks every link and blob: the dashboard's refreshes share one for this long */
 const SIZE_REPORT_TTL_MS = 10_000;
+/** repositories in each top-pulls list */
+const TOP_PULLS = 10;
 
 export interface UiDepsInput {
   config: WharfConfig;
@@ -28,7 +32,11 @@ export interface UiDepsInput {
   meta: MetadataStore;
   registry: Registry;
   metrics: PromMetrics;
-  upstreams: ReadonlyMap<string, Pick<Upstream, 'name' | 'rateLimit'>>;
+  upstreams: ReadonlyMap<string, Pick<Upstream, 'name' | 'rateLimit' | 'health' | 'throttledUntil'>>;
+  /** manifest pulls by repository (the dashboard's top images) */
+  pulls?: PullCounter;
+  /** this process's downloads from upstreams (blob-service) */
+  downloads?: () => InflightDownload[];
   clientAuth?: ClientAuth;
   /** external token mode: /v2's verifier and the key session cookies are signed and sealed with */
   external?: { auth: ExternalTokenAuth; secret: () => Uint8Array };
@@ -66,7 +74,33 @@ export function uiDeps(i: UiDepsInput): { api: ApiDeps; assetsDir?: string; page
     for await (const _ of i.meta.listUploads()) uploads += 1;
     return { repositories, tags, uploads };
   };
-  const stats = async (): Promise<ApiStats> => {
+  const names = i.registry.namespaces;
+  /**
+   * The name a repository key is listed under, when the viewer may pull it: only if that name still leads to
+   * the key (a repository of an upstream since removed from the configuration would name another).
+   */
+  const shownAs = (key: string, visible: (name: string) => boolean): string | undefined => {
+    const name = names.displayName(key);
+    try {
+      return names.resolve(name).key === key && visible(name) ? name : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  const topPulls = async (visible: (name: string) => boolean): Promise<ApiStats['topPulls']> => {
+    const pulls = i.pulls;
+    if (!pulls) return { hour: [], day: [] };
+    const shown = (key: string) => shownAs(key, visible) !== undefined;
+    const list = async (w: 'hour' | 'day') => (await pulls.top(w, TOP_PULLS, shown)).map((p) => ({ repository: names.displayName(p.key), pulls: p.pulls }));
+    const [hour, day] = await Promise.all([list('hour'), list('day')]);
+    return { hour, day };
+  };
+  const downloads = (visible: (name: string) => boolean): ApiStats['downloads'] =>
+    (i.downloads?.() ?? []).flatMap(({ repoKey, ...d }) => {
+      const repository = shownAs(repoKey, visible);
+      return repository !== undefined ? [{ repository, ...d }] : [];
+    });
+  const stats = async (visible: (name: string) => boolean): Promise<ApiStats> => {
     const t = await readTraffic(i.metrics.registry);
     const r = await sizeReport().catch(() => undefined);
     const cache: ApiStats['cache'] = {
@@ -84,9 +118,12 @@ export function uiDeps(i: UiDepsInput): { api: ApiDeps; assetsDir?: string; page
     };
     const upstreams = [...i.upstreams.values()].map((u) => {
       const rl = u.rateLimit();
-      return rl ? { name: u.name, rateLimit: rl } : { name: u.name };
+      const health = u.health?.();
+      const throttledUntil = u.throttledUntil?.();
+      return { name: u.name, ...(rl ? { rateLimit: rl } : {}), ...(health ? { health } : {}), ...(throttledUntil !== undefined ? { throttledUntil } : {}) };
     });
-    return { ...t, hitRatio: t.requests > 0 ? t.hits / t.requests : null, cache, upstreams, ...(await counts()) };
+    const top = await topPulls(visible).catch((): ApiStats['topPulls'] => ({ hour: [], day: [] }));
+    return { ...t, hitRatio: t.requests > 0 ? t.hits / t.requests : null, cache, upstreams, downloads: downloads(visible), topPulls: top, ...(await counts()) };
   };
   const auth = i.clientAuth;
   const external = i.external && externalViewers(i.external, now);

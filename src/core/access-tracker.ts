@@ -1,13 +1,9 @@
 import type { Digest } from '../oci/index.js';
 import type { AccessIndex } from '../store/types.js';
+import { PeriodicFlush, type PeriodicFlushOptions } from './periodic-flush.js';
 
-export interface AccessTrackerOptions {
-  flushIntervalMs: number;
+export interface AccessTrackerOptions extends PeriodicFlushOptions {
   now: () => number;
-  setInterval?: (fn: () => void, ms: number) => unknown;
-  clearInterval?: (handle: unknown) => void;
-  /** A background flush failed (the times stay pending for the next one). */
-  onError?: (err: unknown) => void;
 }
 
 /**
@@ -16,27 +12,18 @@ export interface AccessTrackerOptions {
  */
 export class AccessTracker {
   private pending = new Map<Digest, number>();
-  private readonly timer: unknown;
-  private readonly clear: (handle: unknown) => void;
   /** Flushes run one after another so a slow store never sees two overlapping batches. */
-  private tail: Promise<void> = Promise.resolve();
-  private closed = false;
+  private readonly flusher: PeriodicFlush;
 
   constructor(
     private readonly meta: AccessIndex,
     private readonly opts: AccessTrackerOptions,
   ) {
-    const set = opts.setInterval ?? ((fn: () => void, ms: number) => setInterval(fn, ms));
-    this.clear = opts.clearInterval ?? ((h) => clearInterval(h as NodeJS.Timeout));
-    this.timer = set(() => {
-      this.flush().catch((e: unknown) => opts.onError?.(e));
-    }, opts.flushIntervalMs);
-    // A pending flush must not keep a CLI process (or a test) alive.
-    (this.timer as { unref?: () => void } | undefined)?.unref?.();
+    this.flusher = new PeriodicFlush(() => this.flushNow(), opts);
   }
 
   touch(digest: Digest): void {
-    if (this.closed) return;
+    if (this.flusher.closed) return;
     const t = this.opts.now();
     const cur = this.pending.get(digest);
     if (cur === undefined || t > cur) this.pending.set(digest, t);
@@ -53,18 +40,12 @@ export class AccessTracker {
 
   /** Writes everything touched so far. On failure the batch is merged back and the error rethrown. */
   flush(): Promise<void> {
-    const run = this.tail.then(() => this.flushNow());
-    this.tail = run.catch(() => undefined);
-    return run;
+    return this.flusher.flush();
   }
 
   /** Stops the timer and writes what is pending. Touches after close are ignored. */
-  async close(): Promise<void> {
-    if (!this.closed) {
-      this.closed = true;
-      this.clear(this.timer);
-    }
-    await this.flush();
+  close(): Promise<void> {
+    return this.flusher.close();
   }
 
   private async flushNow(): Promise<void> {

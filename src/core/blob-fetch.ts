@@ -163,6 +163,11 @@ export class BlobFetch {
     return this.available;
   }
 
+  /** clients reading the download now (a peer replica streaming from it counts as one) */
+  get clients(): number {
+    return this.readers;
+  }
+
   get failed(): Error | undefined {
     return this.state === 'failed' ? this.error : undefined;
   }

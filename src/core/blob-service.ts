@@ -12,8 +12,26 @@ import { announce } from './events.js';
 interface Inflight {
   fetch: BlobFetch;
   repoKey: string;
+  /** set for the downloads in the table (the dashboard lists them) */
+  upstream?: string;
+  startedAt?: number;
   /** the download, its commit and its link all done (or failed); absent for a fetch in no table */
   finished?: Promise<void>;
+}
+
+/** One download from an upstream running in this process, as the dashboard shows it. */
+export interface InflightDownload {
+  /** canonical key of the repository it was fetched for */
+  repoKey: string;
+  digest: Digest;
+  upstream: string;
+  /** bytes received so far */
+  received: number;
+  /** full size, once the upstream has said */
+  size?: number;
+  /** clients reading it now */
+  clients: number;
+  startedAt: number;
 }
 
 /**
@@ -53,9 +71,9 @@ export class Blobs implements BlobService {
   }
 
   async open(repo: RepoRef, digest: Digest, range: RangeRequest | undefined, signal?: AbortSignal): Promise<BlobBody> {
-    const size = await this.linkedStat(repo, digest);
-    if (size !== undefined) {
-      const body = await this.fromDisk(digest, size, range);
+    const link = await this.d.meta.getLink(repo.key, digest);
+    if (link) {
+      const body = await this.fromLinked(digest, link.size, range);
       if (body) return body;
     }
     const target = await this.access.mirror(repo);
@@ -91,12 +109,35 @@ export class Blobs implements BlobService {
     return st?.size;
   }
 
-  private async fromDisk(digest: Digest, size: number, req: RangeRequest | undefined): Promise<BlobBody | undefined> {
+  /**
+   * Content linked to this repository, from the store. Object storage serving the bytes itself is read in one
+   * GetObject at the size the link recorded (it answers "absent" too) rather than after a HeadObject, a round
+   * trip more per blob GET. A redirect sends the client to the bucket, so wharf looks there first; the
+   * filesystem's stat is cheap and stays.
+   */
+  private async fromLinked(digest: Digest, linkedSize: number, req: RangeRequest | undefined): Promise<BlobBody | undefined> {
+    const store = this.d.store;
+    const redirect = await store.redirectUrl?.(digest);
+    if (store.readSized && redirect === undefined) {
+      const range = req ? resolveRange(req, linkedSize) : undefined;
+      const stream = await store.readSized(digest, linkedSize, range);
+      if (stream) return this.fromCache(digest, linkedSize, range, stream);
+      // Absent (evicted, or removed behind wharf's back), or not the size linked: look, as any other store.
+    }
+    const st = await store.stat(digest);
+    return st ? this.fromDisk(digest, st.size, req, redirect) : undefined;
+  }
+
+  private async fromDisk(digest: Digest, size: number, req: RangeRequest | undefined, redirectUrl?: string): Promise<BlobBody | undefined> {
     const range = req ? resolveRange(req, size) : undefined;
     // Object storage with redirect: the client fetches the bytes from the bucket (Range and all).
-    const redirect = await this.d.store.redirectUrl?.(digest);
+    const redirect = redirectUrl ?? (await this.d.store.redirectUrl?.(digest));
     const stream = redirect ? Readable.from([]) : await this.d.store.read(digest, range);
     if (!stream) return undefined;
+    return this.fromCache(digest, size, range, stream, redirect);
+  }
+
+  private fromCache(digest: Digest, size: number, range: BlobBody['range'], stream: Readable, redirect?: string): BlobBody {
     // Fetched ahead for the pull now reading it: the upstream did serve these bytes for this client.
     const outcome = this.firstReads.take(digest) ? 'miss' : 'hit';
     this.d.metrics.cacheRequest('blob', outcome);
@@ -265,6 +306,17 @@ export class Blobs implements BlobService {
     await Promise.allSettled([...this.inflight.values()].filter((e) => e.fetch.proven).map((e) => e.finished));
   }
 
+  /** The downloads running in this process now, oldest first (the dashboard's "in flight"). */
+  downloads(): InflightDownload[] {
+    const out: InflightDownload[] = [];
+    for (const [digest, e] of this.inflight) {
+      if (e.upstream === undefined || e.startedAt === undefined) continue;
+      const { fetch } = e;
+      out.push({ repoKey: e.repoKey, digest, upstream: e.upstream, received: fetch.received, ...(fetch.size !== undefined ? { size: fetch.size } : {}), clients: fetch.clients, startedAt: e.startedAt });
+    }
+    return out.sort((a, b) => a.startedAt - b.startedAt);
+  }
+
   /** true while a blob is being downloaded into the cache (eviction must leave it alone). */
   isBusy(digest: Digest): boolean {
     return this.inflight.has(digest);
@@ -272,7 +324,7 @@ export class Blobs implements BlobService {
 
   private startFetch(repo: RepoRef, target: MirrorTarget, digest: Digest, lease?: FetchLease): Inflight {
     const fetch = this.newFetch(target, repo, digest);
-    const entry: Inflight = { fetch, repoKey: repo.key };
+    const entry: Inflight = { fetch, repoKey: repo.key, upstream: target.upstream.name, startedAt: this.d.now() };
     this.inflight.set(digest, entry);
     this.d.metrics.inflightFetches(1);
     entry.finished = fetch.done

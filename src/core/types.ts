@@ -22,6 +22,11 @@ export interface ManifestResult {
   outcome: Outcome;
 }
 
+/** Where the /v2 manifest GET reports a pull (the dashboard's top images; core/pull-counter.ts). Must not block. */
+export interface PullSink {
+  pulled(repo: RepoRef, ref: Reference, result: Pick<ManifestResult, 'descriptor' | 'bytes'>): void;
+}
+
 export interface BlobBody {
   /** full size of the blob */
   size: number;

@@ -1,5 +1,5 @@
 import Koa from 'koa';
-import type { EventSink, Registry } from '../core/types.js';
+import type { EventSink, PullSink, Registry } from '../core/types.js';
 import type { Logger, Metrics } from '../observability/types.js';
 import { adminEndpoint, type AdminRouterDeps } from './admin.js';
 import { tokenEndpoint, type ClientAuth, type ExternalTokenAuth } from './auth/index.js';
@@ -29,6 +29,8 @@ export interface HttpDeps {
   trustedProxies?: readonly string[];
   /** webhooks (absent: none configured) */
   events?: EventSink;
+  /** manifest pulls counted for the web UI's top images (absent: not counted) */
+  pulls?: PullSink;
 }
 
 /** The Koa application: access log → error rendering → OCI endpoints / ops endpoints. */
@@ -48,7 +50,7 @@ export function createHttpApp(deps: HttpDeps): Koa {
     if (deps.ui.pages) app.use(uiAssets(deps.ui.assetsDir, deps.logger));
   }
   const guard = auth ?? deps.externalAuth;
-  app.use(ociRouter({ registry: deps.registry, metrics: deps.metrics, maxManifestBytes: deps.maxManifestBytes, events: deps.events, authorize: guard && ((ctx, m) => guard.authorize(ctx, m)) }));
+  app.use(ociRouter({ registry: deps.registry, metrics: deps.metrics, maxManifestBytes: deps.maxManifestBytes, events: deps.events, pulls: deps.pulls, authorize: guard && ((ctx, m) => guard.authorize(ctx, m)) }));
   app.use(opsEndpoint(deps.ops));
   return app;
 }

@@ -32,6 +32,12 @@ export interface BlobStore {
    * undefined when the bytes are to be served by wharf.
    */
   redirectUrl?(digest: Digest): Promise<string | undefined>;
+  /**
+   * Opens committed content whose size the caller knows (a link records it) in one request, where stat then read
+   * would take two: object storage's GetObject answers "absent" itself, a HeadObject first costs a round trip per
+   * blob GET. Undefined when absent or not `size` bytes long. The range must lie within `size`.
+   */
+  readSized?(digest: Digest, size: number, range?: ByteRange): Promise<Readable | undefined>;
   /** Moves committed content out of service but keeps it for inspection (`wharf verify`); true when moved. */
   quarantine?(digest: Digest): Promise<boolean>;
 }
@@ -178,6 +184,19 @@ export interface AccessIndex {
   forgetAccess(digest: Digest): Promise<void>;
 }
 
+/**
+ * Pull counts in time buckets, summed across replicas (the dashboard's top images). A bucket is a caller-chosen
+ * id (`m:<minute>`, `h:<hour>`); it holds at most `cap` names and goes `ttlMs` after its first write, so keys
+ * and memory stay bounded whatever the traffic. The embedded store keeps them in memory only (a restart
+ * forgets them): they are figures to watch, not records.
+ */
+export interface PullIndex {
+  /** Adds `counts` (name → pulls) to a bucket; names beyond the bucket's cap are dropped. */
+  countPulls(bucket: string, counts: ReadonlyMap<string, number>, ttlMs: number, cap: number): Promise<void>;
+  /** The sums over the buckets named (expired or missing buckets add nothing). */
+  pullCounts(buckets: readonly string[]): Promise<Map<string, number>>;
+}
+
 /** A small shared key/value for facts every replica should see (rate-limit windows, negative cache). */
 export interface SharedState {
   getState(key: string): Promise<string | undefined>;
@@ -190,6 +209,7 @@ export type MetadataStore = TagIndex &
   LinkIndex &
   UploadIndex &
   AccessIndex &
+  PullIndex &
   SharedState & {
     readonly kind: 'embedded' | 'redis';
     ping(): Promise<void>;

@@ -89,6 +89,8 @@ export interface ImageDetail {
   layers?: ImageBlob[];
   annotations?: Record<string, string>;
   referrers: Array<{ digest: string; mediaType: string; artifactType?: string; size: number }>;
+  /** set when this manifest is itself a referrer (a signature, an SBOM): what it refers to */
+  subject?: { digest: string; mediaType: string; size: number };
   rights: string[];
   canPurge: boolean;
 }
@@ -101,7 +103,31 @@ export interface Stats {
   bytesFromUpstream: number;
   inflightFetches: number;
   cache: { usedBytes: number; localBytes: number; mirroredBytes: number; blobs: number; maxSize?: number; highWatermark: number };
-  upstreams: Array<{ name: string; rateLimit?: { limit?: number; remaining?: number; windowSeconds?: number } }>;
+  upstreams: UpstreamStatus[];
+  downloads: Download[];
+  topPulls: { hour: PullCount[]; day: PullCount[] };
+}
+
+export interface UpstreamStatus {
+  name: string;
+  rateLimit?: { limit?: number; remaining?: number; windowSeconds?: number; observedAt?: number };
+  health?: { state: 'ok' | 'failing' | 'unknown'; lastSuccess?: number; lastError?: { at: number; message: string }; failures: number };
+  throttledUntil?: number;
+}
+
+export interface Download {
+  repository: string;
+  digest: string;
+  upstream: string;
+  received: number;
+  size?: number;
+  clients: number;
+  startedAt: number;
+}
+
+export interface PullCount {
+  repository: string;
+  pulls: number;
 }
 
 export class ApiError extends Error {

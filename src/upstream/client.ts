@@ -6,6 +6,7 @@ import {
   digestOf,
   ErrorCode,
   isDigest,
+  isRegistryError,
   manifestMediaTypes,
   MediaType,
   parseDigest,
@@ -19,6 +20,7 @@ import { createAuthorizer, type UpstreamAuthorizer } from './auth/authorizer.js'
 import { resolveCredentials } from './auth/credentials.js';
 import { headerValue, networkError, retryAfterSeconds, statusError, UpstreamDigestMismatchError, type RequestKind } from './errors.js';
 import { createDispatcher, resolveHost, systemLookup, type ConnectObserver, type LookupFn, type ProxyEnv } from './network.js';
+import { HealthRecord } from './health.js';
 import { parseRateLimit, Throttle } from './rate-limit.js';
 import {
   classifyAddress,
@@ -36,6 +38,7 @@ import type {
   TagPage,
   Upstream,
   UpstreamBlob,
+  UpstreamHealth,
   UpstreamManifest,
   UpstreamManifestHead,
   UpstreamObserver,
@@ -87,6 +90,7 @@ export class UpstreamClient implements Upstream {
   readonly #maxManifest: number;
   readonly #maxBlob: number;
   #reading: RateLimitReading | undefined;
+  readonly #health: HealthRecord;
   #upstreamClasses: Promise<Set<AddressClass>> | undefined;
 
   constructor(cfg: UpstreamConfig, deps: UpstreamDeps) {
@@ -95,6 +99,7 @@ export class UpstreamClient implements Upstream {
     this.#base = new URL(cfg.url);
     this.#now = deps.now ?? Date.now;
     this.#observer = deps.observer;
+    this.#health = new HealthRecord(this.#now);
     this.#lookup = deps.lookup ?? systemLookup;
     this.#maxManifest = deps.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES;
     this.#maxBlob = deps.maxBlobBytes ?? Number.MAX_SAFE_INTEGER;
@@ -126,6 +131,10 @@ export class UpstreamClient implements Upstream {
   /** The latest rate-limit headers seen, if the upstream sends them. */
   rateLimit(): RateLimitReading | undefined {
     return this.#reading;
+  }
+
+  health(): UpstreamHealth {
+    return this.#health.read();
   }
 
   /** ms epoch until which manifest GETs are refused locally (after a 429, until its Retry-After), or undefined. */
@@ -409,10 +418,17 @@ export class UpstreamClient implements Upstream {
       });
     } catch (e) {
       this.#observer?.request(this.name, method, 'error', seconds());
-      if (signal?.aborted) throw signal.reason ?? e;
-      throw networkError(this.name, kind, e);
+      if (signal?.aborted) {
+        // A client that hung up says nothing of the upstream; a fetch's own timeout does.
+        if (isRegistryError(signal.reason)) this.#health.failed(signal.reason.message);
+        throw signal.reason ?? e;
+      }
+      const err = networkError(this.name, kind, e);
+      this.#health.failed(err.message);
+      throw err;
     }
     this.#observer?.request(this.name, method, res.statusCode, seconds());
+    this.#health.answered(res.statusCode);
     const reading = parseRateLimit(res.headers, this.#now());
     if (reading) {
       this.#reading = reading;

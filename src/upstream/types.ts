@@ -43,6 +43,8 @@ export interface Upstream {
   referrers?(repo: string, digest: Digest, signal?: AbortSignal): Promise<ReferrerDescriptor[] | undefined>;
   /** The latest rate-limit reading, when the upstream sends one. */
   rateLimit(): RateLimitReading | undefined;
+  /** What this process has seen of the upstream lately (no probing: the requests it made anyway). */
+  health?(): UpstreamHealth;
   /** Until when (ms since epoch) quota-consuming requests are held back after a 429 (its Retry-After). */
   throttledUntil?(): number | undefined;
   close(): Promise<void>;
@@ -61,6 +63,16 @@ export interface ReferrerDescriptor {
   size: number;
   artifactType?: string;
   annotations?: Record<string, string>;
+}
+
+export interface UpstreamHealth {
+  /** unknown: no request yet; failing: the latest request met a network error, a timeout or a 5xx */
+  state: 'ok' | 'failing' | 'unknown';
+  /** ms since epoch of the latest answer that was not a server error */
+  lastSuccess?: number;
+  lastError?: { at: number; message: string };
+  /** failed requests since the latest answer */
+  failures: number;
 }
 
 export interface RateLimitReading {

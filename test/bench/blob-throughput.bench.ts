@@ -17,10 +17,12 @@ async function verify(url: string, want: { digest: string; size: number }): Prom
 export async function warmBlobThroughput(ctx: BenchContext): Promise<Row[]> {
   const img = ctx.images.big256;
   const layer = largest(img);
+  if (ctx.nginx === undefined) throw new Error('nginx is not running');
   const urls: Record<Subject, string> = {
     wharf: `${ctx.warm.wharf.url}/v2/${img.repo}/blobs/${layer.digest}`,
     distribution: `${ctx.warm.distribution.url}/v2/${img.repo}/blobs/${layer.digest}`,
     nginx: `${ctx.nginx.url}/${basename(layer.path!)}`,
+    disk: '',
     direct: '',
   };
   const subjects: Subject[] = ['wharf', 'distribution', 'nginx'];

@@ -59,6 +59,20 @@ export function streamGet(url: string, headers: Record<string, string> = {}, tim
   });
 }
 
+/**
+ * A GET that follows one 307 (wharf with `redirect: true` → a presigned URL on the bucket), as Docker and
+ * containerd do; `ms` covers both legs.
+ */
+export async function getFollowing(url: string, timeoutMs = 60_000): Promise<Fetched & { redirected: boolean }> {
+  const started = performance.now();
+  const first = await streamGet(url, {}, timeoutMs);
+  if (first.status !== 307) return { ...first, redirected: false };
+  const location = first.headers.location;
+  if (location === undefined) throw new Error(`${url}: 307 without a Location`);
+  const second = await streamGet(new URL(location, url).href, {}, timeoutMs);
+  return { ...second, ms: performance.now() - started, redirected: true };
+}
+
 export interface PullResult {
   ok: boolean;
   /** Why the pull failed (first problem), when it did. */
@@ -74,7 +88,7 @@ interface ManifestJson {
 
 /**
  * What `docker pull` does on the wire, minus the engine: manifest by tag, the first platform's manifest
- * when that is an index, then config and layers, each verified against its digest. For small images
+ * when that is an index, then config and layers (following a redirect to object storage), each verified against its digest. For small images
  * (warm-pull counts); large pulls go through skopeo.
  */
 export async function pull(base: string, repo: string, tag: string, timeoutMs = 60_000): Promise<PullResult> {
@@ -94,7 +108,7 @@ export async function pull(base: string, repo: string, tag: string, timeoutMs = 
     if (typeof m === 'string') return fail(m);
   }
   for (const b of [...(m.config ? [m.config] : []), ...(m.layers ?? [])]) {
-    const r = await streamGet(`${base}/v2/${repo}/blobs/${b.digest}`, {}, timeoutMs);
+    const r = await getFollowing(`${base}/v2/${repo}/blobs/${b.digest}`, timeoutMs);
     if (r.status !== 200) return fail(`blob ${b.digest.slice(7, 19)}: HTTP ${r.status} ${r.head.slice(0, 200)}`);
     if (r.digest !== b.digest || r.bytes !== b.size) return fail(`blob ${b.digest.slice(7, 19)}: got ${r.bytes} bytes ${r.digest}`);
   }
@@ -113,13 +127,14 @@ export interface CurlRun {
  * `n` concurrent curl processes, each GETting `url` into /dev/null: the client costs next to nothing,
  * so the server is what is measured (content is verified once, separately, with streamGet).
  */
-export async function curlGets(url: string, n: number, timeoutMs = 120_000): Promise<CurlRun> {
+export async function curlGets(url: string, n: number, timeoutMs = 120_000, opts: { follow?: boolean } = {}): Promise<CurlRun> {
   const started = performance.now();
   const one = (): Promise<{ status: number; bytes: number }> =>
     new Promise((resolve, reject) => {
       execFile(
         'curl',
-        ['-s', '-o', '/dev/null', '--max-time', String(timeoutMs / 1000), '-w', '%{http_code} %{size_download}', url],
+        // follow: `-L`, as a client of a mirror that redirects to object storage (the status is the last one's)
+        ['-s', ...(opts.follow ? ['-L'] : []), '-o', '/dev/null', '--max-time', String(timeoutMs / 1000), '-w', '%{http_code} %{size_download}', url],
         { timeout: timeoutMs + 5000 },
         (err, stdout) => {
           // curl's exit code says how it ended (18: the body was cut short, 28: timed out, 56: connection reset)

@@ -5,7 +5,7 @@ import { tempDir } from '../helpers/tmp.js';
 import { MB, type BenchContext } from './context.js';
 import type { BenchImage } from './images.js';
 import { row, type Row } from './report.js';
-import { KINDS, startTarget, type TargetKind } from './setup.js';
+import { KINDS, startTarget, type TargetKind, type TargetOptions } from './setup.js';
 
 const run = promisify(execFile);
 
@@ -32,8 +32,8 @@ export async function skopeoPull(base: string, img: BenchImage): Promise<number>
  * served something before: a new Node process runs its first requests as unoptimised code (wharf's first
  * pull costs it ~0.6 s more CPU than later ones), which a long-running mirror pays once, not per pull.
  */
-export async function coldPullThrough(ctx: BenchContext, kind: TargetKind, img: BenchImage, firstPull = false): Promise<number> {
-  const t = await startTarget(kind, ctx.hub.link);
+export async function coldPullThrough(ctx: BenchContext, kind: TargetKind, img: BenchImage, firstPull = false, opts: TargetOptions = {}): Promise<number> {
+  const t = await startTarget(kind, ctx.hub.link, opts);
   try {
     if (!firstPull) await skopeoPull(t.url, ctx.images.warmup);
     return await skopeoPull(t.url, img);
@@ -51,7 +51,7 @@ const ATTEMPTS = 3;
  * each failure is counted and reported, and the pull repeated with a fresh mirror, up to ATTEMPTS times;
  * after that the sample is missing (NaN), so one mirror's bad pulls do not cost the scenario its figures.
  */
-async function timedPull(ctx: BenchContext, who: string, failures: Map<string, string[]>, pull: () => Promise<number>): Promise<number> {
+export async function timedPull(ctx: BenchContext, who: string, failures: Map<string, string[]>, pull: () => Promise<number>): Promise<number> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await pull();
@@ -65,7 +65,7 @@ async function timedPull(ctx: BenchContext, who: string, failures: Map<string, s
 }
 
 /** Samples that exist (a pull that failed every attempt has none). */
-function measured(times: Record<string, number[]>): Record<string, number[]> {
+export function measured(times: Record<string, number[]>): Record<string, number[]> {
   return Object.fromEntries(Object.entries(times).map(([k, v]) => [k, v.filter(Number.isFinite)]));
 }
 
@@ -110,7 +110,7 @@ export async function coldPulls(ctx: BenchContext): Promise<Row[]> {
   return rows;
 }
 
-function failureNote(failures: Map<string, string[]>): string {
+export function failureNote(failures: Map<string, string[]>): string {
   return [...failures].map(([who, msgs]) => `${who}: ${msgs.length} failed pull attempt(s), each repeated with a fresh mirror up to ${ATTEMPTS} times (${msgs[0]})`).join('; ');
 }
 

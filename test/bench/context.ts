@@ -22,8 +22,8 @@ export interface BenchContext {
   reps: number;
   /** Long-running mirrors for the warm scenarios. */
   warm: Record<TargetKind, Target>;
-  /** nginx serving the large layer files from disk. */
-  nginx: Server;
+  /** nginx serving the large layer files from disk; started only for the scenarios that compare with it. */
+  nginx: Server | undefined;
   log(msg: string): void;
 }
 

@@ -4,9 +4,12 @@ import { availableParallelism, cpus, release, totalmem } from 'node:os';
 import { createRequire } from 'node:module';
 import { median } from './measure.js';
 
-/** Who a figure belongs to: the two mirrors, and the references they are held against. */
-export type Subject = 'wharf' | 'distribution' | 'nginx' | 'direct';
-const SUBJECTS: Subject[] = ['wharf', 'distribution', 'nginx', 'direct'];
+/**
+ * Who a figure belongs to: the two mirrors, and the references they are held against (`disk`: wharf on the
+ * filesystem, beside rows whose wharf runs on object storage).
+ */
+export type Subject = 'wharf' | 'distribution' | 'disk' | 'nginx' | 'direct';
+const SUBJECTS: Subject[] = ['wharf', 'distribution', 'disk', 'nginx', 'direct'];
 
 export interface Series {
   median: number;
@@ -58,14 +61,14 @@ function cell(s: string): string {
   return s.replace(/\s+/g, ' ').replace(/\|/g, '\\|').trim();
 }
 
-const HEAD: Record<Subject, string> = { wharf: 'wharf', distribution: 'Distribution 2.8', nginx: 'nginx', direct: 'direct' };
+const HEAD: Record<Subject, string> = { wharf: 'wharf', distribution: 'Distribution 2.8', disk: 'wharf on disk', nginx: 'nginx', direct: 'direct' };
 
 export function renderTable(rows: Row[]): string {
   const lines = ['| Scenario | Measure (median) | wharf | Distribution 2.8 proxy | reference | wharf ÷ Distribution | target | met |', '|---|---|---|---|---|---|---|---|'];
   let last = '';
   for (const r of rows) {
     const v = (s: Subject): string => (r.values[s] ? fmt(r.values[s].median, r.unit) : '–');
-    const ref = (['nginx', 'direct'] as Subject[])
+    const ref = (['disk', 'nginx', 'direct'] as Subject[])
       .filter((s) => r.values[s])
       .map((s) => {
         const ratio = r.ratios[`wharf/${s}`];

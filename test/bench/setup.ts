@@ -28,6 +28,8 @@ export interface TargetOptions {
   nodeArgs?: string[];
   /** wharf only: log.level (default: wharf's default, info, which writes the access log) */
   logLevel?: 'info' | 'warn';
+  /** wharf only: the `storage` section (e.g. `{ s3: {...} }`; default: the filesystem under dataDir) */
+  storage?: Record<string, unknown>;
 }
 
 export async function startTarget(kind: TargetKind, upstream: UpstreamLink, opts: TargetOptions = {}): Promise<Target> {
@@ -35,9 +37,10 @@ export async function startTarget(kind: TargetKind, upstream: UpstreamLink, opts
     const credentials = upstream.username === undefined ? {} : { credentials: { username: upstream.username, password: upstream.password } };
     const freshness = opts.tagFreshness === undefined ? {} : { tagFreshness: opts.tagFreshness };
     const log = opts.logLevel === undefined ? {} : { log: { level: opts.logLevel } };
+    const storage = opts.storage === undefined ? {} : { storage: opts.storage };
     // Default settings plus the upstream, as the README's quick start has it.
     const w = await startWharfBuild({
-      config: { upstreams: [{ name: 'hub', url: upstream.url, default: true, ...credentials, ...freshness }], ...log },
+      config: { upstreams: [{ name: 'hub', url: upstream.url, default: true, ...credentials, ...freshness }], ...log, ...storage },
       nodeArgs: opts.nodeArgs ?? (process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []),
     });
     return { kind, url: w.url, pid: w.pid, stop: () => w.stop() };

@@ -293,6 +293,39 @@ export function metadataStoreContract(name: string, factory: ContractFactory): v
       });
     });
 
+    describe('pull counts', () => {
+      before(fresh);
+      after(done);
+
+      it('adds counts per bucket and sums the buckets asked for', async () => {
+        assert.deepEqual(await store.pullCounts(['m:1']), new Map());
+        await store.countPulls('m:1', new Map([['hub/library/alpine', 2], ['apps/web', 1]]), 60_000, 100);
+        await store.countPulls('m:1', new Map([['hub/library/alpine', 3]]), 60_000, 100);
+        await store.countPulls('m:2', new Map([['apps/web', 4]]), 60_000, 100);
+        await store.countPulls('m:2', new Map(), 60_000, 100);
+        assert.deepEqual(await store.pullCounts(['m:1']), new Map([['hub/library/alpine', 5], ['apps/web', 1]]));
+        assert.deepEqual(
+          await store.pullCounts(['m:1', 'm:2', 'm:3', 'm:2']),
+          new Map([['hub/library/alpine', 5], ['apps/web', 5]]),
+          'a missing bucket adds nothing; a bucket named twice counts once',
+        );
+      });
+
+      it('keeps at most `cap` names in a bucket, still counting those it holds', async () => {
+        await store.countPulls('cap', new Map([['a', 1], ['b', 1]]), 60_000, 2);
+        await store.countPulls('cap', new Map([['c', 7], ['a', 1]]), 60_000, 2);
+        assert.deepEqual(await store.pullCounts(['cap']), new Map([['a', 2], ['b', 1]]));
+      });
+
+      it('a bucket goes when its ttl (from the first write) has passed', async () => {
+        await store.countPulls('short', new Map([['x', 1]]), 100, 10);
+        await store.countPulls('long', new Map([['x', 1]]), 60_000, 10);
+        clock.advance(250);
+        await new Promise((r) => setTimeout(r, 250)); // real time too, for stores whose ttl is server-side
+        assert.deepEqual(await store.pullCounts(['short', 'long']), new Map([['x', 1]]));
+      });
+    });
+
     describe('lifecycle', () => {
       before(fresh);
       after(done);

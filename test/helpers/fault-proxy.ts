@@ -11,7 +11,9 @@ export type FaultAction =
   /** Added to (or replacing same-named) headers of the real response, e.g. ratelimit-remaining. */
   | { kind: 'headers'; headers: Record<string, string> }
   /** Destroys the client connection without any response (a reset upstream). */
-  | { kind: 'drop' };
+  | { kind: 'drop' }
+  /** Passes the real response on, its body at about this many bytes a second (a slow link to the upstream). */
+  | { kind: 'pace'; bytesPerSecond: number };
 
 export interface FaultRule {
   match: { method?: string; path?: RegExp | string };
@@ -149,6 +151,25 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
           }
         });
         ures.once('end', () => res.end());
+        return;
+      }
+      if (fault?.kind === 'pace') {
+        // A tenth of the rate every 100 ms; stops when either side goes.
+        const slice = Math.max(1, Math.floor(fault.bytesPerSecond / 10));
+        void (async () => {
+          try {
+            for await (const chunk of ures as AsyncIterable<Buffer>) {
+              for (let i = 0; i < chunk.length; i += slice) {
+                if (res.destroyed) return void ures.destroy();
+                res.write(chunk.subarray(i, i + slice));
+                await new Promise((r) => setTimeout(r, 100));
+              }
+            }
+            res.end();
+          } catch {
+            res.destroy();
+          }
+        })();
         return;
       }
       ures.pipe(res);

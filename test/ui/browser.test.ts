@@ -5,16 +5,14 @@
  * after a pull. No request may leave for another host.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { request } from '../helpers/http.js';
 import { launchChromium, logIn, openUi } from './browser.js';
 import { ADMIN, HOSTILE, READER, pullManifest, startUiFixture, type UiFixture } from './fixture.js';
 import type { Credentials } from '../helpers/http.js';
+import { ensureUiBuilt } from './build.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const WAIT = { timeout: 30_000 };
 
 let f: UiFixture;
@@ -23,8 +21,7 @@ const foreign: string[] = [];
 const contexts: BrowserContext[] = [];
 
 before(async () => {
-  // The UI as `make build` makes it (a second or two).
-  execFileSync('npx', ['tsx', 'tools/build-ui.ts'], { cwd: ROOT, stdio: 'pipe' });
+  ensureUiBuilt(); // as `make build` makes it, unless dist/ui is current
   f = await startUiFixture();
   browser = await launchChromium();
 });

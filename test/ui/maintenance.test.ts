@@ -8,10 +8,8 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { execFileSync } from 'node:child_process';
 import { mkdir, utimes, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { basicHeader, request, type Credentials, type HttpResponse } from '../helpers/http.js';
@@ -19,8 +17,8 @@ import { sha256 } from '../helpers/oci-image.js';
 import { blobFile, onDisk, startWharf } from '../helpers/wharf.js';
 import { launchChromium, logIn, openUi } from './browser.js';
 import { ADMIN, READER, startUiFixture, type UiFixture } from './fixture.js';
+import { ensureUiBuilt } from './build.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const WAIT = { timeout: 60_000 };
 const BIG_BYTES = 96 * 1024 * 1024;
 
@@ -56,7 +54,7 @@ async function plant(digest: string, bytes: Buffer, ageMs = 0): Promise<void> {
 }
 
 before(async () => {
-  execFileSync('npx', ['tsx', 'tools/build-ui.ts'], { cwd: ROOT, stdio: 'pipe' });
+  ensureUiBuilt(); // as `make build` makes it, unless dist/ui is current
   f = await startUiFixture();
   const bigBytes = randomBytes(BIG_BYTES);
   big.digest = sha256(bigBytes);

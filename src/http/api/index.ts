@@ -25,7 +25,23 @@ export interface ApiStats {
   bytesFromUpstream: number;
   inflightFetches: number;
   cache: { usedBytes: number; localBytes: number; mirroredBytes: number; blobs: number; maxSize?: number; highWatermark: number } & StatsCacheDetail;
-  upstreams: Array<{ name: string; rateLimit?: { limit: number; remaining: number } | object }>;
+  upstreams: Array<{
+    name: string;
+    rateLimit?: { limit: number; remaining: number } | object;
+    /** what this replica has seen of the upstream (no probes): see README "Web UI" */
+    health?: { state: 'ok' | 'failing' | 'unknown'; lastSuccess?: number; lastError?: { at: number; message: string }; failures: number };
+    /** quota-consuming requests are held back until then (ms since epoch) after a 429 */
+    throttledUntil?: number;
+  }>;
+  /** downloads from upstreams running on this replica now, oldest first (repositories the viewer may pull) */
+  downloads: Array<{ repository: string; digest: string; upstream: string; received: number; size?: number; clients: number; startedAt: number }>;
+  /** the most pulled repositories, cluster-wide (repositories the viewer may pull) */
+  topPulls: { hour: PullCount[]; day: PullCount[] };
+}
+
+export interface PullCount {
+  repository: string;
+  pulls: number;
 }
 
 /** What `wharf stats` prints beyond the dashboard (added fields; the whole cache, not one viewer's share). */
@@ -57,7 +73,8 @@ export interface ApiDeps {
   sessions?: Sessions;
   /** the admin service's purge (mirrored images) */
   purge?: (ref: string) => Promise<object>;
-  stats: () => Promise<ApiStats>;
+  /** the figures, listing only repositories (by the name clients use) for which `visible` holds */
+  stats: (visible: (repository: string) => boolean) => Promise<ApiStats>;
   /** `ui.pullHost` */
   pullHost?: string;
   upstreams: readonly string[];
@@ -191,7 +208,15 @@ export function apiEndpoint(d: ApiDeps) {
           // Upstream names, quota and traffic: what metrics.auth can close on /metrics is not open here either.
           const v = await viewer(ctx);
           if (authOn(d) && v.caller.kind === 'anonymous') throw loginRequired('log in to see the cache figures');
-          ctx.body = await d.stats();
+          // Behind a token service, rights are asked first (batched, cached): those of every listed repository.
+          if (v.load) await v.load((await d.browser.repositories()).map((r) => d.registry.namespaces.resolve(r.name)));
+          ctx.body = await d.stats((name) => {
+            try {
+              return v.rights(d.registry.namespaces.resolve(name)).has('pull');
+            } catch {
+              return false; // a name no configured namespace takes any more: nobody's to see
+            }
+          });
         },
       },
     },

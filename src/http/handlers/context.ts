@@ -1,5 +1,5 @@
 import type { Context } from 'koa';
-import type { EventSink, Registry, RepoRef } from '../../core/types.js';
+import type { EventSink, PullSink, Registry, RepoRef } from '../../core/types.js';
 import type { Metrics } from '../../observability/types.js';
 
 export interface HandlerDeps {
@@ -8,6 +8,8 @@ export interface HandlerDeps {
   maxManifestBytes: number;
   /** webhooks (absent: no notifications configured) */
   events?: EventSink;
+  /** manifest pulls counted for the dashboard's top images (absent: not counted) */
+  pulls?: PullSink;
 }
 
 /** What a handler may note for the access log. */

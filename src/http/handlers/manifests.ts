@@ -23,7 +23,7 @@ function existingReference(ref: string | undefined) {
 }
 
 /** end-3: GET/HEAD /v2/<name>/manifests/<reference> */
-export const getManifest: Handler = async (ctx, { registry, metrics, events }, name, ref) => {
+export const getManifest: Handler = async (ctx, { registry, metrics, events, pulls }, name, ref) => {
   const repo = repoOf(ctx, registry, name);
   const r = existingReference(ref);
   const res = ctx.method === 'HEAD' ? await registry.manifests.head(repo, r, acceptList(ctx)) : await registry.manifests.get(repo, r, acceptList(ctx));
@@ -32,6 +32,7 @@ export const getManifest: Handler = async (ctx, { registry, metrics, events }, n
   contentHeaders(ctx, res.descriptor);
   ctx.status = 200;
   if (ctx.method === 'HEAD') return;
+  pulls?.pulled(repo, r, res);
   ctx.body = res.bytes;
   ctx.set('Content-Type', res.descriptor.mediaType);
   metrics.bytesServed(res.outcome, res.bytes.length);

@@ -100,6 +100,20 @@ export class S3BlobStore implements BlobStore {
   }
 
   async read(digest: Digest, range?: ByteRange): Promise<Readable | undefined> {
+    return (await this.open(digest, range))?.body;
+  }
+
+  async readSized(digest: Digest, size: number, range?: ByteRange): Promise<Readable | undefined> {
+    const r = await this.open(digest, range);
+    if (r && r.total !== size) {
+      r.body.destroy();
+      return undefined;
+    }
+    return r?.body;
+  }
+
+  /** One GetObject: the bytes and the object's total size; undefined when absent. */
+  private async open(digest: Digest, range?: ByteRange): Promise<{ body: Readable; total: number } | undefined> {
     if (range && (!Number.isInteger(range.start) || !Number.isInteger(range.end) || range.start < 0 || range.end < range.start)) {
       throw new RegistryError(ErrorCode.RANGE_INVALID, undefined, { detail: { range } });
     }
@@ -116,7 +130,7 @@ export class S3BlobStore implements BlobStore {
       r.body.destroy();
       throw new RegistryError(ErrorCode.RANGE_INVALID, undefined, { detail: { range, size: r.total } });
     }
-    return r.body;
+    return r;
   }
 
   /** A presigned GET for a committed blob, valid for `expiresMs` (clients fetch the bytes from the bucket). */

@@ -12,6 +12,7 @@ import { Journal, replay } from './journal.js';
 import { acquireLock } from './lock.js';
 import { MemoryState, type Op } from './memory-state.js';
 import { lexCompare, pageOf } from './paging.js';
+import { PullBuckets } from './pull-buckets.js';
 
 export interface EmbeddedOptions {
   now?: () => number;
@@ -32,6 +33,7 @@ export interface RecoveryInfo {
 export class EmbeddedMetadataStore implements MetadataStore {
   readonly kind = 'embedded' as const;
   private closed = false;
+  private readonly pulls: PullBuckets;
 
   private constructor(
     private readonly s: MemoryState,
@@ -40,7 +42,9 @@ export class EmbeddedMetadataStore implements MetadataStore {
     private readonly now: () => number,
     /** what open() found: a torn last line is normal after a crash and was ignored */
     readonly recovery: RecoveryInfo,
-  ) {}
+  ) {
+    this.pulls = new PullBuckets(now);
+  }
 
   static async open(dir: string, opts: EmbeddedOptions = {}): Promise<EmbeddedMetadataStore> {
     await mkdir(dir, { recursive: true });
@@ -180,6 +184,14 @@ export class EmbeddedMetadataStore implements MetadataStore {
   async forgetAccess(digest: Digest): Promise<void> {
     if (!this.s.access.has(digest)) return;
     await this.commit({ op: 'unaccess', d: digest });
+  }
+
+  // --- pull counts (memory only: see PullBuckets)
+  countPulls(bucket: string, counts: ReadonlyMap<string, number>, ttlMs: number, cap: number): Promise<void> {
+    return this.pulls.countPulls(bucket, counts, ttlMs, cap);
+  }
+  pullCounts(buckets: readonly string[]): Promise<Map<string, number>> {
+    return this.pulls.pullCounts(buckets);
   }
 
   // --- shared state

@@ -298,6 +298,13 @@ export class MemoMetadataStore implements MetadataStore {
     return this.run(() => this.inner.forgetAccess(digest));
   }
 
+  countPulls(bucket: string, counts: ReadonlyMap<string, number>, ttlMs: number, cap: number): Promise<void> {
+    return this.run(() => this.inner.countPulls(bucket, counts, ttlMs, cap));
+  }
+  pullCounts(buckets: readonly string[]): Promise<Map<string, number>> {
+    return this.run(() => this.inner.pullCounts(buckets));
+  }
+
   getState(key: string): Promise<string | undefined> {
     return this.run(() => this.inner.getState(key));
   }

@@ -15,6 +15,7 @@ import type { Digest } from '../../oci/index.js';
  *   Puploads                   set   upload ids
  *   Paccess                    hash  digest → last access ms
  *   Ps:<key>                   string SharedState value with PX expiry
+ *   P{Ppulls}:<bucket>         hash  name → pulls in one time bucket, PX expiry, capped (one slot: read together)
  *
  * The `{Pr:<repo>}` hash tag puts all keys of one repository in one Cluster slot, so a repository's multi-key
  * changes run in one MULTI.
@@ -58,6 +59,9 @@ export class RedisKeys {
   }
   get access(): string {
     return `${this.prefix}access`;
+  }
+  pulls(bucket: string): string {
+    return `${this.prefix}{${this.prefix}pulls}:${bucket}`;
   }
   state(key: string): string {
     return `${this.prefix}s:${key}`;

@@ -33,6 +33,20 @@ for i = 1, #ARGV, 2 do
 end
 return 0`;
 
+/**
+ * Capped counters with expiry: KEYS[1]=bucket hash; ARGV = ttl ms, cap, name, n, name, n, ... A name not yet in
+ * the bucket is added only while it holds fewer than `cap`; the expiry is set by the first write.
+ */
+const COUNT_PULLS = `
+local cap = tonumber(ARGV[2])
+for i = 3, #ARGV, 2 do
+  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 1 or redis.call('HLEN', KEYS[1]) < cap then
+    redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return 0`;
+
 const PAGE = 200;
 
 /**
@@ -215,6 +229,26 @@ export class RedisMetadataStore implements MetadataStore {
   }
   async forgetAccess(digest: Digest): Promise<void> {
     await this.redis.hdel(this.k.access, digest);
+  }
+
+  // --- pull counts
+  async countPulls(bucket: string, counts: ReadonlyMap<string, number>, ttlMs: number, cap: number): Promise<void> {
+    if (counts.size === 0) return;
+    const args: string[] = [String(Math.max(1, Math.ceil(ttlMs))), String(cap)];
+    for (const [name, n] of counts) args.push(name, String(Math.trunc(n)));
+    await this.redis.eval(COUNT_PULLS, 1, this.k.pulls(bucket), ...args);
+  }
+  async pullCounts(buckets: readonly string[]): Promise<Map<string, number>> {
+    // One slot for every bucket ({P pulls}): fetched together, as ioredis pipelines commands sent at once.
+    const all = await Promise.all([...new Set(buckets)].map((b) => this.redis.hgetall(this.k.pulls(b))));
+    const out = new Map<string, number>();
+    for (const h of all) {
+      for (const [name, v] of Object.entries(h)) {
+        const n = Number(v);
+        if (Number.isFinite(n)) out.set(name, (out.get(name) ?? 0) + n);
+      }
+    }
+    return out;
   }
 
   // --- shared state

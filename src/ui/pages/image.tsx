@@ -195,16 +195,39 @@ export function ImagePage({ name, reference, session }: { name: string; referenc
           )}
         </>
       )}
+      {data.subject && (
+        <p>
+          Refers to <a href={href.image(name, data.subject.digest)}>{shortDigest(data.subject.digest)}</a> <span class="muted">({kind(data.subject.mediaType)})</span>
+        </p>
+      )}
       {data.referrers.length > 0 && (
         <>
-          <h2>Referrers</h2>
-          <ul>
-            {data.referrers.map((r) => (
-              <li key={r.digest}>
-                <a href={href.image(name, r.digest)}>{r.artifactType ?? r.mediaType}</a> <code>{shortDigest(r.digest)}</code> · {bytes(r.size)}
-              </li>
-            ))}
-          </ul>
+          <h2 id="referrers-h">Referrers</h2>
+          <div class="scroll">
+            <table aria-labelledby="referrers-h">
+              <caption class="sr-only">Signatures, SBOMs and other artifacts that refer to this image</caption>
+              <thead>
+                <tr>
+                  <th scope="col">Artifact type</th>
+                  <th scope="col">Digest</th>
+                  <th scope="col" class="num">Size</th>
+                </tr>
+              </thead>
+              <tbody>
+                {data.referrers.map((r) => (
+                  <tr key={r.digest}>
+                    <th scope="row">
+                      <a href={href.image(name, r.digest)}>{r.artifactType ?? kind(r.mediaType)}</a>
+                    </th>
+                    <td>
+                      <code title={r.digest}>{shortDigest(r.digest)}</code>
+                    </td>
+                    <td class="num">{bytes(r.size)}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
         </>
       )}
     </main>
