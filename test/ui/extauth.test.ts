@@ -7,8 +7,6 @@
  * see only what is granted, no delete button where delete is not granted, a wrong password refused.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
@@ -22,9 +20,9 @@ import { startTokenServer, type TokenServer } from '../helpers/token-server.js';
 import { startWharf, type WharfProcess } from '../helpers/wharf.js';
 import { wharfCli } from '../helpers/wharf-cli.js';
 import { launchChromium } from './browser.js';
+import { ensureUiBuilt } from './build.js';
 import { waitForRepositories } from './fixture.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const WAIT = { timeout: 30_000 };
 const SERVICE = 'registry.example:5000';
 const ISSUER = 'portus.example';
@@ -46,8 +44,7 @@ let w2: WharfProcess;
 const keyPrefix = testPrefix();
 
 before(async () => {
-  // The UI as `make build` makes it (wharf looks for it when it starts).
-  execFileSync('npx', ['tsx', 'tools/build-ui.ts'], { cwd: ROOT, stdio: 'pipe' });
+  ensureUiBuilt(); // as `make build` makes it, unless dist/ui is current (wharf looks for it when it starts)
   dir = await tempDir('wharf-ui-ext-');
   ts = await startTokenServer({
     service: SERVICE,
