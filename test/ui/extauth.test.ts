@@ -174,6 +174,23 @@ describe('web UI API with an external token service', () => {
     assert.equal(json(s).maintain, false);
   });
 
+  it('the dashboard\'s most pulled list shows what the service grants the viewer pull on', async () => {
+    const alice = await session(w.url, ALICE);
+    const bob = await session(w.url, BOB);
+    const top = async (who: { cookie: string }) => {
+      const r = await request(`${w.url}/_wharf/api/stats`, { headers: { cookie: who.cookie } });
+      assert.equal(r.status, 200, r.body.toString());
+      return ((json(r).topPulls as { day: Array<{ repository: string }> }).day).map((p) => p.repository);
+    };
+    let seen: string[] = [];
+    for (let i = 0; i < 150 && !seen.includes('library/alpine'); i++) {
+      seen = await top(alice);
+      if (!seen.includes('library/alpine')) await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.ok(seen.includes('library/alpine'), `alice (granted pull) sees alpine among the most pulled: ${JSON.stringify(seen)}`);
+    assert.ok(!(await top(bob)).includes('library/alpine'), 'bob (not granted) does not');
+  });
+
   it('another replica reads the session (the key is shared through Redis)', async () => {
     const alice = await session(w.url, ALICE);
     const s = await request(`${w2.url}/_wharf/api/session`, { headers: { cookie: alice.cookie } });
