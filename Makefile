@@ -2,6 +2,13 @@
 SHELL := /bin/bash
 NODE_TEST := node --import tsx --test --test-concurrency=2 --test-timeout=300000
 TESTS ?= $(shell find test -name '*.test.ts' | sort)
+## The suites that exercise blob storage, run a second time with blobs in S3 (WHARF_TEST_STORAGE=s3: every wharf a
+## test starts gets storage.s3 on one Swift per test file, test/helpers/test-storage.ts). Empty: skip that pass.
+S3_SUITES := mirror-pull mirror-faults registry-api registry-uploads registry-upload-failures registry-skopeo \
+	cluster-replicas cluster-trust lifecycle-crash lifecycle-eviction lifecycle-eviction-burst cli-gc cli-admin
+S3_TESTS ?= $(foreach s,$(S3_SUITES),test/integration/$(s).test.ts)
+## ... and with redirect: true (warm blob GETs answer 307 to a presigned URL that skopeo follows).
+S3_REDIRECT_TESTS ?= test/integration/registry-skopeo.test.ts
 
 .PHONY: run test typecheck build ui bench bench-deps deps test-deps clean
 
@@ -33,6 +40,8 @@ build: deps ui
 
 test: deps test-deps typecheck ui
 	$(NODE_TEST) $(TESTS)
+	$(if $(strip $(S3_TESTS)),WHARF_TEST_STORAGE=s3 $(NODE_TEST) $(S3_TESTS))
+	$(if $(strip $(S3_REDIRECT_TESTS)),WHARF_TEST_STORAGE=s3 WHARF_TEST_S3_REDIRECT=1 $(NODE_TEST) $(S3_REDIRECT_TESTS))
 
 ## nginx, the benchmark's physical reference (its own process and config; the package's service never starts).
 bench-deps:

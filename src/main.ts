@@ -7,11 +7,7 @@ import { createListener, drain, listen, type WharfServer } from './listener.js';
 import { createLogger } from './observability/logger.js';
 import { createMetrics } from './observability/metrics.js';
 import { FsBlobStore, connectRedis, createRedisClient, openMetadataStore, S3BlobStore, type MetadataStore } from './store/index.js';
-import type { S3StorageConfig } from './config/types.js';
-import type { PromMetrics } from './observability/metrics.js';
-import { randomBytes } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { instanceId, openS3Store } from './s3-store.js';
 import { createUpstream } from './upstream/index.js';
 import { openNotifier, RedisStreamQueue } from './notify/index.js';
 import type { Upstream } from './upstream/types.js';
@@ -30,7 +26,10 @@ export async function serve(config: WharfConfig): Promise<void> {
   let degraded: (() => { since: number; graceMs: number } | undefined) | undefined;
   const metrics = createMetrics({ dataDir: config.dataDir, cacheMaxBytes: config.cache.maxSize, ...(config.redis ? { metadataDegraded: () => degraded?.() !== undefined } : {}) });
   const store = config.storage.s3
-    ? await openS3Store(config, config.storage.s3, metrics, logger).catch((e: Error) => fatal(logger, e.message))
+    ? await openS3Store(config.dataDir, config.storage.s3, {
+        storageRequest: (op, status, seconds) => metrics.storageRequest(op, status, seconds),
+        accessDenied: (op, message) => logger.error({ op, bucket: config.storage.s3?.bucket, reason: message }, 'object storage denied access: check storage.s3 credentials and the bucket policy'),
+      }).catch((e: Error) => fatal(logger, e.message))
     : await FsBlobStore.open(config.dataDir, { directWrites: config.cache.directWrites }).catch((e: Error) => fatal(logger, `data directory ${config.dataDir} is not usable: ${e.message}`));
   // Without Redis the metadata is this process's own: a second wharf on the same bucket would gc what it links.
   const soleUse =
@@ -152,29 +151,6 @@ function degradedReading(cm: ClusterMode, graceMs: number): () => { since: numbe
     const since = cm.meta.degradedSince();
     return since === undefined ? undefined : { since, graceMs };
   };
-}
-
-/** The bucket store; the process's own dataDir keeps only its temp files. Secrets never reach the log. */
-async function openS3Store(config: WharfConfig, s3: S3StorageConfig, metrics: PromMetrics, logger: Logger): Promise<S3BlobStore> {
-  const secretAccessKey = s3.secretAccessKeyFile ? (await readFile(s3.secretAccessKeyFile, 'utf8')).trim() : s3.secretAccessKey;
-  return S3BlobStore.open({
-    s3: { ...s3, prefix: s3.prefix ?? '', secretAccessKey },
-    localDir: join(config.dataDir, 'tmp'),
-    observer: {
-      storageRequest: (op, status, seconds) => metrics.storageRequest(op, status, seconds),
-      accessDenied: (op, message) => logger.error({ op, bucket: s3.bucket, reason: message }, 'object storage denied access: check storage.s3 credentials and the bucket policy'),
-    },
-  });
-}
-
-/** This replica's id, kept in its data dir so a restart is recognised as the same owner. */
-async function instanceId(dataDir: string): Promise<string> {
-  const path = join(dataDir, 'instance-id');
-  const known = await readFile(path, 'utf8').catch(() => '');
-  if (/^[a-f0-9]{32}$/.test(known.trim())) return known.trim();
-  const id = randomBytes(16).toString('hex');
-  await writeFile(path, `${id}\n`);
-  return id;
 }
 
 function fatal(logger: Logger, message: string): never {

@@ -41,7 +41,7 @@ export class CliError extends Error {
 /** --url/--username/--password (and --json) on a command that talks to a running wharf. */
 export function remoteOptions(cmd: Command): Command {
   return cmd
-    .option('-c, --config <file>', "wharf's configuration: its address and admin credentials (default: $WHARF_CONFIG)")
+    .option('-c, --config <file>', "wharf's configuration: its address and admin credentials; with --data-dir, where its blobs are (storage.s3) (default: $WHARF_CONFIG)")
     .option('--url <url>', `wharf to talk to (default: $WHARF_URL, else from the configuration, else ${DEFAULT_URL})`)
     .option('--username <name>', 'admin API user (default: $WHARF_ADMIN_USERNAME); for ls and stats a registry user (default: $WHARF_USERNAME)')
     .option('--password <password>', 'admin API password (default: $WHARF_ADMIN_PASSWORD); for ls and stats the registry user\'s (default: $WHARF_PASSWORD)')

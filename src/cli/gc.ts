@@ -24,7 +24,7 @@ export function registerGc(program: Command, io: CommandIo): void {
     const graceMs = opts.grace !== undefined ? duration('--grace', opts.grace) : undefined;
     const report =
       opts.dataDir !== undefined
-        ? await withOffline(opts.dataDir, opts, (admin) => admin.gc({ dryRun, ...(graceMs !== undefined ? { graceMs } : {}) }))
+        ? await withOffline(opts.dataDir, opts, io.env, (admin) => admin.gc({ dryRun, ...(graceMs !== undefined ? { graceMs } : {}) }))
         : await adminClient(io, opts).post<GcReport>(`/gc?dryRun=${dryRun ? 1 : 0}${graceMs !== undefined ? `&graceMs=${graceMs}` : ''}`);
     if (opts.json) printJson(io, report);
     else io.stdout.write(renderGc(report));

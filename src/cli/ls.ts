@@ -29,7 +29,7 @@ export function registerLs(program: Command, io: CommandIo): void {
     assertOneTarget(opts);
     const repositories: LsRepository[] =
       opts.dataDir !== undefined
-        ? (await withOffline(opts.dataDir, {}, (admin) => admin.repositories(repo))).map((r) => ({ ...r, tagCount: r.tags.length }))
+        ? (await withOffline(opts.dataDir, { config: opts.config }, io.env, (admin) => admin.repositories(repo))).map((r) => ({ ...r, tagCount: r.tags.length }))
         : repo !== undefined
           ? [fromSummary(await apiClient(io, opts).api<RepositorySummary>(`/repository?name=${encodeURIComponent(repo)}`))]
           : await listAll(apiClient(io, opts), opts.json === true);

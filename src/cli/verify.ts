@@ -11,7 +11,7 @@ export function registerVerify(program: Command, io: CommandIo): void {
       .option('--data-dir <dir>', 'check a data directory directly (wharf must not be running)'),
   ).action(async (opts: OfflineCapable) => {
     assertOneTarget(opts);
-    const r = opts.dataDir !== undefined ? await withOffline(opts.dataDir, {}, (admin) => admin.verify()) : await adminClient(io, opts).post<VerifyReport>('/verify');
+    const r = opts.dataDir !== undefined ? await withOffline(opts.dataDir, { config: opts.config }, io.env, (admin) => admin.verify()) : await adminClient(io, opts).post<VerifyReport>('/verify');
     if (opts.json) printJson(io, r);
     else {
       const lines: string[] = [];

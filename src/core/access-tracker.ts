@@ -12,6 +12,8 @@ export interface AccessTrackerOptions extends PeriodicFlushOptions {
  */
 export class AccessTracker {
   private pending = new Map<Digest, number>();
+  /** the batch being written: still answered by peek() until the store has it */
+  private writing: Map<Digest, number> | undefined;
   /** Flushes run one after another so a slow store never sees two overlapping batches. */
   private readonly flusher: PeriodicFlush;
 
@@ -31,7 +33,9 @@ export class AccessTracker {
 
   /** The not yet flushed access time of a digest, so eviction does not pick something just read. */
   peek(digest: Digest): number | undefined {
-    return this.pending.get(digest);
+    const pending = this.pending.get(digest);
+    const writing = this.writing?.get(digest);
+    return writing === undefined || (pending !== undefined && pending > writing) ? pending : writing;
   }
 
   get pendingCount(): number {
@@ -52,6 +56,9 @@ export class AccessTracker {
     if (this.pending.size === 0) return;
     const batch = this.pending;
     this.pending = new Map();
+    // Until recordAccess resolves the store may not show these times yet: an eviction pass in between must
+    // still see them (peek), or it could pick content that was read a moment ago.
+    this.writing = batch;
     try {
       await this.meta.recordAccess(batch);
     } catch (e) {
@@ -60,6 +67,8 @@ export class AccessTracker {
         if (cur === undefined || t > cur) this.pending.set(d, t);
       }
       throw e;
+    } finally {
+      this.writing = undefined;
     }
   }
 }

@@ -12,6 +12,7 @@ import type { MetadataStore } from './types.js';
 export type * from './types.js';
 export { FsBlobStore, isWriterId, WRITER_ID_RE, type FsBlobStoreOptions } from './blob/fs-blob-store.js';
 export { S3BlobStore, MIN_PART_SIZE, type S3BlobStoreOptions } from './blob/s3-blob-store.js';
+export { BucketInUseError } from './blob/s3-owner.js';
 export type { S3Options, StorageObserver } from './blob/s3-client.js';
 export { nodeBlobFs, type BlobFs, type BlobFileHandle, type BlobStatResult } from './blob/blob-fs.js';
 export { EmbeddedMetadataStore, type EmbeddedOptions, type RecoveryInfo } from './meta/embedded.js';

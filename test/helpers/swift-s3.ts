@@ -41,7 +41,7 @@ export interface SwiftS3 {
  * one device per server as a plain directory, 1-replica rings, `workers = 0`, ports chosen at run time.
  * A real S3 implementation (multipart, presigned URLs, DeleteObjects), not a mock. Starts in about 4 s.
  */
-export async function startSwiftS3(): Promise<SwiftS3> {
+export async function startSwiftS3(opts: { unref?: boolean } = {}): Promise<SwiftS3> {
   const dir = await tempDir('wharf-swift-');
   const children: ChildProcess[] = [];
   let log: Socket | undefined;
@@ -51,6 +51,7 @@ export async function startSwiftS3(): Promise<SwiftS3> {
   };
   const stop = async (): Promise<void> => {
     for (const c of children.splice(0)) {
+      c.ref();
       c.kill('SIGTERM');
       if (!(await waitExit(c, 3000))) {
         c.kill('SIGKILL');
@@ -66,6 +67,7 @@ export async function startSwiftS3(): Promise<SwiftS3> {
     // There is no /dev/log here: the servers log by UDP to a socket of ours, kept for a failed start's message.
     log = createSocket('udp4');
     log.on('message', (m) => keep(m.toString() + '\n'));
+    if (opts.unref) log.unref();
     const logPort = await new Promise<number>((resolve) => log!.bind(0, '127.0.0.1', () => resolve(log!.address().port)));
     const [proxy, object, container, account, memcache] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
     const swiftDir = dir.path;
@@ -149,6 +151,7 @@ for name, port in (('object', ${object}), ('container', ${container}), ('account
       c.stderr?.on('data', keep);
       c.once('error', (e) => keep(String(e)));
       c.once('exit', () => live.delete(c));
+      if (opts.unref) unrefChild(c);
       return c;
     };
     const memcachedArgs = ['-l', '127.0.0.1', '-p', String(memcache), '-U', '0', '-m', '16'];
@@ -211,6 +214,15 @@ for name, port in (('object', ${object}), ('container', ${container}), ('account
     await stop();
     throw new Error(`swift did not start: ${(err as Error).message}\n${out}`, { cause: err });
   }
+}
+
+/**
+ * A Swift shared by a whole test process (test/helpers/test-storage.ts) must not keep that process alive:
+ * node:test ends a file when nothing else is pending, and its root `after` hook then stops Swift.
+ */
+function unrefChild(c: ChildProcess): void {
+  c.unref();
+  for (const s of [c.stdout, c.stderr]) (s as unknown as { unref?: () => void } | null)?.unref?.();
 }
 
 function ini(sections: Record<string, Record<string, string>>): string {

@@ -1,15 +1,16 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { waitExit } from './process.js';
-import { access, readdir, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { get as httpsGet } from 'node:https';
 import { connect } from 'node:net';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { request, type HttpResponse } from './http.js';
 import { freePort } from './ports.js';
 import { tempDir, type TempDir } from './tmp.js';
+import { blobStored, withTestStorage } from './test-storage.js';
 
 /** The repository root: wharf is started from here so `src/cli.ts` and tsx resolve as in `make run`. */
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -21,7 +22,10 @@ process.once('exit', () => {
 });
 
 export interface StartWharfOptions {
-  /** Written as YAML to a temp file and passed with --config. Default `{ upstreams: [] }` (a plain registry). */
+  /**
+   * Written as YAML to a temp file and passed with --config. Default `{ upstreams: [] }` (a plain registry).
+   * With WHARF_TEST_STORAGE=s3 and no `storage` key, `storage.s3` is added (test/helpers/test-storage.ts).
+   */
   config?: object;
   /** Extra environment (WHARF_* overrides); applied after WHARF_LISTEN / WHARF_DATA_DIR, so it can replace them. */
   env?: Record<string, string>;
@@ -114,7 +118,7 @@ export async function startWharf(opts: StartWharfOptions = {}): Promise<WharfPro
   try {
     const dataDir = opts.dataDir ?? join(dir.path, 'data');
     const configPath = join(dir.path, 'wharf.yaml');
-    await writeFile(configPath, stringify(opts.config ?? { upstreams: [] }));
+    await writeFile(configPath, stringify(await withTestStorage(opts.config ?? { upstreams: [] }, dataDir)));
 
     let port = opts.port ?? (await freePort());
     const scheme = opts.https ? 'https' : 'http';
@@ -281,18 +285,15 @@ export function errorCodes(res: HttpResponse): string[] {
   return errs.map((e) => e.code);
 }
 
-/** `<dataDir>/blobs/<alg>/<2 hex>/<hex>`: where wharf keeps a blob's bytes. */
+/** `<dataDir>/blobs/<alg>/<2 hex>/<hex>`: where wharf keeps a blob's bytes on the filesystem backend. */
 export function blobFile(dataDir: string, digest: string): string {
   const [alg, hex] = digest.split(':') as [string, string];
   return join(dataDir, 'blobs', alg, hex.slice(0, 2), hex);
 }
 
-/** Whether a blob is in the cache directory now. */
+/** Whether a blob is in the cache now: its file under dataDir, or (WHARF_TEST_STORAGE=s3) its object. */
 export function onDisk(dataDir: string, digest: string): Promise<boolean> {
-  return access(blobFile(dataDir, digest)).then(
-    () => true,
-    () => false,
-  );
+  return blobStored(dataDir, digest);
 }
 
 /**
@@ -331,19 +332,7 @@ export async function waitIdle(w: Pick<WharfProcess, 'url'>, timeoutMs = 20_000)
   if (catalog.status !== 200) throw new Error(`waitIdle: catalog answered HTTP ${catalog.status}`);
 }
 
-/** Every regular file under `dir` (relative paths, sorted); [] when `dir` does not exist. */
-export async function filesUnder(dir: string): Promise<string[]> {
-  try {
-    const entries = await readdir(dir, { recursive: true, withFileTypes: true });
-    return entries
-      .filter((e) => e.isFile())
-      .map((e) => relative(dir, join(e.parentPath, e.name)))
-      .sort();
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw err;
-  }
-}
+export { filesUnder } from './test-storage.js';
 
 /** Short description of a response for assertion messages. */
 export function describeResponse(res: HttpResponse): string {

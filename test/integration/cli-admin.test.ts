@@ -4,8 +4,6 @@
  * data directory.
  */
 import assert from 'node:assert/strict';
-import { access, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { basicHeader, manifestAccept, request } from '../helpers/http.js';
@@ -13,7 +11,8 @@ import { blobsOf, makeImage, pushImage, sha256, type TestImage } from '../helper
 import { startRegistry, type RegistryProcess } from '../helpers/registry.js';
 import { wharfCli } from '../helpers/wharf-cli.js';
 import { tempDir, type TempDir } from '../helpers/tmp.js';
-import { blobFile, describeResponse, startWharf, waitIdle, type WharfProcess } from '../helpers/wharf.js';
+import { blobStored, offlineArgs, overwriteBlob, quarantined } from '../helpers/test-storage.js';
+import { describeResponse, startWharf, waitIdle, type WharfProcess } from '../helpers/wharf.js';
 
 const ADMIN = { username: 'ops', password: 'op-secret' };
 const AS_ADMIN = { WHARF_ADMIN_USERNAME: ADMIN.username, WHARF_ADMIN_PASSWORD: ADMIN.password };
@@ -40,7 +39,7 @@ after(async () => {
   await data?.cleanup();
 });
 
-const onDisk = (d: string) => access(blobFile(data.path, d)).then(() => true, () => false);
+const onDisk = (d: string) => blobStored(data.path, d);
 
 async function pull(repo: string, tag: string, img: TestImage): Promise<void> {
   const m = await request(`${w.url}/v2/${repo}/manifests/${tag}`, { headers: { accept: manifestAccept } });
@@ -135,13 +134,13 @@ describe('operator commands through the admin API', () => {
 
   it('verify quarantines a corrupted blob, which is then fetched again', async () => {
     const layer = other.layers[0]!;
-    await writeFile(blobFile(data.path, layer.digest), Buffer.alloc(layer.bytes.length, 0));
+    await overwriteBlob(data.path, layer.digest, Buffer.alloc(layer.bytes.length, 0));
     const v = await wharfCli(['verify', '--url', w.url], AS_ADMIN);
     assert.equal(v.code, 1, `exit 1 when a mismatch was found\n${v.stdout}${v.stderr}`);
     assert.match(v.stdout, new RegExp(`^CORRUPT ${layer.digest}: content hashes to sha256:\\w+ .*moved to quarantine/; unlinked from hub/acme/b$`, 'm'));
     assert.match(v.stdout, /^verified \d+ blobs \(.*\): 1 did not match$/m);
     assert.equal(await onDisk(layer.digest), false, 'out of blobs/');
-    await access(join(data.path, 'quarantine', `sha256-${layer.digest.slice(7)}`));
+    assert.ok(await quarantined(data.path, layer.digest), 'moved to quarantine/');
 
     const res = await request(`${w.url}/v2/acme/b/blobs/${layer.digest}`);
     assert.equal(sha256(res.body), layer.digest, 'served correctly again (from upstream)');
@@ -151,16 +150,17 @@ describe('operator commands through the admin API', () => {
   });
 
   it('offline mode refuses a data directory in use and works once wharf is stopped', async () => {
-    const busy = await wharfCli(['ls', '--data-dir', data.path]);
+    const storage = await offlineArgs(data.path);
+    const busy = await wharfCli(['ls', '--data-dir', data.path, ...storage]);
     assert.equal(busy.code, 1);
     assert.match(busy.stderr, /^wharf: data directory .* is in use by a running wharf \(pid \d+\); run the command through it with --url/m);
     await w.stop();
-    const ls = await wharfCli(['ls', '--data-dir', data.path]);
+    const ls = await wharfCli(['ls', '--data-dir', data.path, ...storage]);
     assert.equal(ls.code, 0, ls.stderr);
     assert.match(ls.stdout, /^hub\/acme\/b\s+mirrored/m);
-    const v = await wharfCli(['verify', '--data-dir', data.path]);
+    const v = await wharfCli(['verify', '--data-dir', data.path, ...storage]);
     assert.equal(v.code, 0, v.stdout + v.stderr);
-    const gc = await wharfCli(['gc', '--dry-run', '--data-dir', data.path]);
+    const gc = await wharfCli(['gc', '--dry-run', '--data-dir', data.path, ...storage]);
     assert.equal(gc.code, 0, gc.stderr);
     assert.match(gc.stdout, /^dry run: would remove /m);
   });

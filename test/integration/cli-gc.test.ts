@@ -4,12 +4,12 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { access } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { after, before, it } from 'node:test';
 import { manifestAccept, request } from '../helpers/http.js';
 import { blobsOf, makeImage, pushImage, sha256 } from '../helpers/oci-image.js';
-import { blobFile, describeResponse, startWharf, type WharfProcess } from '../helpers/wharf.js';
+import { blobStored } from '../helpers/test-storage.js';
+import { describeResponse, startWharf, type WharfProcess } from '../helpers/wharf.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -23,7 +23,7 @@ function wharfCli(args: string[]): Promise<{ code: number; stdout: string; stder
   });
 }
 
-const onDisk = (w: WharfProcess, d: string) => access(blobFile(w.dataDir, d)).then(() => true, () => false);
+const onDisk = (w: WharfProcess, d: string) => blobStored(w.dataDir, d);
 
 let w: WharfProcess;
 before(async () => {

@@ -4,7 +4,6 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { manifestAccept, request, type HttpResponse } from '../helpers/http.js';
@@ -12,7 +11,8 @@ import { makeImage, makeMultiPlatform, pushImage, sha256, type TestImage } from 
 import { startRegistry, type RegistryProcess } from '../helpers/registry.js';
 import { startTcpDelay } from '../helpers/tcp-delay.js';
 import { tempDir, type TempDir } from '../helpers/tmp.js';
-import { blobFile, describeResponse, startWharf, type WharfProcess } from '../helpers/wharf.js';
+import { storedBytes } from '../helpers/test-storage.js';
+import { describeResponse, startWharf, type WharfProcess } from '../helpers/wharf.js';
 import { deleteKeys, REDIS_URL, sleep, startThrottle, testPrefix, type Throttle } from './cluster-helpers.js';
 
 let registry: RegistryProcess;
@@ -250,13 +250,13 @@ describe('wharf replicas sharing Redis and a data dir', () => {
     assert.equal((await getManifest(b, repo, 'v1')).status, 200);
     proxy.inject({ match: { method: 'GET', path: `/v2/${repo}/blobs/${layer.digest}` }, times: 1, action: { kind: 'delay', ms: 1000 } });
 
-    // Whenever the committed file exists, it holds exactly the blob.
-    const file = blobFile(a.dataDir, layer.digest);
+    // Whenever the committed file (or object) exists, it holds exactly the blob.
+    const committed = (): Promise<Buffer | undefined> => storedBytes(a.dataDir, layer.digest);
     let watching = true;
     let checks = 0;
     const watcher = (async () => {
       while (watching) {
-        const bytes = await readFile(file).catch(() => undefined);
+        const bytes = await committed();
         if (bytes) {
           checks++;
           assert.equal(createHash('sha256').update(bytes).digest('hex'), layer.digest.slice(7), 'committed blob file is complete');
@@ -285,7 +285,7 @@ describe('wharf replicas sharing Redis and a data dir', () => {
     watching = false;
     await watcher;
     assert.ok(checks > 0, 'the committed blob was observed');
-    assert.equal(sha256(await readFile(file)), layer.digest);
+    assert.equal(sha256((await committed()) ?? Buffer.alloc(0)), layer.digest);
     assert.ok(blobGets(repo, layer.digest) <= 2, 'a second upstream fetch only after the holder died');
     await a.restart();
     const again = await getBlob(a, repo, layer.digest);

@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
@@ -16,7 +16,8 @@ import { makeImage, pushImage, sha256 } from '../helpers/oci-image.js';
 import { rawRequest, type RawAnswer, type RawRequest } from '../helpers/raw-http.js';
 import { htpasswdFile, startRegistry, type RegistryProcess } from '../helpers/registry.js';
 import { tempDir, type TempDir } from '../helpers/tmp.js';
-import { blobFile, describeResponse, startWharf, type WharfProcess } from '../helpers/wharf.js';
+import { blobStored, onS3, storedBytes } from '../helpers/test-storage.js';
+import { describeResponse, startWharf, type WharfProcess } from '../helpers/wharf.js';
 import { deleteKeys, REDIS_URL, sleep, startThrottle, testPrefix, type Throttle } from './cluster-helpers.js';
 
 const ALICE: Credentials = { username: 'alice', password: 'alice-secret' };
@@ -104,6 +105,9 @@ describe('replicas sharing an upload session', () => {
     const location = new URL(start.headers.location!, a.url).pathname;
     const uuid = start.headers['docker-upload-uuid']!;
     const temp = join(dataDir, 'tmp', uuid);
+    // On the filesystem a session's bytes land in tmp/<uuid> as they arrive; on S3 a PATCH becomes a session
+    // object only once its body is whole, so there the interleaving is paced by time instead.
+    const landed = (prefix: Buffer): Promise<boolean> => (onS3 ? sleep(300).then(() => true) : fileStarts(temp, prefix));
 
     // Both PATCHes reach their replicas (each has the session open, at offset 0), then the bodies interleave:
     // A's first half, B's first half over it, A's rest (A answers), B's rest over it.
@@ -112,9 +116,9 @@ describe('replicas sharing an upload session', () => {
     // A replica that refuses the second writer answers at once (under load either one may be the second).
     await until(() => onA.answered || onB.answered, 300);
     await onA.send(good.subarray(0, half)).catch(() => undefined);
-    await until(() => onA.answered || fileStarts(temp, good.subarray(0, half)));
+    await until(() => onA.answered || landed(good.subarray(0, half)));
     await onB.send(junk.subarray(0, half)).catch(() => undefined);
-    await until(() => onB.answered || fileStarts(temp, junk.subarray(0, half)), 5000);
+    await until(() => onB.answered || landed(junk.subarray(0, half)), 5000);
     await onA.send(good.subarray(half)).catch(() => undefined);
     const answerA = await onA.answer;
     await onB.send(junk.subarray(half)).catch(() => undefined);
@@ -129,7 +133,7 @@ describe('replicas sharing an upload session', () => {
     const { w: winner, bytes } = acked[0] ?? { w: a, bytes: good };
     const digest = sha256(bytes);
     const put = await request(`${winner.url}${location}?digest=${digest}`, { method: 'PUT' });
-    const published = await readFile(blobFile(dataDir, digest)).catch(() => undefined);
+    const published = await storedBytes(dataDir, digest);
     if (published) assert.equal(sha256(published), digest, `bytes published under ${digest} (PUT: ${describeResponse(put)})`);
     else assert.notEqual(put.status, 201, `a 201 publishes the blob: ${describeResponse(put)}`);
 
@@ -166,7 +170,7 @@ describe('a download in flight on another replica', () => {
     const done = await download;
     assert.equal(done.status, 200, describeResponse(done).slice(0, 300));
     assert.equal(sha256(done.body), layer);
-    assert.ok((await stat(blobFile(dataDir, layer))).isFile());
+    assert.ok(await blobStored(dataDir, layer), 'committed');
     // No link to library/x was left behind: with the layer committed, both replicas still answer 404.
     for (const w of [a, b]) {
       for (const method of ['HEAD', 'GET'] as const) {

@@ -7,14 +7,15 @@ import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { createServer, request as httpRequest, type IncomingHttpHeaders, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { request } from '../helpers/http.js';
 import { makeImage, pushImage, sha256 } from '../helpers/oci-image.js';
 import { startRegistry, type RegistryProcess } from '../helpers/registry.js';
 import { tempDir } from '../helpers/tmp.js';
-import { blobFile, describeResponse, filesUnder, startWharf, type WharfProcess } from '../helpers/wharf.js';
+import { onS3, openMultipartUploads, storedBlobs } from '../helpers/test-storage.js';
+import { describeResponse, filesUnder, startWharf, type WharfProcess } from '../helpers/wharf.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -111,31 +112,36 @@ describe('SIGKILL during a blob fetch, then restart on the same data directory',
   });
 
   it('keeps no partial blob, cleans tmp/ on start, and the next pull fetches again and verifies', async () => {
-    const img = makeImage({ layers: 1, layerSize: 2 * 1024 * 1024 });
+    // Past one 5 MiB part before the stall, so on S3 the download has a multipart upload under way.
+    const img = makeImage({ layers: 1, layerSize: 6 * 1024 * 1024 });
     await pushImage(registry.url, 'acme/big', '1', img);
     const layer = img.layers[0]!;
     const path = `/v2/acme/big/blobs/${layer.digest}`;
-    proxy.arm(path, 512 * 1024);
+    proxy.arm(path, 5.5 * 1024 * 1024);
 
-    const got = await receiveSome(`${w.url}${path}`, 256 * 1024);
+    const got = await receiveSome(`${w.url}${path}`, 5.25 * 1024 * 1024);
     assert.equal(got.status, 200);
+    // On S3 the first part goes up while the client reads: kill once the bucket has the upload under way.
+    for (let i = 0; onS3 && i < 200 && (await openMultipartUploads(w.dataDir)).length === 0; i++) await new Promise((r) => setTimeout(r, 50));
     await w.kill();
 
     const leftovers = await filesUnder(join(w.dataDir, 'tmp'));
     assert.ok(leftovers.length >= 1, 'the killed fetch left its temp file behind (what the restart must clean)');
-    assert.deepEqual(await filesUnder(join(w.dataDir, 'blobs')), [], 'nothing partial under blobs/');
+    assert.deepEqual(await storedBlobs(w.dataDir), [], 'nothing partial under blobs/');
+    if (onS3) assert.equal((await openMultipartUploads(w.dataDir)).length, 1, 'the killed fetch left its multipart upload (what the restart must abort)');
 
     proxy.disarm();
     await w.restart();
     assert.deepEqual(await filesUnder(join(w.dataDir, 'tmp')), [], 'leftovers removed at start');
+    assert.deepEqual(await openMultipartUploads(w.dataDir), [], 'the crashed multipart upload aborted at start');
     const before = proxy.gets(path);
     const res = await request(`${w.url}${path}`);
     assert.equal(res.status, 200, describeResponse(res));
     assert.equal(sha256(res.body), layer.digest);
     assert.equal(proxy.gets(path), before + 1, 'fetched from upstream again');
-    const committed = relative(join(w.dataDir, 'blobs'), blobFile(w.dataDir, layer.digest));
-    for (let i = 0; i < 50 && (await filesUnder(join(w.dataDir, 'blobs'))).length === 0; i++) await new Promise((r) => setTimeout(r, 50));
-    assert.deepEqual(await filesUnder(join(w.dataDir, 'blobs')), [committed], 'committed once complete');
+    const committed = `sha256/${layer.digest.slice(7, 9)}/${layer.digest.slice(7)}`;
+    for (let i = 0; i < 50 && (await storedBlobs(w.dataDir)).length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(await storedBlobs(w.dataDir), [committed], 'committed once complete');
   });
 
   it('an upload session survives a SIGKILL and completes after the restart', async () => {

@@ -5,14 +5,13 @@
  * disk filled; now the least recently used mirrored content goes whatever its tag's freshness.
  */
 import assert from 'node:assert/strict';
-import { stat } from 'node:fs/promises';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { manifestAccept, request } from '../helpers/http.js';
 import { blobsOf, makeImage, pushImage, sha256, type TestImage } from '../helpers/oci-image.js';
 import { startRegistry, type RegistryProcess } from '../helpers/registry.js';
-import { describeResponse, filesUnder, onDisk, startWharf, waitIdle, type WharfProcess } from '../helpers/wharf.js';
+import { footprint } from '../helpers/test-storage.js';
+import { describeResponse, onDisk, startWharf, waitIdle, type WharfProcess } from '../helpers/wharf.js';
 
 const MiB = 1024 * 1024;
 const MAX = 4 * MiB;
@@ -60,11 +59,9 @@ describe('cache.maxSize holds through a burst of pulls behind fresh tags', () =>
     }
   }
 
-  /** Bytes of every file under the data directory: blobs, metadata, temp files. */
-  async function diskUsage(): Promise<number> {
-    let total = 0;
-    for (const f of await filesUnder(w.dataDir)) total += (await stat(join(w.dataDir, f)).catch(() => ({ size: 0 }))).size;
-    return total;
+  /** Bytes of every file under the data directory (blobs, metadata, temp files), and of its objects on S3. */
+  function diskUsage(): Promise<number> {
+    return footprint(w.dataDir);
   }
 
   async function mirroredBytes(): Promise<number> {

@@ -5,13 +5,13 @@
  * by digest, without asking for the tag).
  */
 import assert from 'node:assert/strict';
-import { access } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { manifestAccept, request } from '../helpers/http.js';
 import { makeImage, pushImage, sha256, type TestImage } from '../helpers/oci-image.js';
 import { startRegistry, type RegistryProcess } from '../helpers/registry.js';
-import { blobFile, describeResponse, startWharf, waitIdle, type WharfProcess } from '../helpers/wharf.js';
+import { blobStored } from '../helpers/test-storage.js';
+import { describeResponse, startWharf, waitIdle, type WharfProcess } from '../helpers/wharf.js';
 
 const MiB = 1024 * 1024;
 const MAX = 3 * MiB;
@@ -80,11 +80,8 @@ async function pullBlob(name: string, digest: string): Promise<void> {
   assert.equal(sha256(res.body), digest);
 }
 
-async function onDisk(digest: string): Promise<boolean> {
-  return access(blobFile(w.dataDir, digest)).then(
-    () => true,
-    () => false,
-  );
+function onDisk(digest: string): Promise<boolean> {
+  return blobStored(w.dataDir, digest);
 }
 
 async function allOnDisk(img: TestImage): Promise<boolean> {

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { request, type HttpResponse } from '../helpers/http.js';
 import { makeImage, makeMultiPlatform, pushImage, sha256, type TestImage, type TestIndex } from '../helpers/oci-image.js';
-import { blobFile, describeResponse, errorCodes, rawHead, startWharf, type WharfProcess } from '../helpers/wharf.js';
+import { storedBytes } from '../helpers/test-storage.js';
+import { describeResponse, errorCodes, rawHead, startWharf, type WharfProcess } from '../helpers/wharf.js';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
@@ -106,7 +106,7 @@ describe('manifests', () => {
         assert.equal(h.headers['content-length'], String(top.bytes.length));
       }
       // The manifest itself is a content-addressed file too (DESIGN: manifest bytes are blobs).
-      assert.deepEqual(await readFile(blobFile(w.dataDir, top.digest)), top.bytes);
+      assert.deepEqual(await storedBytes(w.dataDir, top.digest), top.bytes);
     });
   }
 
@@ -195,7 +195,7 @@ describe('blobs', () => {
     assert.equal(h.body.length, 0);
     assert.equal(h.headers['content-length'], '1000');
     assert.equal(h.headers['docker-content-digest'], digest);
-    assert.deepEqual(await readFile(blobFile(w.dataDir, digest)), bytes, 'content-addressed file');
+    assert.deepEqual(await storedBytes(w.dataDir, digest), bytes, 'content-addressed file');
   });
 
   it('Range requests answer 206 with Content-Range; unsatisfiable ones 416', async () => {

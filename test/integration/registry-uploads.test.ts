@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { access, readFile } from 'node:fs/promises';
 import { connect } from 'node:net';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { request, type HttpResponse } from '../helpers/http.js';
 import { sha256 } from '../helpers/oci-image.js';
-import { blobFile, describeResponse, errorCodes, filesUnder, startWharf, type WharfProcess } from '../helpers/wharf.js';
+import { blobStored, stagedUploads, storedBlobs, storedBytes } from '../helpers/test-storage.js';
+import { describeResponse, errorCodes, startWharf, type WharfProcess } from '../helpers/wharf.js';
 
 let w: WharfProcess;
 before(async () => {
@@ -56,13 +55,6 @@ async function blob(repo: string, digest: string): Promise<HttpResponse> {
   return request(`${w.url}/v2/${repo}/blobs/${digest}`);
 }
 
-async function exists(path: string): Promise<boolean> {
-  return access(path).then(
-    () => true,
-    () => false,
-  );
-}
-
 async function pushBlob(repo: string, bytes: Buffer): Promise<string> {
   // POST + PUT, so mount tests do not depend on monolithic POST (tested on its own above)
   const d = sha256(bytes);
@@ -96,7 +88,7 @@ describe('uploads', () => {
     const g = await blob('up/chunked', digest);
     assert.equal(g.status, 200);
     assert.deepEqual(g.body, bytes);
-    assert.deepEqual(await readFile(blobFile(w.dataDir, digest)), bytes, 'stored at blobs/sha256/<2>/<64>');
+    assert.deepEqual(await storedBytes(w.dataDir, digest), bytes, 'stored at blobs/sha256/<2>/<64>');
   });
 
   it('streamed PATCHes without Content-Range append in order', async () => {
@@ -169,14 +161,14 @@ describe('uploads', () => {
   });
 
   it('cancel: DELETE answers 204; the session is gone and leaves no file behind', async () => {
-    const tmpBefore = await filesUnder(join(w.dataDir, 'tmp'));
-    const blobsBefore = await filesUnder(join(w.dataDir, 'blobs'));
+    const tmpBefore = await stagedUploads(w.dataDir);
+    const blobsBefore = await storedBlobs(w.dataDir);
     const bytes = randomBytes(2048);
     const s = await startUpload('up/cancel');
     assert.equal((await patch(s, bytes, `0-${bytes.length - 1}`)).status, 202);
     const url = abs(s.location);
     // otherwise "tmp/ cleaned" below would hold trivially
-    assert.ok((await filesUnder(join(w.dataDir, 'tmp'))).length > tmpBefore.length, 'upload bytes are staged under tmp/');
+    assert.ok((await stagedUploads(w.dataDir)).length > tmpBefore.length, 'upload bytes are staged (under tmp/, or as session objects on S3)');
 
     const del = await request(url, { method: 'DELETE' });
     assert.equal(del.status, 204, describeResponse(del));
@@ -185,13 +177,13 @@ describe('uploads', () => {
     assertError(await request(withDigest(url, sha256(bytes)), { method: 'PUT' }), 404, 'BLOB_UPLOAD_UNKNOWN');
     assertError(await request(url, { method: 'DELETE' }), 404, 'BLOB_UPLOAD_UNKNOWN');
 
-    assert.deepEqual(await filesUnder(join(w.dataDir, 'tmp')), tmpBefore, 'tmp/ cleaned');
-    assert.deepEqual(await filesUnder(join(w.dataDir, 'blobs')), blobsBefore, 'nothing published');
+    assert.deepEqual(await stagedUploads(w.dataDir), tmpBefore, 'staged bytes cleaned');
+    assert.deepEqual(await storedBlobs(w.dataDir), blobsBefore, 'nothing published');
     assert.equal((await blob('up/cancel', sha256(bytes))).status, 404);
   });
 
   it('a client that hangs up mid-body publishes nothing and the server keeps serving', async () => {
-    const blobsBefore = await filesUnder(join(w.dataDir, 'blobs'));
+    const blobsBefore = await storedBlobs(w.dataDir);
     const bytes = randomBytes(64 * 1024);
     const d = sha256(bytes);
     const s = await startUpload('up/hangup');
@@ -213,12 +205,12 @@ describe('uploads', () => {
     }
     assert.equal((await request(`${w.url}/v2/`)).status, 200, 'still serving');
     assert.equal((await request(`${w.url}/v2/up/hangup/blobs/${d}`, { method: 'HEAD' })).status, 404);
-    assert.equal(await exists(blobFile(w.dataDir, d)), false);
-    assert.deepEqual(await filesUnder(join(w.dataDir, 'blobs')), blobsBefore);
+    assert.equal(await blobStored(w.dataDir, d), false);
+    assert.deepEqual(await storedBlobs(w.dataDir), blobsBefore);
   });
 
   it('a digest mismatch on PUT is DIGEST_INVALID and publishes nothing', async () => {
-    const blobsBefore = await filesUnder(join(w.dataDir, 'blobs'));
+    const blobsBefore = await storedBlobs(w.dataDir);
     const bytes = randomBytes(512);
     const wrong = sha256(Buffer.from('something else'));
     const s = await startUpload('up/mismatch');
@@ -226,9 +218,9 @@ describe('uploads', () => {
     assertError(await request(withDigest(s.location, wrong), { method: 'PUT' }), 400, 'DIGEST_INVALID');
     assert.equal((await blob('up/mismatch', wrong)).status, 404);
     assert.equal((await blob('up/mismatch', sha256(bytes))).status, 404);
-    assert.equal(await exists(blobFile(w.dataDir, sha256(bytes))), false);
-    assert.equal(await exists(blobFile(w.dataDir, wrong)), false);
-    assert.deepEqual(await filesUnder(join(w.dataDir, 'blobs')), blobsBefore);
+    assert.equal(await blobStored(w.dataDir, sha256(bytes)), false);
+    assert.equal(await blobStored(w.dataDir, wrong), false);
+    assert.deepEqual(await storedBlobs(w.dataDir), blobsBefore);
   });
 });
 
@@ -294,7 +286,7 @@ describe('restart', () => {
     const put = await request(withDigest(s.location, sha256(bytes)), { method: 'PUT' });
     assert.equal(put.status, 201, describeResponse(put));
     assert.deepEqual((await blob('up/resume', sha256(bytes))).body, bytes);
-    assert.deepEqual(await readFile(blobFile(w.dataDir, sha256(bytes))), bytes);
+    assert.deepEqual(await storedBytes(w.dataDir, sha256(bytes)), bytes);
     // checked last so a shutdown problem does not hide whether the upload survived
     assert.equal(exit?.forced, false, `SIGTERM must stop wharf (exit ${JSON.stringify(exit)})`);
     assert.equal(exit?.code, 0, `graceful exit code (exit ${JSON.stringify(exit)})`);

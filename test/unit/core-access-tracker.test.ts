@@ -120,4 +120,37 @@ describe('AccessTracker', () => {
     assert.equal(tracker.pendingCount, 0);
     await tracker.close();
   });
+
+  it('still answers peek for a batch the store has not finished writing (an eviction pass in between)', async () => {
+    // A store whose write the test holds open, as a slow Redis or a journal fsync would.
+    let release!: () => void;
+    let held = false;
+    const stored = new Map<Digest, number>();
+    const index: AccessIndex = {
+      recordAccess: async (times) => {
+        if (!held) {
+          held = true;
+          await new Promise<void>((r) => (release = r));
+        }
+        for (const [d, t] of times) stored.set(d, t);
+      },
+      lastAccess: async (d) => stored.get(d),
+      forgetAccess: async (d) => void stored.delete(d),
+    };
+    let clock = 100;
+    const tracker = new AccessTracker(index, { flushIntervalMs: 1_000, now: () => clock, ...manualTimer() });
+    tracker.touch(a);
+    const flushing = tracker.flush();
+    await new Promise((r) => setImmediate(r));
+    assert.equal(stored.get(a), undefined, 'the write is still open');
+    assert.equal(tracker.peek(a), 100, 'the time being written is still visible');
+    clock = 150;
+    tracker.touch(a);
+    assert.equal(tracker.peek(a), 150, 'a newer touch wins over the batch being written');
+    release();
+    await flushing;
+    assert.equal(stored.get(a), 100);
+    assert.equal(tracker.peek(a), 150);
+    await tracker.close();
+  });
 });
