@@ -9,7 +9,7 @@ import { createRegistry } from './core/registry.js';
 import { PullCounter } from './core/pull-counter.js';
 import type { Registry } from './core/types.js';
 import { createHttpApp } from './http/server.js';
-import { createClientAuth, createExternalAuth, isExternalTokenAuth } from './http/auth/index.js';
+import { createClientAuth, createExternalAuth, isExternalTokenAuth, signingSecret } from './http/auth/index.js';
 import { internalEndpoint } from './http/internal.js';
 import { metricsHandler, scrapeCheck } from './http/ops.js';
 import { readiness } from './observability/health.js';
@@ -104,32 +104,31 @@ export function createApp(deps: AppDeps): App {
   // One gc / verify at a time in this process, whether the admin API (CLI) or the web UI starts it.
   const jobs = admin && new JobRunner({ gc: (o) => admin.admin.gc(o), verify: (o) => admin.admin.verify(o), now, newId: () => randomBytes(8).toString('hex'), logger });
   const adminRoutes = admin && { ...admin, events: deps.notifier, jobs };
-  // The UI logs users in with wharf's own credentials; behind an external token service it has none to check,
-  // so it is not served there rather than served open.
-  if (config.ui.enabled && external) logger.warn({}, 'web UI not served: it needs wharf\'s own auth (htpasswd/tokens), not auth.token.rootcertbundle/jwks');
+  const externalAuth = external && createExternalAuth(external, { namespaces, now });
   // Pulls are counted only for the dashboard that shows them.
-  const pulls = config.ui.enabled && !external
+  const pulls = config.ui.enabled
     ? new PullCounter(deps.meta, { flushIntervalMs: PULL_FLUSH_MS, now, onError: (err) => logger.warn({ err: (err as Error).message }, 'pull counts not written; retrying') })
     : undefined;
-  const ui = config.ui.enabled && !external
-    ? uiDeps({
-        config,
-        store: deps.store,
-        meta: deps.meta,
-        registry,
-        metrics,
-        upstreams: deps.upstreams,
-        clientAuth,
-        lifecycle,
-        now,
-        ...(pulls ? { pulls } : {}),
-        downloads: () => registry.blobService.downloads(),
-        ...(adminRoutes ? { purge: (ref: string) => adminRoutes.admin.purge(ref), jobs: adminRoutes.jobs } : {}),
-      })
-    : undefined;
+  // Behind an external token service the UI's logins and rights come from that service (http/api/external-viewer.ts).
+  // The JSON API is served with or without the pages (ui.enabled): `wharf ls` and `wharf stats` read it.
+  const ui = uiDeps({
+    config,
+    store: deps.store,
+    meta: deps.meta,
+    registry,
+    metrics,
+    upstreams: deps.upstreams,
+    clientAuth,
+    lifecycle,
+    now,
+    ...(pulls ? { pulls } : {}),
+    downloads: () => registry.blobService.downloads(),
+    ...(external && externalAuth ? { external: { auth: externalAuth, secret: signingSecret(external, deps.authSecret) } } : {}),
+    ...(adminRoutes ? { purge: (ref: string) => adminRoutes.admin.purge(ref), jobs: adminRoutes.jobs } : {}),
+  });
   const koa = createHttpApp({
     clientAuth,
-    externalAuth: external && createExternalAuth(external, { namespaces, now }),
+    externalAuth,
     ui,
     registry,
     metrics,

@@ -5,15 +5,16 @@ export interface Credentials {
   password: string;
 }
 
-/** The admin API (and /metrics) of a running wharf, with readable errors for every way a call can fail. */
+/**
+ * The admin API of a running wharf, and the JSON API the web UI reads (`/_wharf/api/`, what
+ * `wharf ls` and `wharf stats` show), with readable errors for every way a call can fail.
+ */
 export class AdminClient {
   readonly base: string;
 
   constructor(
     url: string,
     private readonly creds?: Credentials,
-    /** /metrics elsewhere (metrics.listen) or behind its own credentials; default `<url>/metrics` with creds */
-    private readonly metricsAt?: { url: string; credentials?: Credentials },
   ) {
     let u: URL;
     try {
@@ -49,15 +50,27 @@ export class AdminClient {
     }
   }
 
-  /** /metrics as text, or undefined when wharf serves it elsewhere or behind other credentials. */
-  async metrics(): Promise<string | undefined> {
-    const m = this.metricsAt;
-    const res = await (m ? fetch(m.url, { headers: m.credentials ? { authorization: basic(m.credentials) } : {} }) : this.fetch('/metrics')).catch(() => undefined);
-    if (!res || res.status !== 200) {
-      await res?.body?.cancel().catch(() => undefined);
-      return undefined;
+  /**
+   * GET on the web UI's JSON API. It takes the credentials /v2 takes (a registry user, as `docker login`), not
+   * the admin API's; on a registry without `auth` it needs none.
+   */
+  async api<T>(path: string): Promise<T> {
+    const res = await this.fetch(`/_wharf/api${path}`, { headers: { accept: 'application/json' } });
+    const text = await res.text();
+    if (res.status === 401) {
+      throw new CliError(
+        this.creds
+          ? `${this.base} rejected the credentials (wharf ls and stats take a registry user's, as docker login does)`
+          : `${this.base} needs a registry user's credentials (as docker login): --username/--password or WHARF_USERNAME/WHARF_PASSWORD`,
+      );
     }
-    return res.text();
+    if (res.status === 404 && !text.startsWith('{')) throw new CliError(`${this.base} has no /_wharf/api (is it wharf, and a version with the web UI's API?)`);
+    if (res.status < 200 || res.status > 299) throw new CliError(describeError(res.status, text));
+    try {
+      return JSON.parse(text) as T;
+    } catch {
+      throw new CliError(`${this.base}/_wharf/api${path} answered with something that is not JSON`);
+    }
   }
 
   private async json<T>(method: string, path: string): Promise<T> {

@@ -11,7 +11,7 @@ export interface CommandIo {
 }
 
 export interface RemoteOptions {
-  /** wharf's configuration file: where it listens, its admin and metrics credentials */
+  /** wharf's configuration file: where it listens, its admin credentials */
   config?: string;
   /** filled in from --config / $WHARF_CONFIG before the action runs */
   target?: ConfiguredTarget;
@@ -41,10 +41,10 @@ export class CliError extends Error {
 /** --url/--username/--password (and --json) on a command that talks to a running wharf. */
 export function remoteOptions(cmd: Command): Command {
   return cmd
-    .option('-c, --config <file>', "wharf's configuration: its address, metrics listener and admin credentials; with --data-dir, where its blobs are (storage.s3) (default: $WHARF_CONFIG)")
+    .option('-c, --config <file>', "wharf's configuration: its address and admin credentials; with --data-dir, where its blobs are (storage.s3) (default: $WHARF_CONFIG)")
     .option('--url <url>', `wharf to talk to (default: $WHARF_URL, else from the configuration, else ${DEFAULT_URL})`)
-    .option('--username <name>', 'admin API user (default: $WHARF_ADMIN_USERNAME)')
-    .option('--password <password>', 'admin API password (default: $WHARF_ADMIN_PASSWORD)')
+    .option('--username <name>', 'admin API user (default: $WHARF_ADMIN_USERNAME); for ls and stats a registry user (default: $WHARF_USERNAME)')
+    .option('--password <password>', 'admin API password (default: $WHARF_ADMIN_PASSWORD); for ls and stats the registry user\'s (default: $WHARF_PASSWORD)')
     .option('--json', 'print the JSON answer instead of text');
 }
 
@@ -65,12 +65,22 @@ export function resolveTargets(program: Command, io: CommandIo): void {
 /** Flags win, then WHARF_URL / WHARF_ADMIN_*, then the configuration (--config, $WHARF_CONFIG), then the default. */
 export function adminClient(io: CommandIo, opts: RemoteOptions): AdminClient {
   const t = opts.target;
-  const explicitUrl = opts.url ?? io.env.WHARF_URL;
-  const url = explicitUrl ?? t?.url ?? DEFAULT_URL;
+  const url = opts.url ?? io.env.WHARF_URL ?? t?.url ?? DEFAULT_URL;
   const username = opts.username ?? io.env.WHARF_ADMIN_USERNAME ?? t?.admin?.username;
   const password = opts.password ?? io.env.WHARF_ADMIN_PASSWORD ?? t?.admin?.password;
-  const metrics = t && explicitUrl === undefined ? { url: t.metricsUrl, credentials: t.metricsCredentials } : undefined;
-  return new AdminClient(url, username !== undefined && password !== undefined ? { username, password } : undefined, metrics);
+  return new AdminClient(url, username !== undefined && password !== undefined ? { username, password } : undefined);
+}
+
+/**
+ * A client for the web UI's JSON API (`wharf ls`, `wharf stats`): the address as adminClient finds it; the
+ * credentials of a registry user (what /v2 takes): flags, then WHARF_USERNAME / WHARF_PASSWORD. The admin
+ * API's credentials (WHARF_ADMIN_*, the configuration's `admin`) are not a registry user's, so they are not sent.
+ */
+export function apiClient(io: CommandIo, opts: RemoteOptions): AdminClient {
+  const url = opts.url ?? io.env.WHARF_URL ?? opts.target?.url ?? DEFAULT_URL;
+  const username = opts.username ?? io.env.WHARF_USERNAME;
+  const password = opts.password ?? io.env.WHARF_PASSWORD;
+  return new AdminClient(url, username !== undefined && password !== undefined ? { username, password } : undefined);
 }
 
 export function assertOneTarget(opts: OfflineCapable): void {

@@ -82,7 +82,8 @@ export async function withOffline<T>(
 /**
  * `storage.s3` of wharf's configuration read as `serve` reads it (the file from --config or $WHARF_CONFIG, then
  * WHARF_STORAGE_* variables such as the secret key); undefined: blobs are under the data directory. Only the
- * storage variables are taken from the environment: WHARF_URL and WHARF_ADMIN_* belong to the CLI itself.
+ * storage variables are taken from the environment: WHARF_URL, WHARF_USERNAME, WHARF_PASSWORD and WHARF_ADMIN_*
+ * belong to the CLI itself.
  */
 async function offlineStorage(dataDir: string, file: string | undefined, env: Record<string, string | undefined>): Promise<S3StorageConfig | undefined> {
   const storageEnv: Record<string, string | undefined> = {};

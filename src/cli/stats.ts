@@ -1,7 +1,9 @@
 import type { Command } from 'commander';
 import type { AdminStats } from '../core/admin-service.js';
+import type { ApiStats } from '../http/api/index.js';
 import { sparedUpstream, type CacheOutcome } from '../observability/types.js';
-import { adminClient, human, plural, printJson, remoteOptions, type CommandIo, type RemoteOptions } from './common.js';
+import type { RateLimitReading } from '../upstream/types.js';
+import { apiClient, human, plural, printJson, remoteOptions, type CommandIo, type RemoteOptions } from './common.js';
 
 export interface TrafficFigures {
   /** cache requests the upstream did not have to serve for their pull (see sparedUpstream) */
@@ -19,18 +21,33 @@ export function hitRatio(t: Pick<TrafficFigures, 'hits' | 'requests'>): number |
 }
 
 export function registerStats(program: Command, io: CommandIo): void {
-  remoteOptions(program.command('stats').description('cache size, hit ratio, bytes saved and upstream rate-limit headroom')).action(async (opts: RemoteOptions) => {
-    const client = adminClient(io, opts);
-    const stats = await client.get<AdminStats>('/stats');
-    const text = await client.metrics();
-    const traffic = text === undefined ? undefined : trafficFrom(text);
-    if (opts.json) printJson(io, { ...stats, ...(traffic ? { traffic } : {}) });
-    else io.stdout.write(renderStats(stats, traffic));
+  remoteOptions(
+    program.command('stats').description('cache size, hit ratio, bytes saved and upstream rate-limit headroom (the web UI\'s figures, from /_wharf/api/stats)'),
+  ).action(async (opts: RemoteOptions) => {
+    const stats = await apiClient(io, opts).api<ApiStats>('/stats');
+    const traffic = trafficOf(stats);
+    // --json: the API's answer, plus `traffic` as this command has always printed it
+    if (opts.json) printJson(io, { ...stats, traffic });
+    else io.stdout.write(renderStats(adminView(stats), traffic));
     io.exit(0);
   });
 }
 
-/** Sums the wharf_cache_requests_total / wharf_bytes_*_total samples of a Prometheus text exposition. */
+/** The API's traffic figures (the same counters /metrics shows, read by wharf itself). */
+export function trafficOf(s: Pick<ApiStats, 'hits' | 'requests' | 'bytesFromCache' | 'bytesFromUpstream' | 'bytesSpared'>): TrafficFigures {
+  return { hits: s.hits, requests: s.requests, bytesFromCache: s.bytesFromCache, bytesFromUpstream: s.bytesFromUpstream, bytesSpared: s.bytesSpared };
+}
+
+function adminView(s: ApiStats): AdminStats {
+  const upstreams = s.upstreams.map((u) => (u.rateLimit ? { name: u.name, rateLimit: u.rateLimit as RateLimitReading } : { name: u.name }));
+  return { cache: s.cache, upstreams, repositories: s.repositories, tags: s.tags, uploads: s.uploads };
+}
+
+/**
+ * Sums the wharf_cache_requests_total / wharf_bytes_*_total samples of a Prometheus text exposition: the
+ * figures of `/metrics`, which `wharf stats` now gets from the API (observability/traffic.ts reads the same
+ * counters); kept so that a scrape can be checked against the same formula.
+ */
 export function trafficFrom(text: string): TrafficFigures {
   const t: TrafficFigures = { hits: 0, requests: 0, bytesFromCache: 0, bytesFromUpstream: 0, bytesSpared: 0 };
   for (const line of text.split('\n')) {
@@ -50,7 +67,7 @@ export function trafficFrom(text: string): TrafficFigures {
   return t;
 }
 
-export function renderStats(s: AdminStats, traffic: TrafficFigures | undefined): string {
+export function renderStats(s: AdminStats, traffic: TrafficFigures): string {
   const c = s.cache;
   const limit =
     c.maxSize !== undefined
@@ -60,14 +77,10 @@ export function renderStats(s: AdminStats, traffic: TrafficFigures | undefined):
     `cache: mirrored ${human(c.mirroredBytes)} in ${plural(c.mirroredBlobs, 'blob')} (${limit})`,
     `       local ${human(c.localBytes)} in ${plural(c.localBlobs, 'blob')} (never evicted); unreferenced ${human(c.unlinkedBytes)} in ${plural(c.unlinkedBlobs, 'blob')} (wharf gc)`,
   ];
-  if (traffic) {
-    const r = hitRatio(traffic);
-    const ratio = r !== undefined ? `${(r * 100).toFixed(1)}% (${traffic.hits} of ${traffic.requests} requests spared the upstream)` : 'no requests yet';
-    lines.push(`hit ratio: ${ratio}`);
-    lines.push(`upstream spared: ${human(traffic.bytesSpared)} (bandwidth saved); ${human(traffic.bytesFromUpstream)} sent by the upstream for misses`);
-  } else {
-    lines.push('hit ratio: unknown (/metrics is not on this address or needs other credentials)');
-  }
+  const r = hitRatio(traffic);
+  const ratio = r !== undefined ? `${(r * 100).toFixed(1)}% (${traffic.hits} of ${traffic.requests} requests spared the upstream)` : 'no requests yet';
+  lines.push(`hit ratio: ${ratio}`);
+  lines.push(`upstream spared: ${human(traffic.bytesSpared)} (bandwidth saved); ${human(traffic.bytesFromUpstream)} sent by the upstream for misses`);
   for (const u of s.upstreams) {
     const r = u.rateLimit;
     if (!r || r.limit === undefined) {

@@ -13,17 +13,15 @@ export interface ConfiguredTarget {
   /** the registry API (and admin API) */
   url: string;
   admin?: { username: string; password: string };
-  /** /metrics: on its own plain-HTTP listener when metrics.listen is set, else on url */
-  metricsUrl: string;
-  metricsCredentials?: { username: string; password: string };
 }
 
 /**
  * Reads the configuration wharf serves with (file and WHARF_* env, as `wharf serve` would) for the CLI.
- * WHARF_URL is the CLI's own variable, not a config key, so it is left out of the load.
+ * WHARF_URL, WHARF_USERNAME and WHARF_PASSWORD are the CLI's own variables, not config keys, so they are left
+ * out of the load.
  */
 export async function loadTarget(file: string | undefined, env: Record<string, string | undefined>, cwd?: string): Promise<ConfiguredTarget> {
-  const { WHARF_URL: _url, ...configEnv } = env;
+  const { WHARF_URL: _url, WHARF_USERNAME: _user, WHARF_PASSWORD: _password, ...configEnv } = env;
   let config: WharfConfig;
   try {
     config = await loadConfig({ ...(file !== undefined ? { file } : {}), env: configEnv, ...(cwd !== undefined ? { cwd } : {}) });
@@ -38,11 +36,8 @@ export async function loadTarget(file: string | undefined, env: Record<string, s
 export function targetOf(config: WharfConfig): ConfiguredTarget {
   const url = localUrl(config.listen, config.tls !== undefined);
   const { username, password } = config.admin;
-  const m = config.metrics;
   return {
     url,
     ...(username !== undefined && password !== undefined ? { admin: { username, password } } : {}),
-    metricsUrl: `${m.listen !== undefined ? localUrl(m.listen, false) : url}/metrics`,
-    ...(m.username !== undefined && m.password !== undefined ? { metricsCredentials: { username: m.username, password: m.password } } : {}),
   };
 }

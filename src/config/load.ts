@@ -234,7 +234,6 @@ function authProblems(auth: NonNullable<WharfConfig['auth']>): string[] {
   if (auth.token.rootcertbundle !== undefined || auth.token.jwks !== undefined) {
     // External token mode: what the token grants is all that counts, so wharf's own users and rules cannot apply.
     const own = (['htpasswd', 'tokens', 'rules'] as const).filter((k) => auth[k] !== undefined).map((k) => `auth.${k}`);
-    if (auth.token.secretFile !== undefined) own.push('auth.token.secretFile');
     if (own.length > 0) {
       problems.push(`auth: auth.token.rootcertbundle/jwks select an external token service, which alone grants access; remove ${own.join(', ')} (or remove rootcertbundle/jwks to use wharf's own users and rules)`);
     }

@@ -214,7 +214,7 @@ export const configSchema = z.strictObject({
           jwks: opt(str(), 'JWK Set file of an external token service\'s keys; selects external token mode', 'none'),
           signingalgorithms: opt(z.array(oneOf(TOKEN_SIGNING_ALGORITHMS)), `external mode: accepted token algorithms, any of ${TOKEN_SIGNING_ALGORITHMS.join(', ')}`, 'all of them'),
           expiry: def(duration(), '5m', 'lifetime of an issued token'),
-          secretFile: opt(str(), 'HS256 signing secret (at least 32 bytes)', 'random; shared through Redis when configured'),
+          secretFile: opt(str(), 'HS256 signing secret (at least 32 bytes); also the web UI session key (in external token mode, its only use)', 'random; shared through Redis when configured'),
         })
         .prefault({}),
     })
@@ -295,7 +295,7 @@ export const configSchema = z.strictObject({
     .prefault({}),
   ui: z
     .strictObject({
-      enabled: def(bool(), true, 'serve the web UI at / and its JSON API under /_wharf/api/'),
+      enabled: def(bool(), true, 'serve the web UI at / (its JSON API under /_wharf/api/, which wharf ls and stats read, is served either way)'),
       pullHost: opt(str(), 'registry address shown in the UI\'s pull commands (host[:port])', 'the address the browser used'),
       admins: opt(z.array(str()), 'users of `auth` who may start gc and verify from the UI (Maintenance page); without `auth`, callers on this host may', 'none'),
     })

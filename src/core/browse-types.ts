@@ -29,6 +29,9 @@ export interface RepositorySummary {
   tags: TagSummary[];
   /** sum of the sizes of everything linked to the repository */
   bytes: number;
+  /** manifests and blobs its tags reach (what `bytes` adds up) */
+  manifests: number;
+  blobs: number;
   updatedAt?: number;
   lastPulled?: number;
 }

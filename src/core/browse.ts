@@ -188,8 +188,15 @@ export class BrowseService implements Browser {
       last = page.next;
     } while (last !== undefined);
     let bytes = 0;
-    for (const l of links.values()) bytes += l?.size ?? 0;
-    const out: RepositorySummary = { name: this.d.namespaces.displayName(key), key, local: rec.local, mirrored: rec.mirrored, tags, bytes };
+    let manifests = 0;
+    let blobs = 0;
+    for (const l of links.values()) {
+      if (!l) continue;
+      bytes += l.size;
+      if (l.kind === 'manifest') manifests += 1;
+      else blobs += 1;
+    }
+    const out: RepositorySummary = { name: this.d.namespaces.displayName(key), key, local: rec.local, mirrored: rec.mirrored, tags, bytes, manifests, blobs };
     const upstream = this.upstreamOf(key);
     if (upstream !== undefined) out.upstream = upstream;
     const updated = max(tags.map((t) => t.updatedAt));

@@ -24,7 +24,7 @@ export interface HttpDeps {
   /** external token mode instead: /v2 allowed as far as another service's tokens grant (no /token here) */
   externalAuth?: ExternalTokenAuth;
   /** the web UI (`ui.enabled`): its JSON API, and where its built assets are (absent: not built) */
-  ui?: { api: ApiDeps; assetsDir?: string };
+  ui?: { api: ApiDeps; assetsDir?: string; pages: boolean };
   /** reverse proxies (IPs, CIDR ranges) whose X-Forwarded-* headers are believed */
   trustedProxies?: readonly string[];
   /** webhooks (absent: none configured) */
@@ -47,7 +47,7 @@ export function createHttpApp(deps: HttpDeps): Koa {
   if (auth) app.use(tokenEndpoint(auth, deps.registry.namespaces));
   if (deps.ui) {
     app.use(apiEndpoint(deps.ui.api));
-    app.use(uiAssets(deps.ui.assetsDir, deps.logger));
+    if (deps.ui.pages) app.use(uiAssets(deps.ui.assetsDir, deps.logger));
   }
   const guard = auth ?? deps.externalAuth;
   app.use(ociRouter({ registry: deps.registry, metrics: deps.metrics, maxManifestBytes: deps.maxManifestBytes, events: deps.events, pulls: deps.pulls, authorize: guard && ((ctx, m) => guard.authorize(ctx, m)) }));

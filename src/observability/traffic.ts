@@ -8,6 +8,8 @@ export interface Traffic {
   requests: number;
   bytesFromCache: number;
   bytesFromUpstream: number;
+  /** mirrored bytes the upstream did not have to send (wharf_bytes_spared_total): the bandwidth saved */
+  bytesSpared: number;
   inflightFetches: number;
 }
 
@@ -19,7 +21,7 @@ async function samples(registry: Registry, name: string): Promise<Sample[]> {
 }
 
 export async function readTraffic(registry: Registry, prefix = 'wharf_'): Promise<Traffic> {
-  const t: Traffic = { hits: 0, requests: 0, bytesFromCache: 0, bytesFromUpstream: 0, inflightFetches: 0 };
+  const t: Traffic = { hits: 0, requests: 0, bytesFromCache: 0, bytesFromUpstream: 0, bytesSpared: 0, inflightFetches: 0 };
   for (const s of await samples(registry, `${prefix}cache_requests_total`)) {
     t.requests += s.value;
     if (sparedUpstream(String(s.labels.outcome) as CacheOutcome)) t.hits += s.value;
@@ -28,6 +30,7 @@ export async function readTraffic(registry: Registry, prefix = 'wharf_'): Promis
     if (s.labels.source === 'cache') t.bytesFromCache += s.value;
     else if (s.labels.source === 'upstream') t.bytesFromUpstream += s.value;
   }
+  for (const s of await samples(registry, `${prefix}bytes_spared_total`)) t.bytesSpared += s.value;
   for (const s of await samples(registry, `${prefix}inflight_fetches`)) t.inflightFetches += s.value;
   return t;
 }

@@ -1,6 +1,7 @@
 /**
- * The operator commands against a running wharf with admin credentials: ls, stats, purge, verify, the
- * admin API's auth, and the offline mode's lock on the data directory.
+ * The operator commands against a running wharf: ls and stats (through the web UI's JSON API, the figures
+ * the UI shows), purge and verify (the admin API, with its credentials), and the offline mode's lock on the
+ * data directory.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -27,7 +28,8 @@ before(async () => {
   data = await tempDir('wharf-cli-admin-');
   w = await startWharf({
     dataDir: data.path,
-    config: { upstreams: [{ name: 'hub', url: proxy.url, default: true, tagFreshness: '10m' }], admin: ADMIN },
+    // Without the web pages: ls and stats read the JSON API, which is served either way.
+    config: { upstreams: [{ name: 'hub', url: proxy.url, default: true, tagFreshness: '10m' }], admin: ADMIN, ui: { enabled: false } },
   });
 });
 after(async () => {
@@ -62,6 +64,13 @@ describe('operator commands through the admin API', () => {
     await pull('acme/a', '1', mirrored);
     await pull('acme/b', '1', other);
     await pushImage(w.url, 'team/l', '1', local);
+    // ls and stats read the UI's snapshot of the metadata (a few seconds old at most): wait (bounded) for the push.
+    for (let i = 0; ; i++) {
+      const r = await request(`${w.url}/_wharf/api/repositories`);
+      if (r.status === 200 && (JSON.parse(r.body.toString('utf8')) as { total: number }).total === 3) break;
+      if (i >= 300) throw new Error(`the repositories never showed in the list: ${describeResponse(r)}`);
+      await new Promise((res) => setTimeout(res, 100));
+    }
   });
 
   it('the admin API needs the configured credentials', async () => {
@@ -70,11 +79,14 @@ describe('operator commands through the admin API', () => {
     assert.match(res.headers['www-authenticate'] ?? '', /^Basic /);
     const wrong = await request(`${w.url}/_wharf/admin/stats`, { headers: { authorization: basicHeader({ username: 'ops', password: 'nope' }) } });
     assert.equal(wrong.status, 401);
-    const cli = await wharfCli(['ls', '--url', w.url]);
+    const cli = await wharfCli(['verify', '--url', w.url]);
     assert.equal(cli.code, 1);
     assert.match(cli.stderr, /^wharf: admin API at .* needs credentials: --username\/--password or WHARF_ADMIN_USERNAME\/WHARF_ADMIN_PASSWORD$/m);
-    const flags = await wharfCli(['ls', '--url', w.url, '--username', ADMIN.username, '--password', ADMIN.password]);
+    const flags = await wharfCli(['verify', '--url', w.url, '--username', ADMIN.username, '--password', ADMIN.password]);
     assert.equal(flags.code, 0, flags.stderr);
+    const ls = await wharfCli(['ls', '--url', w.url]);
+    assert.equal(ls.code, 0, `ls reads the JSON API, which on a registry without auth needs no credentials: ${ls.stderr}`);
+    assert.equal((await request(`${w.url}/`)).status, 404, 'ui.enabled: false serves no pages');
   });
 
   it('ls lists local and mirrored repositories; ls REPO shows tags and digests', async () => {

@@ -36,7 +36,7 @@ after(async () => {
 });
 
 describe('CLI --config', () => {
-  it('wharf stats --config reaches the address, the admin API and the separate metrics listener', async () => {
+  it('wharf stats --config reaches the address (the figures come from the JSON API, not the separate metrics listener)', async () => {
     const r = await wharfCli(['stats', '--config', configFile]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /^hit ratio: (?!unknown)/m, r.stdout);
@@ -47,7 +47,7 @@ describe('CLI --config', () => {
     const ls = await wharfCli(['ls'], { WHARF_CONFIG: configFile });
     assert.equal(ls.code, 0, ls.stderr);
     assert.match(ls.stdout, /^no repositories$/m);
-    const wrong = await wharfCli(['ls', '--password', 'wrong'], { WHARF_CONFIG: configFile });
+    const wrong = await wharfCli(['verify', '--password', 'wrong'], { WHARF_CONFIG: configFile });
     assert.equal(wrong.code, 1);
     assert.match(wrong.stderr, /rejected the credentials/);
   });

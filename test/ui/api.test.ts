@@ -87,7 +87,10 @@ describe('web UI API', () => {
     assert.deepEqual(names(await request(api('repositories'), { headers: { authorization: basicHeader(READER) } })), ['apps/multi', 'apps/web']);
 
     const byTag = json(await request(api('repositories?q=OLD'), { headers: { cookie: reader.cookie } }));
-    assert.deepEqual(byTag.items, [{ name: 'apps/web', upstream: 'hub', local: true, mirrored: false, tagCount: 2, pulls: 0, bytes: (byTag.items as Array<{ bytes: number }>)[0]!.bytes, updatedAt: (byTag.items as Array<{ updatedAt: number }>)[0]!.updatedAt, matchedTags: ['old'] }]);
+    const item = (byTag.items as Array<{ bytes: number; updatedAt: number }>)[0]!;
+    assert.deepEqual(byTag.items, [{ name: 'apps/web', key: 'hub/apps/web', upstream: 'hub', local: true, mirrored: false, tagCount: 2, pulls: 0, bytes: item.bytes, manifests: 1, blobs: 3, updatedAt: item.updatedAt, matchedTags: ['old'] }]);
+    const detailed = json(await request(api('repositories?q=OLD&detail=tags'), { headers: { cookie: reader.cookie } }));
+    assert.deepEqual((detailed.items as Array<{ tags: Array<{ tag: string }> }>)[0]!.tags.map((t) => t.tag).sort(), ['1.0', 'old'], 'detail=tags: each item with its tags (wharf ls --json)');
     const bySize = names(await request(api('repositories?sort=size&order=desc&perPage=1&page=2'), { headers: { cookie: reader.cookie } }));
     assert.equal(bySize.length, 1);
     assert.equal((await request(api('repositories?sort=nope'), { headers: { cookie: reader.cookie } })).status, 400);

@@ -49,13 +49,7 @@ export async function startUiFixture(): Promise<UiFixture> {
   await pushImage(wharf.url, 'apps/web', 'old', web, ADMIN);
   await pushImage(wharf.url, 'secret/vault', '1', makeImage(), ADMIN);
   await pushImage(upstream.url, 'library/alpine', '3', makeImage({ layers: 1 }));
-  // The repositories list is a snapshot a few seconds old at most: wait (bounded) until it holds the pushes.
-  for (let i = 0; ; i++) {
-    const r = await request(`${wharf.url}/_wharf/api/repositories`, { headers: { authorization: basicHeader(ADMIN) } });
-    if (r.status === 200 && (JSON.parse(r.body.toString('utf8')) as { total: number }).total === 3) break;
-    if (i >= 300) throw new Error(`the pushed repositories never showed in the list: ${r.status} ${r.body.toString()}`);
-    await new Promise((res) => setTimeout(res, 100));
-  }
+  await waitForRepositories(wharf.url, ADMIN, 3);
   return {
     wharf,
     upstream,
@@ -74,4 +68,14 @@ export async function pullManifest(base: string, repo: string, ref: string, who:
   return request(`${base}/v2/${repo}/manifests/${ref}`, {
     headers: { authorization: basicHeader(who), accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json' },
   });
+}
+
+/** The repositories list is a snapshot a few seconds old at most: wait (bounded) until it holds `total` for `who`. */
+export async function waitForRepositories(base: string, who: Credentials, total: number): Promise<void> {
+  for (let i = 0; ; i++) {
+    const r = await request(`${base}/_wharf/api/repositories`, { headers: { authorization: basicHeader(who) } });
+    if (r.status === 200 && (JSON.parse(r.body.toString('utf8')) as { total: number }).total === total) return;
+    if (i >= 300) throw new Error(`the pushed repositories never showed in the list: ${r.status} ${r.body.toString()}`);
+    await new Promise((res) => setTimeout(res, 100));
+  }
 }

@@ -7,6 +7,7 @@ import type { ClientAuth } from '../middleware/client-auth.js';
 import { endpoints } from '../endpoints.js';
 import { query } from '../request.js';
 import { MAX_PER_PAGE, SORT_KEYS, queryRepositories, type RepositoryQuery, type SortKey } from './search.js';
+import type { ExternalViewers } from './external-viewer.js';
 import { SESSION_COOKIE, sessionCookie, type Sessions } from './session.js';
 import { checkCsrf, loginRequired, userOf, viewerOf, type Viewer } from './viewer.js';
 import { badRequest, readJson } from './body.js';
@@ -23,7 +24,7 @@ export interface ApiStats {
   bytesFromCache: number;
   bytesFromUpstream: number;
   inflightFetches: number;
-  cache: { usedBytes: number; localBytes: number; mirroredBytes: number; blobs: number; maxSize?: number; highWatermark: number };
+  cache: { usedBytes: number; localBytes: number; mirroredBytes: number; blobs: number; maxSize?: number; highWatermark: number } & StatsCacheDetail;
   upstreams: Array<{
     name: string;
     rateLimit?: { limit: number; remaining: number } | object;
@@ -43,11 +44,32 @@ export interface PullCount {
   pulls: number;
 }
 
+/** What `wharf stats` prints beyond the dashboard (added fields; the whole cache, not one viewer's share). */
+export interface ApiStats {
+  /** mirrored bytes the upstream did not have to send (wharf_bytes_spared_total) */
+  bytesSpared: number;
+  repositories: { total: number; local: number; mirrored: number };
+  tags: number;
+  /** uploads in progress */
+  uploads: number;
+}
+
+export interface StatsCacheDetail {
+  lowWatermark: number;
+  mirroredBlobs: number;
+  localBlobs: number;
+  /** blobs linked to no repository (what `wharf gc` removes) */
+  unlinkedBytes: number;
+  unlinkedBlobs: number;
+}
+
 export interface ApiDeps {
   registry: Pick<Registry, 'namespaces' | 'manifests'>;
   browser: Browser;
-  /** client auth of /v2; absent: the registry is open and so is the API */
+  /** client auth of /v2; absent (and external absent): the registry is open and so is the API */
   auth?: ClientAuth;
+  /** external token mode (auth.token.rootcertbundle/jwks): logins and rights come from the token service */
+  external?: ExternalViewers;
   sessions?: Sessions;
   /** the admin service's purge (mirrored images) */
   purge?: (ref: string) => Promise<object>;
@@ -64,7 +86,13 @@ export interface ApiDeps {
 
 /** `/_wharf/api/…`: the JSON the web UI reads (documented in README "Web UI"). Raw path, case-sensitive (endpoints.ts). */
 export function apiEndpoint(d: ApiDeps) {
-  const viewer = (ctx: Context) => viewerOf(ctx, { auth: d.auth, sessions: d.sessions });
+  const viewer = (ctx: Context) => viewerOf(ctx, { auth: d.auth, sessions: d.sessions, external: d.external });
+  /** The viewer, with its rights on these repositories asked first where the token service decides. */
+  const viewerFor = async (ctx: Context, repo: RepoRef) => {
+    const v = await viewer(ctx);
+    await v.load?.([repo]);
+    return v;
+  };
   const repoOf = (name: string | null): RepoRef => {
     if (name === null || name === '') throw badRequest('name is required');
     return d.registry.namespaces.resolve(parseName(name));
@@ -80,27 +108,34 @@ export function apiEndpoint(d: ApiDeps) {
         GET: async (ctx) => {
           const v = await viewer(ctx);
           ctx.body = {
-            authEnabled: d.auth !== undefined,
+            authEnabled: authOn(d),
             user: userOf(v) ?? null,
             csrf: v.session?.csrf ?? null,
             expires: v.session?.expires ?? null,
             pullHost: d.pullHost ?? null,
             upstreams: d.upstreams,
-            maintain: mayMaintain(ctx, { authEnabled: d.auth !== undefined, ...(d.maintenance ? { maintenance: d.maintenance } : {}) }, v),
+            maintain: mayMaintain(ctx, { authEnabled: authOn(d), ...(d.maintenance ? { maintenance: d.maintenance } : {}) }, v),
           };
         },
         POST: async (ctx) => {
           const auth = d.auth;
           const sessions = d.sessions;
-          if (!auth || !sessions) throw badRequest('this registry has no users to log in as (auth is not configured)');
+          if ((!auth && !d.external) || !sessions) throw badRequest('this registry has no users to log in as (auth is not configured)');
           checkCsrf(ctx, { caller: { kind: 'anonymous' }, rights: () => new Set() }, undefined);
           const body = await readJson(ctx);
           const username = typeof body.username === 'string' ? body.username : '';
           const password = typeof body.password === 'string' ? body.password : '';
-          if (username === '' || password === '' || !(await auth.checkPassword(username, password, ctx.ip))) {
-            throw loginRequired('invalid username or password');
+          if (username === '' || password === '') throw loginRequired('invalid username or password');
+          let issued: ReturnType<Sessions['issue']>;
+          if (d.external) {
+            // The token service checks the password; the session keeps it sealed, since the service asks again.
+            const user = await d.external.login({ username, password }, ctx.ip);
+            issued = sessions.issue(user, { username, password });
+          } else {
+            if (!(await auth!.checkPassword(username, password, ctx.ip))) throw loginRequired('invalid username or password');
+            issued = sessions.issue(username);
           }
-          const { cookie, session } = sessions.issue(username);
+          const { cookie, session } = issued;
           ctx.set('Set-Cookie', sessionCookie(cookie, Math.floor(sessions.ttlMs / 1000), ctx.protocol === 'https'));
           ctx.body = { user: session.user, csrf: session.csrf, expires: session.expires };
         },
@@ -113,15 +148,17 @@ export function apiEndpoint(d: ApiDeps) {
       [`${API_PREFIX}repositories`]: {
         GET: async (ctx) => {
           const v = await viewer(ctx);
-          const all = (await d.browser.repositories()).filter((r) => v.rights(d.registry.namespaces.resolve(r.name)).has('pull'));
+          const repos = (await d.browser.repositories()).map((r) => ({ r, ref: d.registry.namespaces.resolve(r.name) }));
+          await v.load?.(repos.map((x) => x.ref));
+          const all = repos.filter((x) => v.rights(x.ref).has('pull')).map((x) => x.r);
           ctx.body = queryRepositories(all, repositoryQuery(query(ctx)), await d.pullCounts?.().catch(() => undefined));
         },
       },
       [`${API_PREFIX}repository`]: {
         GET: async (ctx) => {
-          const v = await viewer(ctx);
           const name = query(ctx).get('name');
           const repo = repoOf(name);
+          const v = await viewerFor(ctx, repo);
           visible(v, repo, name!);
           const summary = await d.browser.repository(repo.key);
           if (!summary) throw new RegistryError(ErrorCode.NAME_UNKNOWN, undefined, { detail: { name } });
@@ -130,9 +167,9 @@ export function apiEndpoint(d: ApiDeps) {
       },
       [`${API_PREFIX}image`]: {
         GET: async (ctx) => {
-          const v = await viewer(ctx);
           const q = query(ctx);
           const repo = repoOf(q.get('name'));
+          const v = await viewerFor(ctx, repo);
           visible(v, repo, q.get('name')!);
           const digest = await resolve(d, repo, reference(q.get('ref')));
           const image = digest && (await d.browser.image(repo.key, digest));
@@ -140,11 +177,11 @@ export function apiEndpoint(d: ApiDeps) {
           ctx.body = { ...image, rights: [...v.rights(repo)].sort(), canPurge: canPurge(ctx, d, v, repo) };
         },
         DELETE: async (ctx) => {
-          const v = await viewer(ctx);
-          checkCsrf(ctx, v, d.sessions);
           const q = query(ctx);
           const name = q.get('name');
           const repo = repoOf(name);
+          const v = await viewerFor(ctx, repo);
+          checkCsrf(ctx, v, d.sessions);
           visible(v, repo, name!);
           if (!v.rights(repo).has('delete')) throw denied(v, name!);
           const ref = reference(q.get('ref'));
@@ -163,7 +200,7 @@ export function apiEndpoint(d: ApiDeps) {
         },
       },
       [`${API_PREFIX}jobs`]: jobEndpoints({
-        authEnabled: d.auth !== undefined,
+        authEnabled: authOn(d),
         viewer,
         ...(d.maintenance ? { maintenance: d.maintenance } : {}),
         ...(d.sessions ? { sessions: d.sessions } : {}),
@@ -172,7 +209,9 @@ export function apiEndpoint(d: ApiDeps) {
         GET: async (ctx) => {
           // Upstream names, quota and traffic: what metrics.auth can close on /metrics is not open here either.
           const v = await viewer(ctx);
-          if (d.auth && v.caller.kind === 'anonymous') throw loginRequired('log in to see the cache figures');
+          if (authOn(d) && v.caller.kind === 'anonymous') throw loginRequired('log in to see the cache figures');
+          // Behind a token service, rights are asked first (batched, cached): those of every listed repository.
+          if (v.load) await v.load((await d.browser.repositories()).map((r) => d.registry.namespaces.resolve(r.name)));
           ctx.body = await d.stats((name) => {
             try {
               return v.rights(d.registry.namespaces.resolve(name)).has('pull');
@@ -200,7 +239,12 @@ export function apiEndpoint(d: ApiDeps) {
  */
 function canPurge(ctx: Context, d: ApiDeps, v: Viewer, repo: RepoRef): boolean {
   if (!d.purge) return false;
-  return d.auth ? v.rights(repo).has('delete') : fromLoopback(ctx);
+  return authOn(d) ? v.rights(repo).has('delete') : fromLoopback(ctx);
+}
+
+/** Whether callers authenticate (wharf's own users, or an external token service). */
+function authOn(d: ApiDeps): boolean {
+  return d.auth !== undefined || d.external !== undefined;
 }
 
 function denied(v: Viewer, name: string): RegistryError {
@@ -233,7 +277,10 @@ function repositoryQuery(q: URLSearchParams): RepositoryQuery {
   const page = whole(q.get('page'), 1, 'page');
   const perPage = Math.min(whole(q.get('perPage'), 50, 'perPage'), MAX_PER_PAGE);
   const upstream = q.get('upstream');
+  const detail = q.get('detail') ?? '';
+  if (detail !== '' && detail !== 'tags') throw badRequest('detail must be tags');
   return {
+    ...(detail === 'tags' ? { withTags: true } : {}),
     q: q.get('q') ?? '',
     ...(kind !== '' ? { kind } : {}),
     ...(upstream ? { upstream } : {}),

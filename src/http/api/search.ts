@@ -1,4 +1,4 @@
-import type { RepositorySummary } from '../../core/browse-types.js';
+import type { RepositorySummary, TagSummary } from '../../core/browse-types.js';
 
 export const SORT_KEYS = ['name', 'size', 'tags', 'updated', 'pulled', 'pulls'] as const;
 export type SortKey = (typeof SORT_KEYS)[number];
@@ -13,15 +13,23 @@ export interface RepositoryQuery {
   /** 1-based */
   page: number;
   perPage: number;
+  /** `detail=tags`: each item carries its tags (what `wharf ls --json` prints) */
+  withTags?: boolean;
 }
 
 export interface RepositoryListItem {
   name: string;
+  /** canonical key */
+  key: string;
   upstream?: string;
   local: boolean;
   mirrored: boolean;
   tagCount: number;
   bytes: number;
+  manifests: number;
+  blobs: number;
+  /** with `detail=tags` only */
+  tags?: TagSummary[];
   updatedAt?: number;
   lastPulled?: number;
   /** manifest pulls over the last 24 h, cluster-wide (the dashboard's "most pulled" count); 0 when none or not counted */
@@ -79,7 +87,8 @@ export function queryRepositories(all: readonly RepositorySummary[], q: Reposito
   });
   const start = (q.page - 1) * q.perPage;
   const items = rows.slice(start, start + q.perPage).map(({ r, matchedTags }) => {
-    const item: RepositoryListItem = { name: r.name, local: r.local, mirrored: r.mirrored, tagCount: r.tags.length, bytes: r.bytes, pulls: pulls(r.key) };
+    const item: RepositoryListItem = { name: r.name, key: r.key, local: r.local, mirrored: r.mirrored, tagCount: r.tags.length, bytes: r.bytes, manifests: r.manifests, blobs: r.blobs, pulls: pulls(r.key) };
+    if (q.withTags) item.tags = r.tags;
     if (r.upstream !== undefined) item.upstream = r.upstream;
     if (r.updatedAt !== undefined) item.updatedAt = r.updatedAt;
     if (r.lastPulled !== undefined) item.lastPulled = r.lastPulled;

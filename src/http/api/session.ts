@@ -1,4 +1,4 @@
-import { timingSafeEqual } from 'node:crypto';
+import { createCipheriv, createDecipheriv, timingSafeEqual } from 'node:crypto';
 
 /** What signs session cookies: an HMAC under the key replicas already share for client tokens (TokenSigner.mac). */
 export type Mac = (label: string, data: string) => Buffer;
@@ -19,12 +19,23 @@ export interface Session {
   expires: number;
   /** what state-changing calls must send in X-Wharf-CSRF */
   csrf: string;
+  /** external token mode: the login's credentials, sealed (AES-256-GCM); only unseal() opens them */
+  sealed?: string;
+}
+
+/** What an external token service needs again each time its short-lived tokens expire. */
+export interface SealedCredentials {
+  username: string;
+  password: string;
 }
 
 export const SESSION_COOKIE = 'wharf_session';
 export const CSRF_HEADER = 'x-wharf-csrf';
 const SESSION_LABEL = 'wharf-ui-session';
 const CSRF_LABEL = 'wharf-ui-csrf';
+const SEAL_LABEL = 'wharf-ui-credentials-key';
+const IV_BYTES = 12;
+const TAG_BYTES = 16;
 const DEFAULT_TTL_MS = 8 * 60 * 60 * 1000;
 
 const b64 = (b: Buffer | string): string => Buffer.from(b).toString('base64url');
@@ -41,12 +52,47 @@ export class Sessions {
     this.ttlMs = o.ttlMs ?? DEFAULT_TTL_MS;
   }
 
-  issue(user: string): { cookie: string; session: Session } {
+  /** A new session; `credentials` (external token mode) travel sealed inside the signed cookie. */
+  issue(user: string, credentials?: SealedCredentials): { cookie: string; session: Session } {
     const sid = b64(this.o.random(16));
     const expires = this.o.now() + this.ttlMs;
-    const payload = b64(JSON.stringify({ u: user, sid, exp: expires }));
+    const sealed = credentials && this.seal(sid, credentials);
+    const payload = b64(JSON.stringify({ u: user, sid, exp: expires, ...(sealed ? { c: sealed } : {}) }));
     const cookie = `${payload}.${b64(this.o.mac(SESSION_LABEL, payload))}`;
-    return { cookie, session: { user, sid, expires, csrf: this.csrf(sid) } };
+    return { cookie, session: { user, sid, expires, csrf: this.csrf(sid), ...(sealed ? { sealed } : {}) } };
+  }
+
+  /** A session's sealed credentials; undefined when it has none or they do not open (another key, tampering). */
+  unseal(session: Session): SealedCredentials | undefined {
+    if (session.sealed === undefined) return undefined;
+    try {
+      const raw = Buffer.from(session.sealed, 'base64url');
+      const decipher = createDecipheriv('aes-256-gcm', this.sealKey(), raw.subarray(0, IV_BYTES));
+      decipher.setAAD(Buffer.from(session.sid));
+      decipher.setAuthTag(raw.subarray(IV_BYTES, IV_BYTES + TAG_BYTES));
+      const plain = Buffer.concat([decipher.update(raw.subarray(IV_BYTES + TAG_BYTES)), decipher.final()]);
+      const { u, p } = JSON.parse(plain.toString('utf8')) as { u?: unknown; p?: unknown };
+      return typeof u === 'string' && typeof p === 'string' ? { username: u, password: p } : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * AES-256-GCM under a key derived from the shared signing key (so every replica opens it), a random IV,
+   * and the session id as associated data (a sealed value moved into another session does not open).
+   */
+  private seal(sid: string, c: SealedCredentials): string {
+    const iv = this.o.random(IV_BYTES);
+    const cipher = createCipheriv('aes-256-gcm', this.sealKey(), iv);
+    cipher.setAAD(Buffer.from(sid));
+    const body = Buffer.concat([cipher.update(JSON.stringify({ u: c.username, p: c.password }), 'utf8'), cipher.final()]);
+    return b64(Buffer.concat([iv, cipher.getAuthTag(), body]));
+  }
+
+  /** 32 bytes: an HMAC-SHA256 under the signing key with its own label (never the key itself). */
+  private sealKey(): Buffer {
+    return this.o.mac(SEAL_LABEL, '');
   }
 
   /** The session a cookie value carries; undefined when forged, malformed or expired. */
@@ -64,9 +110,9 @@ export class Sessions {
     } catch {
       return undefined;
     }
-    const { u, sid, exp } = (body ?? {}) as { u?: unknown; sid?: unknown; exp?: unknown };
+    const { u, sid, exp, c } = (body ?? {}) as { u?: unknown; sid?: unknown; exp?: unknown; c?: unknown };
     if (typeof u !== 'string' || typeof sid !== 'string' || typeof exp !== 'number' || exp <= this.o.now()) return undefined;
-    return { user: u, sid, expires: exp, csrf: this.csrf(sid) };
+    return { user: u, sid, expires: exp, csrf: this.csrf(sid), ...(typeof c === 'string' ? { sealed: c } : {}) };
   }
 
   /** Whether a request's X-Wharf-CSRF value is this session's token. */

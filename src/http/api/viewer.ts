@@ -3,6 +3,7 @@ import type { RepoRef } from '../../core/types.js';
 import { ErrorCode, RegistryError } from '../../oci/index.js';
 import type { Action } from '../auth/rules.js';
 import type { Caller, ClientAuth } from '../middleware/client-auth.js';
+import type { ExternalViewers } from './external-viewer.js';
 import { CSRF_HEADER, SESSION_COOKIE, cookieValue, type Session, type Sessions } from './session.js';
 
 /** Who is looking: a session cookie, or (CLI, scripts) the same Authorization header /v2 takes. */
@@ -12,6 +13,11 @@ export interface Viewer {
   session?: Session;
   /** what the caller may do to a repository: the /v2 rule, or everything when the registry is open */
   rights(repo: RepoRef): Set<Action>;
+  /**
+   * External token mode: asks the token service for these repositories' rights (batched, cached) so that
+   * rights() can answer; until then rights() grants nothing. Absent where rights need no asking.
+   */
+  load?(repos: readonly RepoRef[]): Promise<void>;
 }
 
 const ALL: readonly Action[] = ['pull', 'push', 'delete', 'overlay'];
@@ -19,9 +25,12 @@ const ALL: readonly Action[] = ['pull', 'push', 'delete', 'overlay'];
 export interface ViewerDeps {
   auth?: ClientAuth;
   sessions?: Sessions;
+  /** external token mode: the token service decides (auth is then absent) */
+  external?: Pick<ExternalViewers, 'viewer'>;
 }
 
 export async function viewerOf(ctx: Context, d: ViewerDeps): Promise<Viewer> {
+  if (d.external) return d.external.viewer(ctx);
   const auth = d.auth;
   if (!auth) return { caller: { kind: 'anonymous' }, rights: () => new Set(ALL) };
   if (ctx.get('authorization')) {
@@ -31,7 +40,9 @@ export async function viewerOf(ctx: Context, d: ViewerDeps): Promise<Viewer> {
     });
     return { caller, rights: (repo) => auth.rights(caller, repo) };
   }
-  const session = d.sessions?.read(cookieValue(ctx.get('cookie'), SESSION_COOKIE));
+  // A session sealed for an external token service names that service's user, not one of ours (a mode switch).
+  const read = d.sessions?.read(cookieValue(ctx.get('cookie'), SESSION_COOKIE));
+  const session = read?.sealed === undefined ? read : undefined;
   const caller: Caller = session ? { kind: 'user', user: session.user } : { kind: 'anonymous' };
   return { caller, ...(session ? { session } : {}), rights: (repo) => auth.rights(caller, repo) };
 }

@@ -7,7 +7,7 @@ import type { RouteMatch } from '../routes.js';
 import type { ExternalTokenVerifier, GrantedAccess } from './external-token.js';
 import { bearerChallenge } from './scope.js';
 
-type Needed = 'pull' | 'push' | 'delete';
+export type Needed = 'pull' | 'push' | 'delete';
 
 export interface ExternalAuthDeps {
   namespaces: Namespaces;
@@ -25,6 +25,16 @@ export interface ExternalAuthDeps {
  */
 export class ExternalTokenAuth {
   constructor(private readonly d: ExternalAuthDeps) {}
+
+  /** What the web UI's login asks and checks (the same service and the same verifier as /v2). */
+  get service(): { realm: string; service: string; verifier: ExternalTokenVerifier } {
+    return { realm: this.d.realm, service: this.d.service, verifier: this.d.verifier };
+  }
+
+  /** The display name a token service knows a repository by (what /v2's challenges name). */
+  scopeName(repo: RepoRef): string {
+    return this.d.namespaces.displayName(repo.key);
+  }
 
   async authorize(ctx: Context, m: RouteMatch): Promise<void> {
     const grants = await this.grants(ctx);
@@ -61,7 +71,7 @@ export class ExternalTokenAuth {
   }
 
   /** What the grants allow on one repository: entries naming it (by any of its names) with their actions. */
-  private rights(grants: readonly GrantedAccess[], repo: RepoRef): Set<Needed> {
+  rights(grants: readonly GrantedAccess[], repo: RepoRef): Set<Needed> {
     const out = new Set<Needed>();
     for (const g of grants) {
       if (g.type !== 'repository' || !this.same(g.name, repo)) continue;

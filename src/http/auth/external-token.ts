@@ -16,6 +16,13 @@ export interface GrantedAccess {
   actions: string[];
 }
 
+export interface VerifiedToken {
+  access: GrantedAccess[];
+  subject: string;
+  /** ms since epoch */
+  expiresAt: number;
+}
+
 export interface ExternalTokenOptions {
   issuer: string;
   service: string;
@@ -54,6 +61,11 @@ export class ExternalTokenVerifier {
 
   /** The token's `access` claim when it is valid; undefined when it is malformed, untrusted, expired or not for us. */
   async verify(token: string): Promise<GrantedAccess[] | undefined> {
+    return (await this.verifyToken(token))?.access;
+  }
+
+  /** A valid token's grants, subject (`sub`, '' when absent) and expiry (ms since epoch); undefined as verify. */
+  async verifyToken(token: string): Promise<VerifiedToken | undefined> {
     try {
       const header = decodeProtectedHeader(token);
       if (typeof header.alg !== 'string' || !this.algorithms.includes(header.alg)) return undefined;
@@ -67,7 +79,8 @@ export class ExternalTokenVerifier {
         clockTolerance: LEEWAY_SECONDS,
         requiredClaims: ['exp'],
       });
-      return Array.isArray(payload.access) ? payload.access.filter(isGrant) : [];
+      const access = Array.isArray(payload.access) ? payload.access.filter(isGrant) : [];
+      return { access, subject: typeof payload.sub === 'string' ? payload.sub : '', expiresAt: payload.exp! * 1000 };
     } catch {
       return undefined;
     }

@@ -57,6 +57,21 @@ export interface ClientAuthOptions {
 
 const MIN_SECRET_BYTES = 32;
 
+/**
+ * The key wharf signs with (client tokens; the web UI's session cookies, also in external token mode):
+ * `auth.token.secretFile`, else the one replicas share through Redis, else random per process.
+ */
+export function signingSecret(s: AuthSettings, shared?: () => Uint8Array): () => Uint8Array {
+  if (s.token.secretFile) {
+    const key = new Uint8Array(readFileSync(s.token.secretFile));
+    if (key.length < MIN_SECRET_BYTES) throw new Error(`auth.token.secretFile must hold at least ${MIN_SECRET_BYTES} bytes`);
+    return () => key;
+  }
+  if (shared) return shared;
+  const key = new Uint8Array(randomBytes(MIN_SECRET_BYTES));
+  return () => key;
+}
+
 /** Reads the htpasswd, token and secret files once at start-up (a missing file fails start-up, not logins). */
 export function createClientAuth(s: AuthSettings, o: ClientAuthOptions): ClientAuth {
   let htpasswd: Htpasswd | undefined;
@@ -69,16 +84,7 @@ export function createClientAuth(s: AuthSettings, o: ClientAuthOptions): ClientA
     const token = t.token ?? (t.tokenFile ? readFileSync(t.tokenFile, 'utf8').trim() : '');
     if (token !== '') tokens.push({ user: t.user, token });
   }
-  let secret = o.secret;
-  if (s.token.secretFile) {
-    const key = new Uint8Array(readFileSync(s.token.secretFile));
-    if (key.length < MIN_SECRET_BYTES) throw new Error(`auth.token.secretFile must hold at least ${MIN_SECRET_BYTES} bytes`);
-    secret = () => key;
-  }
-  if (!secret) {
-    const key = new Uint8Array(randomBytes(MIN_SECRET_BYTES));
-    secret = () => key;
-  }
+  const secret = signingSecret(s, o.secret);
   return new ClientAuth({
     registry: o.registry,
     users: new Users(htpasswd, tokens),

@@ -59,7 +59,7 @@ export class TokenSigner {
 
   /** An HMAC-SHA256 under the signing key, kept apart from token signatures by `label` (the web UI's session cookies). */
   mac(label: string, data: string): Buffer {
-    return createHmac('sha256', this.opts.secret()).update(`${label}\0${data}`).digest();
+    return macUnder(this.opts.secret)(label, data);
   }
 
   /** The claims of a valid token; undefined when it is malformed, forged, expired or for another service. */
@@ -83,4 +83,9 @@ export class TokenSigner {
 function isEntry(e: unknown): e is AccessEntry {
   const x = e as Partial<AccessEntry> | null;
   return x?.type === 'repository' && typeof x.name === 'string' && Array.isArray(x.actions) && x.actions.every((a) => typeof a === 'string');
+}
+
+/** HMAC-SHA256 under a key, kept apart per use by `label` (what TokenSigner.mac computes, without a signer). */
+export function macUnder(secret: () => Uint8Array): (label: string, data: string) => Buffer {
+  return (label, data) => createHmac('sha256', secret()).update(`${label}\0${data}`).digest();
 }
