@@ -59,7 +59,9 @@ describe('top pulls across replicas', () => {
     ];
     for (const w of [a, b]) {
       let got: Top = await top(w);
-      for (let i = 0; i < 150 && JSON.stringify(got.hour) !== JSON.stringify(want); i++) {
+      // Each window's stored sums are re-read at most every 3 s, each on its own clock: wait for both.
+      const current = (t: Top) => JSON.stringify(t.hour) === JSON.stringify(want) && JSON.stringify(t.day) === JSON.stringify(want);
+      for (let i = 0; i < 150 && !current(got); i++) {
         await new Promise((r) => setTimeout(r, 100));
         got = await top(w);
       }
