@@ -47,7 +47,7 @@ test: deps test-deps typecheck ui
 bench-deps:
 	@bash test/setup/install-test-deps.sh nginx
 
-## wharf as deployed (the production build) against Distribution 2.8; ~12 min; writes test/bench/results.json.
+## wharf as deployed (the production build) against Distribution 2.8; ~19 min (with the S3 scenario on Swift); writes test/bench/results.json.
 bench: deps test-deps bench-deps build
 	npx tsx test/bench/run.ts
 	npx tsx test/bench/ui-first-render.ts
