@@ -80,6 +80,11 @@ async function pullBlob(name: string, digest: string): Promise<void> {
   assert.equal(sha256(res.body), digest);
 }
 
+/** wharf's eviction lines, for a failure message (which pass took what, and why it stopped). */
+function evictionLog(): string {
+  return w.logs().split('\n').filter((l) => l.includes('evict')).slice(-20).join('\n');
+}
+
 function onDisk(digest: string): Promise<boolean> {
   return blobStored(w.dataDir, digest);
 }
@@ -113,7 +118,7 @@ describe('eviction keeps mirrored content under cache.maxSize', () => {
     await pull('acme/s4', '1', s[4]!);
     const after = await settled();
     assert.ok(after.cache.mirroredBytes <= MAX, `mirrored ${after.cache.mirroredBytes} <= maxSize`);
-    for (const b of [fresh.config, ...fresh.layers]) assert.equal(await onDisk(b.digest), false, `least recently used ${b.digest} evicted although its tag is fresh`);
+    for (const b of [fresh.config, ...fresh.layers]) assert.equal(await onDisk(b.digest), false, `least recently used ${b.digest} evicted although its tag is fresh\n${evictionLog()}`);
     for (const i of [0, 1, 2, 3, 4]) assert.ok(await allOnDisk(s[i]!), `s${i} kept`);
     assert.ok(await allOnDisk(local), 'local pushes are never evicted');
 
