@@ -260,6 +260,25 @@ export async function offlineArgs(dataDir: string): Promise<string[]> {
  * Bytes the wharf on `dataDir` keeps: every file under it (blobs, metadata, temp files) and, in S3 mode,
  * every object under its prefix (blobs, session objects, quarantine).
  */
+/** Where a footprint's bytes are, by top-level folder (local `dir/`, S3 `s3:dir/`): for failure messages. */
+export async function footprintBreakdown(dataDir: string): Promise<string> {
+  const by = new Map<string, number>();
+  const add = (k: string, n: number) => by.set(k, (by.get(k) ?? 0) + n);
+  for (const f of await filesUnder(dataDir)) add(`${f.split('/')[0]}/`, (await stat(join(dataDir, f)).catch(() => ({ size: 0 }))).size);
+  if (onS3) {
+    const root = prefixFor(dataDir);
+    await withClient(async (c) => {
+      let token: string | undefined;
+      do {
+        const r = await c.send(new ListObjectsV2Command({ Bucket: MATRIX_BUCKET, Prefix: root, ...(token ? { ContinuationToken: token } : {}) }));
+        for (const o of r.Contents ?? []) add(`s3:${(o.Key ?? '').slice(root.length).split('/')[0]}/`, o.Size ?? 0);
+        token = r.IsTruncated ? r.NextContinuationToken : undefined;
+      } while (token);
+    });
+  }
+  return [...by].sort().map(([k, n]) => `${k} ${n}`).join(', ');
+}
+
 export async function footprint(dataDir: string): Promise<number> {
   let total = 0;
   for (const f of await filesUnder(dataDir)) total += (await stat(join(dataDir, f)).catch(() => ({ size: 0 }))).size;
