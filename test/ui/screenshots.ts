@@ -19,6 +19,10 @@ const f = await startUiFixture();
 const browser = await launchChromium();
 try {
   for (let i = 0; i < 3; i++) await pullManifest(f.wharf.url, 'library/alpine', '3', READER);
+  for (let i = 0; i < 2; i++) await pullManifest(f.wharf.url, 'apps/web', '1.0', READER);
+  await pullManifest(f.wharf.url, 'apps/multi', '2.0', READER);
+  // The repositories list is a snapshot rebuilt once it is 3 s old: let it take in the pulls and the mirrored repository.
+  await new Promise((r) => setTimeout(r, 3500));
   // A verify, then a gc dry run, for the Maintenance page to show (the latest, with its report).
   for (const kind of ['verify', 'gc']) {
     const started = await request(`${f.wharf.url}/_wharf/api/jobs`, {
