@@ -8,7 +8,7 @@ import type { InflightDownload } from './core/blob-service.js';
 import type { PullCounter } from './core/pull-counter.js';
 import type { Registry } from './core/types.js';
 import type { ApiDeps, ApiStats } from './http/api/index.js';
-import { Sessions } from './http/api/session.js';
+import { Sessions, type SessionRevocations } from './http/api/session.js';
 import type { ClientAuth, ExternalTokenAuth } from './http/auth/index.js';
 import { ExternalViewers } from './http/api/external-viewer.js';
 import { LOGIN_LIMITS, LoginLimiter } from './http/auth/login-limiter.js';
@@ -126,14 +126,14 @@ export function uiDeps(i: UiDepsInput): { api: ApiDeps; assetsDir?: string; page
     return { ...t, hitRatio: t.requests > 0 ? t.hits / t.requests : null, cache, upstreams, downloads: downloads(visible), topPulls: top, ...(await counts()) };
   };
   const auth = i.clientAuth;
-  const external = i.external && externalViewers(i.external, now);
+  const external = i.external && externalViewers(i.external, now, revocationsIn(i.meta));
   const api: ApiDeps = {
     registry: i.registry,
     browser,
     stats,
     ...(i.pulls ? { pullCounts: () => i.pulls!.counts('day') } : {}),
     upstreams: config.upstreams.map((u) => u.name),
-    ...(auth ? { auth, sessions: new Sessions({ mac: (l, d) => auth.tokens.mac(l, d), now, random: randomBytes }) } : {}),
+    ...(auth ? { auth, sessions: new Sessions({ mac: (l, d) => auth.tokens.mac(l, d), now, random: randomBytes, revocations: revocationsIn(i.meta) }) } : {}),
     ...(external ? { external: external.viewers, sessions: external.sessions } : {}),
     ...(i.purge ? { purge: i.purge } : {}),
     ...(config.ui.pullHost !== undefined ? { pullHost: config.ui.pullHost } : {}),
@@ -145,8 +145,12 @@ export function uiDeps(i: UiDepsInput): { api: ApiDeps; assetsDir?: string; page
 }
 
 /** External token mode: logins and rights from the token service; sessions signed and sealed under the shared key. */
-function externalViewers(e: { auth: ExternalTokenAuth; secret: () => Uint8Array }, now: () => number): { viewers: ExternalViewers; sessions: Sessions } {
-  const sessions = new Sessions({ mac: macUnder(e.secret), now, random: randomBytes });
+function externalViewers(
+  e: { auth: ExternalTokenAuth; secret: () => Uint8Array },
+  now: () => number,
+  revocations: SessionRevocations,
+): { viewers: ExternalViewers; sessions: Sessions } {
+  const sessions = new Sessions({ mac: macUnder(e.secret), now, random: randomBytes, revocations });
   const viewers = new ExternalViewers({
     auth: e.auth,
     tokens: new TokenServiceClient(e.auth.service),
@@ -155,4 +159,13 @@ function externalViewers(e: { auth: ExternalTokenAuth; secret: () => Uint8Array 
     now,
   });
   return { viewers, sessions };
+}
+
+/** Logged-out sessions in the metadata store (Redis with replicas), each kept until it would have expired. */
+function revocationsIn(meta: Pick<MetadataStore, 'getState' | 'setState'>): SessionRevocations {
+  const key = (sid: string) => `ui-session-revoked:${sid}`;
+  return {
+    revoke: (sid, ttlMs) => meta.setState(key(sid), '1', ttlMs),
+    revoked: async (sid) => (await meta.getState(key(sid))) !== undefined,
+  };
 }

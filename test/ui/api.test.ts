@@ -178,6 +178,12 @@ describe('web UI API', () => {
     const out = await request(api('session'), { method: 'DELETE', headers: { cookie: s.cookie, 'x-wharf-csrf': s.csrf } });
     assert.equal(out.status, 204);
     assert.match(out.headers['set-cookie'] ?? '', /^wharf_session=; Path=\/; Max-Age=0; HttpOnly; SameSite=Strict/);
+    // A copy of the cookie kept from before the logout (a stolen one) no longer logs anyone in.
+    const replay = json(await request(api('session'), { headers: { cookie: s.cookie } }));
+    assert.equal(replay.user, null, 'the logged-out cookie is refused although it has not expired');
+    assert.equal((await request(api('repositories?q=vault'), { headers: { cookie: s.cookie } })).status, 200);
+    const other = await login(READER);
+    assert.equal(json(await request(api('session'), { headers: { cookie: other.cookie } })).user, READER.username, "another session of the same user is not affected");
   });
 
   it('reports the hit ratio with the metrics definition, moving after pulls', async () => {

@@ -198,6 +198,12 @@ describe('web UI API with an external token service', () => {
     const list = await request(`${w2.url}/_wharf/api/repositories`, { headers: { cookie: alice.cookie } });
     assert.equal(list.status, 200, list.body.toString());
     assert.equal(names(list).length, 4, 'the other replica opens the sealed credentials and asks the service itself');
+
+    // Logging out on one replica logs the cookie out on the other too (the revocation is in Redis).
+    const out = await request(`${w.url}/_wharf/api/session`, { method: 'DELETE', headers: { cookie: alice.cookie, 'x-wharf-csrf': alice.csrf } });
+    assert.equal(out.status, 204, out.body.toString());
+    const after = await request(`${w2.url}/_wharf/api/session`, { headers: { cookie: alice.cookie } });
+    assert.equal(json(after).user, null, 'the other replica refuses the logged-out cookie');
   });
 
   it('an unreachable or failing token service is 503 with a clear message', async () => {

@@ -36,4 +36,34 @@ describe('UI sessions', () => {
     assert.equal(cookieValue('a=1; wharf_session=abc.def; b=2', 'wharf_session'), 'abc.def');
     assert.equal(cookieValue('xwharf_session=1', 'wharf_session'), undefined);
   });
+
+  it('a revoked session reads as none until it would have expired; an unreadable revocation list fails closed', async () => {
+    let now = 5_000;
+    const revoked = new Map<string, number>();
+    let down = false;
+    const s = new Sessions({
+      mac: mac(key),
+      now: () => now,
+      random: randomBytes,
+      ttlMs: 60_000,
+      revocations: {
+        // In memory: the interface the metadata store implements (getState/setState with a TTL).
+        revoke: async (sid, ttlMs) => void revoked.set(sid, now + ttlMs),
+        revoked: async (sid) => {
+          if (down) throw new Error('metadata store unavailable');
+          return (revoked.get(sid) ?? 0) > now;
+        },
+      },
+    });
+    const a = s.issue('alice');
+    const b = s.issue('alice');
+    assert.equal((await s.readLive(a.cookie))?.user, 'alice');
+    assert.equal(await s.revoke(a.session), true);
+    assert.equal(await s.readLive(a.cookie), undefined, 'logged out');
+    assert.equal(s.read(a.cookie)?.user, 'alice', 'the signature alone still checks: only readLive knows about logouts');
+    assert.equal((await s.readLive(b.cookie))?.user, 'alice', 'another session of the same user stays');
+    assert.equal(revoked.get(a.session.sid), a.session.expires, 'remembered exactly until the session would expire');
+    down = true;
+    assert.equal(await s.readLive(b.cookie), undefined, 'a revocation list that cannot be read counts as revoked');
+  });
 });

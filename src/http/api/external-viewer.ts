@@ -67,7 +67,7 @@ export class ExternalViewers {
   async viewer(ctx: Context): Promise<Viewer> {
     const header = ctx.get('authorization');
     if (header) return this.headerViewer(ctx, header);
-    const session = this.d.sessions.read(cookieValue(ctx.get('cookie'), SESSION_COOKIE));
+    const session = await this.d.sessions.readLive(cookieValue(ctx.get('cookie'), SESSION_COOKIE));
     const creds = session && this.d.sessions.unseal(session);
     // A session without credentials that open (another mode's cookie, another key) is no login here.
     if (!session || !creds) return this.viewerOf({ kind: 'anonymous' }, 'anonymous', undefined);

@@ -140,8 +140,16 @@ export function apiEndpoint(d: ApiDeps) {
           ctx.body = { user: session.user, csrf: session.csrf, expires: session.expires };
         },
         DELETE: async (ctx) => {
-          checkCsrf(ctx, await viewer(ctx), d.sessions);
-          ctx.set('Set-Cookie', `${SESSION_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict${ctx.protocol === 'https' ? '; Secure' : ''}`);
+          const v = await viewer(ctx);
+          checkCsrf(ctx, v, d.sessions);
+          const cleared = `${SESSION_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict${ctx.protocol === 'https' ? '; Secure' : ''}`;
+          // The cookie's value would stay valid until it expires: remember the logout where every replica looks.
+          if (v.session && d.sessions && !(await d.sessions.revoke(v.session))) {
+            throw new RegistryError(ErrorCode.UNAVAILABLE, 'logged out in this browser, but the session could not be revoked (metadata store unavailable); it stays valid until it expires', {
+              headers: { 'Set-Cookie': cleared },
+            });
+          }
+          ctx.set('Set-Cookie', cleared);
           ctx.status = 204;
         },
       },

@@ -9,6 +9,14 @@ export interface SessionOptions {
   random: (bytes: number) => Buffer;
   /** session lifetime (default 8 h) */
   ttlMs?: number;
+  /** logged-out sessions, shared by every replica (the metadata store); absent: a logout only clears the cookie */
+  revocations?: SessionRevocations;
+}
+
+/** Where a logout is remembered until the session would have expired anyway. */
+export interface SessionRevocations {
+  revoke(sid: string, ttlMs: number): Promise<void>;
+  revoked(sid: string): Promise<boolean>;
 }
 
 export interface Session {
@@ -113,6 +121,29 @@ export class Sessions {
     const { u, sid, exp, c } = (body ?? {}) as { u?: unknown; sid?: unknown; exp?: unknown; c?: unknown };
     if (typeof u !== 'string' || typeof sid !== 'string' || typeof exp !== 'number' || exp <= this.o.now()) return undefined;
     return { user: u, sid, expires: exp, csrf: this.csrf(sid), ...(typeof c === 'string' ? { sealed: c } : {}) };
+  }
+
+  /**
+   * The session a cookie carries, unless it was logged out (on any replica). A revocation list that cannot be
+   * read counts as revoked: during a metadata outage a session cookie reads as anonymous rather than letting a
+   * logged-out (possibly stolen) cookie back in.
+   */
+  async readLive(value: string | undefined): Promise<Session | undefined> {
+    const session = this.read(value);
+    if (!session || !this.o.revocations) return session;
+    const revoked = await this.o.revocations.revoked(session.sid).catch(() => true);
+    return revoked ? undefined : session;
+  }
+
+  /** Logs a session out everywhere until it expires; false when it could not be recorded. */
+  async revoke(session: Session): Promise<boolean> {
+    if (!this.o.revocations) return false;
+    const ttl = session.expires - this.o.now();
+    if (ttl <= 0) return true;
+    return this.o.revocations.revoke(session.sid, ttl).then(
+      () => true,
+      () => false,
+    );
   }
 
   /** Whether a request's X-Wharf-CSRF value is this session's token. */

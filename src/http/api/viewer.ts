@@ -41,7 +41,7 @@ export async function viewerOf(ctx: Context, d: ViewerDeps): Promise<Viewer> {
     return { caller, rights: (repo) => auth.rights(caller, repo) };
   }
   // A session sealed for an external token service names that service's user, not one of ours (a mode switch).
-  const read = d.sessions?.read(cookieValue(ctx.get('cookie'), SESSION_COOKIE));
+  const read = await d.sessions?.readLive(cookieValue(ctx.get('cookie'), SESSION_COOKIE));
   const session = read?.sealed === undefined ? read : undefined;
   const caller: Caller = session ? { kind: 'user', user: session.user } : { kind: 'anonymous' };
   return { caller, ...(session ? { session } : {}), rights: (repo) => auth.rights(caller, repo) };
