@@ -35,8 +35,8 @@ export function CopyButton({ text, label }: { text: string; label: string }) {
   );
 }
 
-export type Tool = 'docker' | 'podman' | 'skopeo' | 'nerdctl';
-export const TOOLS: Tool[] = ['docker', 'podman', 'skopeo', 'nerdctl'];
+export type Tool = 'docker' | 'podman' | 'skopeo' | 'nerdctl' | 'ctr';
+export const TOOLS: Tool[] = ['docker', 'podman', 'skopeo', 'nerdctl', 'ctr'];
 
 /** The registry address to pull from: `ui.pullHost`, else the address this page was loaded from. */
 export function pullHost(configured: string | null): string {
@@ -54,12 +54,18 @@ export function pullCommand(tool: Tool, ref: string): string {
       return `skopeo copy ${insecure ? '--src-tls-verify=false ' : ''}docker://${ref} oci-archive:image.tar`;
     case 'nerdctl':
       return `nerdctl pull ${insecure ? '--insecure-registry ' : ''}${ref}`;
+    case 'ctr':
+      // containerd's own client: the image goes into the default namespace, unpacked for ctr run.
+      return `ctr image pull ${insecure ? '--plain-http ' : ''}${ref}`;
   }
 }
 
 /** Pull commands by tag and by digest, for the chosen client, each with a copy button. */
 export function PullCommands({ host, name, tag, digest }: { host: string; name: string; tag?: string; digest: string }) {
-  const [tool, setTool] = useState<Tool>(() => (localStorage.getItem('wharf.tool') as Tool | null) ?? 'docker');
+  const [tool, setTool] = useState<Tool>(() => {
+    const saved = localStorage.getItem('wharf.tool');
+    return TOOLS.find((t) => t === saved) ?? 'docker';
+  });
   const choose = (t: Tool) => {
     setTool(t);
     localStorage.setItem('wharf.tool', t);

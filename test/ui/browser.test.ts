@@ -54,6 +54,11 @@ describe('web UI in chromium', () => {
     await page.getByRole('button', { name: 'Copy podman pull command by digest' }).filter({ hasText: 'Copied' }).waitFor(WAIT);
     const copied = await page.evaluate(() => navigator.clipboard.readText());
     assert.equal(copied, `podman pull --tls-verify=false ${f.wharf.host}/apps/multi@${f.multi.digest}`);
+    // containerd's ctr (plain HTTP here, as the page was loaded over http:), by tag.
+    await page.getByRole('radio', { name: 'ctr' }).check();
+    await page.getByRole('button', { name: 'Copy ctr pull command by tag' }).click();
+    await page.getByRole('button', { name: 'Copy ctr pull command by tag' }).filter({ hasText: 'Copied' }).waitFor(WAIT);
+    assert.equal(await page.evaluate(() => navigator.clipboard.readText()), `ctr image pull --plain-http ${f.wharf.host}/apps/multi:2.0`);
 
     // A platform's page: layers and config.
     await page.getByRole('link', { name: 'linux/arm64/v8' }).click();
