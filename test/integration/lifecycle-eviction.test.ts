@@ -118,7 +118,9 @@ describe('eviction keeps mirrored content under cache.maxSize', () => {
     await pull('acme/s4', '1', s[4]!);
     const after = await settled();
     assert.ok(after.cache.mirroredBytes <= MAX, `mirrored ${after.cache.mirroredBytes} <= maxSize`);
-    for (const b of [fresh.config, ...fresh.layers]) assert.equal(await onDisk(b.digest), false, `least recently used ${b.digest} evicted although its tag is fresh\n${evictionLog()}`);
+    // Eviction is per blob and stops at the low mark: getting there takes both of the oldest image's layers,
+    // while its config and manifest (a few hundred bytes, read at nearly the same moment) may or may not go too.
+    for (const b of fresh.layers) assert.equal(await onDisk(b.digest), false, `least recently used layer ${b.digest} evicted although its tag is fresh\n${evictionLog()}`);
     for (const i of [0, 1, 2, 3, 4]) assert.ok(await allOnDisk(s[i]!), `s${i} kept`);
     assert.ok(await allOnDisk(local), 'local pushes are never evicted');
 
