@@ -105,7 +105,7 @@ export async function startSwiftS3(opts: { unref?: boolean } = {}): Promise<Swif
           // No object-updater runs here: a container update that times out (1 s by default, easily reached with
           // the cores busy) would stay an async pending forever and the object would be missing from listings
           // (ListObjects, which gc, verify and the cache-size scan walk). Wait for the container server instead.
-          [`app:${server}-server`]: { use: `egg:swift#${server}`, ...(server === 'object' ? { container_update_timeout: '30' } : {}) },
+          [`app:${server}-server`]: { use: `egg:swift#${server}`, ...(server === 'object' ? { container_update_timeout: '30', node_timeout: '30' } : {}) },
         }),
       );
     }
