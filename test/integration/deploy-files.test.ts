@@ -32,6 +32,8 @@ async function exec(cmd: string, args: string[], input?: string): Promise<{ code
     child.stderr.on('data', (c: Buffer) => (out += c.toString('utf8')));
     child.once('error', rej);
     child.once('close', (code) => res({ code: code ?? -1, out }));
+    // A command that exits without reading its input closes the pipe first: that EPIPE is not the test's failure.
+    child.stdin.on('error', () => undefined);
     child.stdin.end(input ?? '');
   });
 }
